@@ -1,0 +1,156 @@
+"""The DuckDB store: one file, numbered migrations, named queries.
+
+Decisions (docs/adr/0002-store.md):
+- every connection runs ``SET TimeZone = 'UTC'`` so TIMESTAMPTZ values come back in UTC;
+- schema changes are numbered files ``sql/schema/NNNN_name.sql`` applied in order, each in
+  its own transaction, recorded in ``schema_migrations``;
+- queries are files ``sql/queries/<name>.sql`` with named ``$parameters``; Python calls
+  them by name and never formats values into SQL;
+- DuckDB allows one writing process. Writers open the file read-write and keep the
+  connection for the duration of a command; readers (dashboards) open short-lived
+  read-only connections and retry while a writer holds the lock.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from gpumeter.errors import StoreError
+
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
+@cache
+def query_text(name: str) -> str:
+    """The text of ``sql/queries/<name>.sql``."""
+    if not _NAME.match(name):
+        raise StoreError(f"bad query name {name!r}")
+    try:
+        return resources.files("sql.queries").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise StoreError(f"no query named {name!r} in sql/queries") from exc
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every file in sql/schema, in order."""
+    found = []
+    for entry in resources.files("sql.schema").iterdir():
+        m = _MIGRATION.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"two migrations share a number: {versions}")
+    return found
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+
+
+def connect(path: Path | str, *, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open the store. Readers may wait up to ``wait_s`` for a writer's lock to clear."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreError(f"no database at {path}; run `gpumeter init` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if time.monotonic() >= deadline:
+                raise StoreError(f"cannot open {path}: {exc}") from exc
+            time.sleep(0.1)
+    _configure(con)
+    return con
+
+
+def memory() -> duckdb.DuckDBPyConnection:
+    """An in-memory store with the schema applied (demo and unit tests)."""
+    con = duckdb.connect(":memory:")
+    _configure(con)
+    migrate(con)
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply pending migrations; returns the versions applied."""
+    current = schema_version(con)
+    applied = []
+    for version, name, sql in migrations():
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($v, $n, now())",
+                {"v": version, "n": name},
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreError(f"migration {version:04d}_{name} failed: {exc}") from exc
+        applied.append(version)
+    return applied
+
+
+def require_schema(con: duckdb.DuckDBPyConnection) -> None:
+    want = max((v for v, _, _ in migrations()), default=0)
+    have = schema_version(con)
+    if have < want:
+        raise StoreError(f"store schema is at version {have}, code needs {want}: run `gpumeter init`")
+
+
+def run(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Execute the named query with parameters; returns the cursor."""
+    return con.execute(query_text(name), dict(params or {}))
+
+
+def frame(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Run the named query and return a polars frame (over Arrow, no row copies)."""
+    rel = con.sql(query_text(name), params=dict(params or {}))
+    if rel is None:
+        raise StoreError(f"query {name!r} returned no rows object")
+    out: pl.DataFrame = rel.pl()
+    return out
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: commit on success, roll back on any exception."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
