@@ -127,16 +127,62 @@ def require_schema(con: duckdb.DuckDBPyConnection) -> None:
         raise StoreError(f"store schema is at version {have}, code needs {want}: run `gpumeter init`")
 
 
-def run(
-    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
-) -> duckdb.DuckDBPyConnection:
-    """Execute the named query with parameters; returns the cursor."""
-    return con.execute(query_text(name), dict(params or {}))
+_PARAM = re.compile(r"\$([a-zA-Z_][a-zA-Z0-9_]*)")
+
+
+def statements(name: str) -> list[str]:
+    """The statements of a query file, split at a ``;`` that ends a line; comments dropped."""
+    out = []
+    for part in re.split(r";[ \t]*(?:\n|$)", query_text(name)):
+        code = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--")).strip()
+        if code:
+            out.append(code)
+    return out
+
+
+class Result:
+    """The rows a query file returned, already fetched (so the connection is free again)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], description: Any) -> None:
+        self.rows = rows
+        self.description = description
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None) -> Result:
+    """Execute the named query file; returns the rows of its last statement.
+
+    Each statement receives only the parameters it names (DuckDB binds per statement), and
+    every result is fetched before the next statement runs.
+    """
+    given = dict(params or {})
+    result = Result([], None)
+    for stmt in statements(name):
+        wanted = set(_PARAM.findall(stmt))
+        missing = wanted - set(given)
+        if missing:
+            raise StoreError(f"query {name!r} needs parameters {sorted(missing)}")
+        cur = con.execute(stmt, {k: given[k] for k in wanted})
+        result = Result(cur.fetchall() if cur.description else [], cur.description)
+    return result
 
 
 def frame(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Run the named query and return a polars frame (over Arrow, no row copies)."""
-    rel = con.sql(query_text(name), params=dict(params or {}))
+    stmts = statements(name)
+    if len(stmts) != 1:
+        raise StoreError(f"query {name!r} must be a single SELECT to return a frame")
+    wanted = set(_PARAM.findall(stmts[0]))
+    given = dict(params or {})
+    rel = con.sql(stmts[0], params={k: given[k] for k in wanted} if wanted else None)
     if rel is None:
         raise StoreError(f"query {name!r} returned no rows object")
     out: pl.DataFrame = rel.pl()

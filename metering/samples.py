@@ -34,18 +34,20 @@ GR_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 METERED = (UTIL, GR_ACTIVE, ENERGY)
 
-FRAME_SCHEMA: dict[str, pl.DataType] = {
-    "metric": pl.String(),
-    "series": pl.String(),
-    "uuid": pl.String(),
-    "gpu_i_id": pl.String(),
-    "profile": pl.String(),
-    "model": pl.String(),
-    "host": pl.String(),
-    "job": pl.String(),
-    "ts_ms": pl.Int64(),
-    "value": pl.Float64(),
-}
+FRAME_SCHEMA: pl.Schema = pl.Schema(
+    {
+        "metric": pl.String(),
+        "series": pl.String(),
+        "uuid": pl.String(),
+        "gpu_i_id": pl.String(),
+        "profile": pl.String(),
+        "model": pl.String(),
+        "host": pl.String(),
+        "job": pl.String(),
+        "ts_ms": pl.Int64(),
+        "value": pl.Float64(),
+    }
+)
 
 
 @dataclass(frozen=True)

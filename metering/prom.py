@@ -1,0 +1,175 @@
+"""The Prometheus edge: every HTTP call metering makes goes through :class:`PromClient`.
+
+It wraps prometheus-api-client's ``PrometheusConnect`` with the retry policy (timeouts and
+5xx retried with exponential backoff, GET only so retries are safe), turns every failure
+into a :class:`TelemetryError`, detects at run time whether the backend's range selectors
+are closed ``[t-r, t]`` (Prometheus 2.x) or left-open ``(t-r, t]`` (Prometheus 3.x, Mimir,
+VictoriaMetrics), and converts results into :class:`metering.samples.Series`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from metering.errors import TelemetryError
+from metering.samples import Series
+from metering.windows import from_ms
+
+MAX_RESOLUTION = 11_000  # points per series a query_range may ask for (Prometheus API limit)
+
+
+@dataclass(frozen=True)
+class RangeVector:
+    """One result series of a query_range: labels and {eval_ms: value}."""
+
+    labels: dict[str, str]
+    points: dict[int, float]
+
+
+def _value(text: str) -> float:
+    return float(text)  # Prometheus sends "NaN", "+Inf", "1e-07", plain decimals
+
+
+class PromClient:
+    """A Prometheus HTTP API client with retries, timeouts and boundary detection."""
+
+    def __init__(self, url: str, *, timeout_s: float = 120.0, retries: int = 4, backoff_s: float = 0.5) -> None:
+        self.url = url.rstrip("/")
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            backoff_factor=backoff_s,
+            status_forcelist=[408, 429, 500, 502, 503, 504],
+            allowed_methods=frozenset({"GET"}),
+            raise_on_status=False,
+        )
+        self._timeout = timeout_s
+        self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s)
+        self._closed_ranges: bool | None = None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PromClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PrometheusApiClientException as exc:
+            raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}") from exc
+        except requests.exceptions.RetryError as exc:
+            raise TelemetryError(f"Prometheus at {self.url} kept failing on {what} (retries exhausted)") from exc
+        except requests.exceptions.Timeout as exc:
+            raise TelemetryError(f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise TelemetryError(f"cannot reach Prometheus at {self.url}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
+        except (ValueError, KeyError) as exc:
+            raise TelemetryError(f"unusable answer from Prometheus at {self.url} on {what}") from exc
+
+    def instant(self, query: str, at_ms: int) -> list[dict[str, Any]]:
+        """``/api/v1/query`` at a time given in Unix ms."""
+        result: list[dict[str, Any]] = self._call(
+            "an instant query", self._conn.custom_query, query, params={"time": f"{at_ms / 1000:.3f}"}
+        )
+        return result
+
+    def range_query(self, query: str, start_ms: int, end_ms: int, step_s: int) -> list[RangeVector]:
+        """``/api/v1/query_range``; start/end must be whole seconds, within 11,000 steps."""
+        if start_ms % 1000 or end_ms % 1000:
+            raise TelemetryError("query_range times must be whole seconds (the client rounds them)")
+        steps = (end_ms - start_ms) // 1000 // step_s
+        if steps > MAX_RESOLUTION:
+            raise TelemetryError(f"query_range of {steps} steps exceeds Prometheus' limit of {MAX_RESOLUTION}")
+        raw = self._call(
+            "a range query",
+            self._conn.custom_query_range,
+            query,
+            start_time=from_ms(start_ms),
+            end_time=from_ms(end_ms),
+            step=str(step_s),
+        )
+        out = []
+        for item in raw:
+            pts = {round(float(t) * 1000): _value(v) for t, v in item["values"]}
+            out.append(RangeVector(dict(item["metric"]), pts))
+        return out
+
+    def raw_series(self, selector: str, start_ms: int, end_ms: int) -> list[Series]:
+        """Every raw sample of ``selector`` with ``start_ms <= ts < end_ms``.
+
+        An instant query of a range selector evaluated at ``end_ms - 1ms``; the range is
+        over-fetched by a millisecond and filtered here, which gives the half-open window on
+        closed and left-open backends alike.
+        """
+        span = end_ms - start_ms + 1
+        result = self.instant(f"{selector}[{span}ms]", end_ms - 1)
+        out = []
+        for item in result:
+            values = item.get("values") or []
+            if not values:
+                continue
+            ts = np.fromiter((round(float(t) * 1000) for t, _ in values), dtype=np.int64, count=len(values))
+            vs = np.fromiter((_value(v) for _, v in values), dtype=np.float64, count=len(values))
+            keep = (ts >= start_ms) & (ts < end_ms)
+            if keep.any():
+                out.append(Series(dict(item["metric"]), ts[keep], vs[keep]))
+        return out
+
+    # -- boundary semantics -------------------------------------------------------------
+
+    def closed_ranges(self) -> bool:
+        """True when ``x[r]`` at t covers [t-r, t] (Prometheus 2.x); False for (t-r, t].
+
+        The probe evaluates ``count_over_time(vector(1)[1m:1m])`` at a minute-aligned time:
+        2 on closed backends, 1 on left-open ones. Version strings are not trusted.
+        """
+        if self._closed_ranges is None:
+            at_ms = 1_700_000_040_000  # minute-aligned; any aligned time works
+            res = self.instant("count_over_time(vector(1)[1m:1m])", at_ms)
+            try:
+                n = int(float(res[0]["value"][1]))
+            except (IndexError, KeyError, ValueError, TypeError) as exc:
+                raise TelemetryError(f"boundary probe got an unusable answer from {self.url}: {res!r}") from exc
+            if n not in (1, 2):
+                raise TelemetryError(f"boundary probe answered {n}, expected 1 or 2", value=n)
+            self._closed_ranges = n == 2
+        return self._closed_ranges
+
+    def backend_name(self) -> str:
+        return "prometheus-closed" if self.closed_ranges() else "prometheus-open"
+
+    def range_ms(self, width_ms: int) -> int:
+        """The selector duration that, with ``offset 1ms`` at an aligned t, covers exactly [t-width, t)."""
+        return width_ms - 1 if self.closed_ranges() else width_ms
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
+
+
+def at(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)

@@ -1,0 +1,5 @@
+-- The current jobs.csv and tenants.csv replace the previous ones (staged frames).
+DELETE FROM jobs;
+DELETE FROM tenants;
+INSERT INTO tenants SELECT tenant, legal_name, country, vat_id, email, address, stripe_customer FROM staged_tenants;
+INSERT INTO jobs SELECT job_id, tenant, project, data_locations FROM staged_jobs;

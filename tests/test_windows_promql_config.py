@@ -1,0 +1,77 @@
+"""Time grid, PromQL quoting and configuration checks."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gpumeter.config import load_config
+from gpumeter.errors import ConfigError
+from metering.errors import RangeError, TelemetryError
+from metering.prom import PromClient
+from metering.promql import quote, raw_selector, regex_alternation
+from metering.windows import Span, month_span, parse_instant
+from tests.sites import make_site
+
+
+def test_month_spans_are_utc_calendar_months() -> None:
+    s = month_span("2026-12")
+    assert (s.start_ms, s.end_ms) == (
+        int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1000),
+    )
+    assert len(month_span("2026-02").windows()) == 28 * 24
+    for bad in ("2026-13", "2026-1", "26-01", "2026/01"):
+        with pytest.raises(RangeError):
+            month_span(bad)
+
+
+def test_instants_need_an_offset_and_whole_hours() -> None:
+    assert parse_instant("2026-10-01T02:00:00+02:00") == datetime(2026, 10, 1, tzinfo=UTC)
+    assert parse_instant("2026-10-01") == datetime(2026, 10, 1, tzinfo=UTC)
+    with pytest.raises(RangeError, match="offset"):
+        parse_instant("2026-10-01T00:00:00")
+    with pytest.raises(RangeError, match="whole UTC hours"):
+        Span.of(parse_instant("2026-10-01T00:30:00Z"), parse_instant("2026-10-01T02:00:00Z"))
+    with pytest.raises(RangeError, match="after"):
+        Span.of(parse_instant("2026-10-02T00:00:00Z"), parse_instant("2026-10-01T00:00:00Z"))
+    assert [
+        c.windows() for c in Span.of(parse_instant("2026-10-01T00:00Z"), parse_instant("2026-10-01T05:00Z")).chunks(2)
+    ] == [[x, x + 3_600_000] for x in range(1_790_812_800_000, 1_790_812_800_000 + 4 * 3_600_000, 2 * 3_600_000)] + [
+        [1_790_812_800_000 + 4 * 3_600_000]
+    ]
+
+
+def test_label_values_are_escaped_in_promql() -> None:
+    assert quote('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    pattern = regex_alternation(['we"ird\\job', "x.y"])
+    # the regex, once unquoted, matches exactly the two values and nothing else
+    unquoted = pattern[1:-1].encode().decode("unicode_escape")
+    rx = re.compile(f"^(?:{unquoted})$")
+    assert rx.match('we"ird\\job') and rx.match("x.y") and not rx.match("xzy")
+    assert raw_selector("UUID", ["GPU-1"]).startswith('{__name__=~"(?:DCGM_FI_DEV_GPU_UTIL|')
+
+
+def test_query_range_refuses_more_than_11000_steps() -> None:
+    c = PromClient("http://127.0.0.1:9")
+    with pytest.raises(TelemetryError, match="11000"):
+        c.range_query("up", 0, 11_001 * 15_000, 15)
+
+
+def test_config_errors_name_the_file(tmp_path: Path) -> None:
+    cfg = make_site(tmp_path, "http://127.0.0.1:9090")
+    c = load_config(cfg)
+    assert c.telemetry.scrape_interval_ms == 15_000
+    assert c.store.database == tmp_path / "var" / "gpumeter.duckdb"
+    cfg.write_text(cfg.read_text().replace('scrape_interval = "15s"', 'scrape_interval = "7s"'))
+    with pytest.raises(ConfigError, match="divide one hour") as e:
+        load_config(cfg)
+    assert str(cfg) in e.value.explain()
+    cfg.write_text("this is = not toml [")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
