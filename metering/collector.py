@@ -82,7 +82,12 @@ class _Agg:
 
 
 def _by_key(vectors: list[RangeVector]) -> dict[str, RangeVector]:
-    return {series_key(v.labels): v for v in vectors}
+    """Results keyed by label set without ``__name__`` (``last_over_time`` keeps the name, others drop it)."""
+    out = {}
+    for v in vectors:
+        labels = {k: x for k, x in v.labels.items() if k != "__name__"}
+        out[series_key(labels)] = RangeVector(labels, v.points)
+    return out
 
 
 def _shift(points: dict[int, float]) -> dict[int, float]:

@@ -26,8 +26,12 @@ def fleets(
     slots = (end - (start_ms - HOUR)) // S
     out: list[Series] = []
     n_gpus = draw(st.integers(1, max_gpus))
+    per_hour = HOUR // S
     for g in range(n_gpus):
         uuid = f"GPU-{start_ms // 1000:x}-{g:04d}"
+        # a "plain" GPU is what most of a real fleet looks like: one scrape loop, no outage,
+        # jobs changing only on the hour, no NaN -- the windows PromQL aggregates settle.
+        plain = draw(st.booleans())
         mig = draw(st.booleans())
         model = draw(st.sampled_from(["NVIDIA A100-SXM4-80GB", "NVIDIA A30"])) if mig else "NVIDIA H100 80GB HBM3"
         instances = (
@@ -46,7 +50,8 @@ def fleets(
         # job mapping per instance and slot: None (no label), "0" (idle) or job ids; maybe two
         timelines = []
         for _ in instances:
-            cuts = sorted(draw(st.lists(st.integers(0, slots), min_size=0, max_size=4)))
+            cut = st.integers(0, slots // per_hour).map(lambda h: h * per_hour) if plain else st.integers(0, slots)
+            cuts = sorted(draw(st.lists(cut, min_size=0, max_size=4)))
             jobs_in = draw(
                 st.lists(
                     st.one_of(
@@ -66,14 +71,15 @@ def fleets(
                     per_slot[k] = j
             timelines.append(per_slot)
         loops = [("dcgm", draw(st.integers(0, S - 1)))]
-        if draw(st.booleans()):
+        if not plain and draw(st.booleans()):
             loops.append(("dcgm-2", draw(st.integers(0, S - 1))))
-        rename_at = draw(st.one_of(st.none(), st.integers(0, slots)))
-        reset_at = draw(st.one_of(st.none(), st.integers(1, slots)))
+        rename_at = None if plain else draw(st.one_of(st.none(), st.integers(0, slots)))
+        reset_at = None if plain else draw(st.one_of(st.none(), st.integers(1, slots)))
         base_energy = draw(st.integers(0, 10**9))
         power = [draw(st.integers(0, 10_000)) for _ in range(4)]
+        step = [draw(st.integers(0, 10_000)) for _ in range(4)]
         for target, phase in loops:
-            down = draw(st.one_of(st.none(), st.tuples(st.integers(0, slots), st.integers(1, 30))))
+            down = None if plain else draw(st.one_of(st.none(), st.tuples(st.integers(0, slots), st.integers(1, 30))))
             for k in range(slots):
                 if down and down[0] <= k < down[0] + down[1]:
                     continue
@@ -104,7 +110,9 @@ def fleets(
                             value = draw(st.sampled_from([0.0, 0.25, 0.5, 0.731, 1.0]))
                             out.append(_one(GR_ACTIVE, lab, t, value))
                         else:
-                            value = draw(st.sampled_from([0.0, 37.0, 100.0, float("nan")]))
+                            value = draw(
+                                st.sampled_from([0.0, 37.0, 100.0] if plain else [0.0, 37.0, 100.0, float("nan")])
+                            )
                             out.append(_one(UTIL, lab, t, value))
                         out.append(_one(ENERGY, lab, t, float(energy)))
     return _merge(out)
