@@ -94,6 +94,9 @@ def init(config: ConfigOpt = None) -> None:
 def collect(
     start: Annotated[str, typer.Option("--start", help="ISO 8601 UTC start (inclusive), a whole hour.")],
     end: Annotated[str, typer.Option("--end", help="ISO 8601 UTC end (exclusive), a whole hour.")],
+    chunk_hours: Annotated[
+        int, typer.Option("--chunk-hours", min=1, max=24 * 31, help="Hours metered and committed together.")
+    ] = 24,
     config: ConfigOpt = None,
 ) -> None:
     """Meter [start, end) from Prometheus into the store; re-running changes nothing."""
@@ -103,7 +106,7 @@ def collect(
 
     inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
     with open_store(cfg) as con, progress_bar("collect") as update:
-        rep = run_collect(con, cfg, span, inventory=inventory, progress=update)
+        rep = run_collect(con, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
         _after_collect(con, cfg, rep)
     for job in rep.unknown_jobs:
         err.print(
@@ -125,7 +128,9 @@ def _after_collect(con: duckdb.DuckDBPyConnection, cfg: Config, rep: Any) -> Non
         from audit import record
     except ImportError:
         return
-    record.after_collect(con, cfg)
+    hook = getattr(record, "after_collect", None)
+    if hook is not None:
+        hook(con, cfg)
 
 
 FORMATS = ("table", "csv", "json", "parquet", "focus")
