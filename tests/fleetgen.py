@@ -85,11 +85,9 @@ def fleets(
                     continue
                 t = start_ms - HOUR + k * S + phase
                 host_label = "hostname" if rename_at is not None and k >= rename_at else "Hostname"
-                energy = (
-                    base_energy + k * power[k % 4]
-                    if reset_at is None or k < reset_at
-                    else (k - reset_at) * power[0] + 7
-                )
+                # a counter: grows by a varying step each slot, restarts low at reset_at
+                grown = base_energy + sum(step[i % 4] for i in range(k))
+                energy = grown if reset_at is None or k < reset_at else (k - reset_at) * power[0] + 7
                 for (gi, profile), per_slot in zip(instances, timelines, strict=True):
                     labs = {
                         "UUID": uuid,
