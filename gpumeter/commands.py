@@ -15,6 +15,7 @@ _MODULES = (
     "billing.commands",
     "audit.commands",
     "dashboards.commands",
+    "gpumeter.demo",
 )
 
 for _name in _MODULES:

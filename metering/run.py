@@ -8,16 +8,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from gpumeter.config import Config
 from metering.collector import ChunkMeter, ChunkStats, MeterSettings
 from metering.inventory import Inventory, load_inventory
 from metering.prom import PromClient
-from metering.samples import Series, sample_frame
+from metering.samples import SampleTable, Series
 from metering.semantics import default_mig_slices, meter
 from metering.usage_store import store_inventory, write_windows
-from metering.windows import HOUR_MS, Span
+from metering.windows import Span
 
 Progress = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -140,13 +139,13 @@ def collect_samples(
     inv = inventory or load_inventory(cfg.inventory)
     settings = settings_from(cfg)
     versions = store_inventory(con, inv)
-    frame = sample_frame(series, job_label=settings.job_label, idle_job_ids=settings.idle_job_ids)
+    table = SampleTable(series, job_label=settings.job_label, idle_job_ids=settings.idle_job_ids)
     report = CollectReport(backend="simulated")
     total = len(span.windows())
     done = 0
     seen: set[str] = set()
     for chunk in span.chunks(chunk_hours):
-        part = frame.filter((pl.col("ts_ms") >= chunk.start_ms - HOUR_MS) & (pl.col("ts_ms") < chunk.end_ms))
+        part = table.frame(chunk.start_ms, chunk.end_ms, interval_ms=settings.interval_ms)
         result = meter(
             part,
             start_ms=chunk.start_ms,

@@ -139,16 +139,13 @@ def meter(
 
     held_raw = ev.filter(pl.col("job").is_not_null())
     # One row per held slot: the earliest sample across every series that carries it.
-    held = (
-        held_raw.sort(["uuid", "gpu_i_id", "job", "slot", "ts_ms", "series"])
-        .group_by(["uuid", "gpu_i_id", "job", "slot"], maintain_order=True)
-        .agg(
-            pl.col("window_ms").first(),
-            pl.col("metric").first(),
-            pl.col("value").first(),
-            pl.col("model").first(),
-            pl.col("profile").first(),
-        )
+    earliest = ["ts_ms", "series"]
+    held = held_raw.group_by(["uuid", "gpu_i_id", "job", "slot"]).agg(
+        pl.col("window_ms").first(),
+        pl.col("metric").sort_by(earliest).first(),
+        pl.col("value").sort_by(earliest).first(),
+        pl.col("model").first(),
+        pl.col("profile").first(),
     )
     held = held.with_columns(pl.len().over(["uuid", "gpu_i_id", "slot"]).alias("n"))
     n_values = held.get_column("n").unique().to_list() if held.height else [1]
@@ -215,9 +212,8 @@ def _energy_shares(
         return empty
     per_slot = (
         en.with_columns((pl.col("ts_ms") // S).alias("slot"))
-        .sort(["uuid", "slot", "ts_ms", "series"])
-        .group_by(["uuid", "slot"], maintain_order=True)
-        .agg(pl.col("value").first().alias("v"))
+        .group_by(["uuid", "slot"])
+        .agg(pl.col("value").sort_by(["ts_ms", "series"]).first().alias("v"))
         .sort(["uuid", "slot"])
         .with_columns(pl.col("v").shift(1).over("uuid").alias("prev"))
         .filter(pl.col("slot") * S >= start_ms)
