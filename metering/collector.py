@@ -34,7 +34,7 @@ import polars as pl
 
 from metering.prom import PromClient, RangeVector
 from metering.promql import over_energy, over_evidence, raw_selector
-from metering.samples import ENERGY, Series, host_of, sample_frame, series_key, uuid_of
+from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
 from metering.semantics import (
     COVERAGE_SCHEMA,
     GAPS_SCHEMA,
@@ -48,7 +48,7 @@ from metering.semantics import (
 from metering.windows import HOUR_MS, Span
 
 RAW_BATCH = 48  # GPUs per raw-sample query
-ENERGY_LOOKBACK_MS = (2 * HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS, 35 * 24 * HOUR_MS)
+ENERGY_LOOKBACK_MS = (2 * HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS, 35 * 24 * HOUR_MS)  # beyond the slot before
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,21 @@ class ChunkStats:
 class _Agg:
     """Aggregates of one series over consecutive windows (keyed by window start ms)."""
 
+    key: LabelKey
     labels: dict[str, str]
     count: dict[int, float]
     other: dict[int, float]
 
 
-def _by_key(vectors: list[RangeVector]) -> dict[str, RangeVector]:
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def _by_key(vectors: list[RangeVector]) -> dict[LabelKey, RangeVector]:
     """Results keyed by label set without ``__name__`` (``last_over_time`` keeps the name, others drop it)."""
     out = {}
     for v in vectors:
         labels = {k: x for k, x in v.labels.items() if k != "__name__"}
-        out[series_key(labels)] = RangeVector(labels, v.points)
+        out[tuple(sorted(labels.items()))] = RangeVector(labels, v.points)
     return out
 
 
@@ -107,7 +111,7 @@ class ChunkMeter:
         job = labels.get(self.s.job_label)
         return None if job is None or job in self.s.idle_job_ids else job
 
-    def aggregates(self, chunk: Span) -> tuple[list[_Agg], list[_Agg], dict[str, dict[int, float]], ChunkStats]:
+    def aggregates(self, chunk: Span) -> tuple[list[_Agg], list[_Agg], dict[LabelKey, dict[int, float]], ChunkStats]:
         """Run the aggregate queries for a chunk (in parallel)."""
         c = self.client
         S = self.s.interval_ms
@@ -129,11 +133,11 @@ class ChunkMeter:
             res = {name: _by_key(f.result()) for name, f in futures.items()}
         stats = ChunkStats(aggregate_queries=len(queries))
         ev = [
-            _Agg(v.labels, _shift(v.points), _shift(res["ev_sum"][k].points) if k in res["ev_sum"] else {})
+            _Agg(k, v.labels, _shift(v.points), _shift(res["ev_sum"][k].points) if k in res["ev_sum"] else {})
             for k, v in res["ev_count"].items()
         ]
         en = [
-            _Agg(v.labels, _shift(v.points), _shift(res["e_last"][k].points) if k in res["e_last"] else {})
+            _Agg(k, v.labels, _shift(v.points), _shift(res["e_last"][k].points) if k in res["e_last"] else {})
             for k, v in res["e_count"].items()
         ]
         resets = {k: _shift(v.points) for k, v in res["e_resets"].items()}
@@ -179,13 +183,13 @@ class ChunkMeter:
 
         parts = [
             MeterResult(
-                pl.DataFrame(usage_rows, schema=USAGE_SCHEMA, orient="row"),
-                pl.DataFrame(cover_rows, schema=COVERAGE_SCHEMA, orient="row"),
+                _columns(usage_rows, USAGE_SCHEMA),
+                _columns(cover_rows, COVERAGE_SCHEMA),
                 pl.DataFrame(schema=GAPS_SCHEMA),
             )
         ]
         if raw_needed:
-            raw, nq = self._raw_windows(raw_needed, uuid_label)
+            raw, nq = self._raw_windows(chunk, raw_needed, uuid_label)
             stats.raw_queries += nq
             stats.jobs_seen.update(raw.usage.get_column("job_id").to_list())
             parts.append(raw)
@@ -197,7 +201,7 @@ class ChunkMeter:
         u: str,
         series: list[_Agg],
         en_by: dict[tuple[int, str], list[_Agg]],
-        resets: dict[str, dict[int, float]],
+        resets: dict[LabelKey, dict[int, float]],
         spw: int,
         slot_ns: int,
     ) -> list[tuple[object, ...]] | None:
@@ -219,7 +223,7 @@ class ChunkMeter:
             # and they all agree on the value before and the value last in the window.
             if any(a.count.get(w) != spw + 1 for a in energy):
                 return None
-            if any(resets.get(series_key(a.labels), {}).get(w, 1.0) != 0.0 for a in energy):
+            if any(resets.get(a.key, {}).get(w, 1.0) != 0.0 for a in energy):
                 return None
             lasts = {a.other.get(w) for a in energy}
             refs = {a.other.get(w - HOUR_MS) for a in energy}
@@ -252,48 +256,92 @@ class ChunkMeter:
             rows.append((w, job, u, gi, profile, model, [host_of(a.labels)], spw * slot_ns, busy, e_uj))
         return rows
 
-    def _raw_windows(self, needed: dict[int, set[str]], uuid_label: dict[str, str]) -> tuple[MeterResult, int]:
-        """Meter (window, GPU) pairs from raw samples, batched per window, fetched in parallel."""
+    def _raw_windows(
+        self, chunk: Span, needed: dict[int, set[str]], uuid_label: dict[str, str]
+    ) -> tuple[MeterResult, int]:
+        """Meter (window, GPU) pairs from raw samples: fetched per window in parallel, metered once."""
         tasks: list[tuple[int, list[str]]] = []
         for w, uuids in sorted(needed.items()):
             ordered = sorted(uuids)
             for i in range(0, len(ordered), RAW_BATCH):
                 tasks.append((w, ordered[i : i + RAW_BATCH]))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            results = list(pool.map(lambda t: self._raw_one(t[0], t[1], uuid_label), tasks))
-        return _concat([r for r, _ in results]), sum(n for _, n in results)
+            fetched = list(pool.map(lambda t: self._fetch_raw(t[0], t[1], uuid_label), tasks))
+        series = [s for part, _ in fetched for s in part]
+        queries = sum(n for _, n in fetched)
+        frame = sample_frame(series, job_label=self.s.job_label, idle_job_ids=self.s.idle_job_ids)
+        result = meter(
+            frame,
+            start_ms=chunk.start_ms,
+            end_ms=chunk.end_ms,
+            interval_ms=self.s.interval_ms,
+            mig_slices=self.s.mig_slices,
+        )
+        # Samples fetched for one pair (the slot before a window, say) must not speak for
+        # another (window, GPU): keep exactly the pairs that were asked for.
+        pairs = pl.DataFrame(
+            [(w, u) for w, us in needed.items() for u in us],
+            schema={"window_ms": pl.Int64, "uuid": pl.String},
+            orient="row",
+        )
+        return (
+            MeterResult(
+                result.usage.join(pairs, on=["window_ms", "uuid"], how="semi"),
+                result.coverage.join(pairs, on=["window_ms", "uuid"], how="semi"),
+                result.gaps.join(pairs, on=["window_ms", "uuid"], how="semi"),
+            ),
+            queries,
+        )
 
-    def _raw_one(self, w: int, uuids: list[str], uuid_label: dict[str, str]) -> tuple[MeterResult, int]:
-        by_label: dict[str, list[str]] = defaultdict(list)
-        for u in uuids:
-            by_label[uuid_label.get(u, "UUID")].append(u)
+    def _fetch_raw(self, w: int, uuids: list[str], uuid_label: dict[str, str]) -> tuple[list[Series], int]:
+        """Raw samples of ``uuids`` in window ``w`` and the slot before it (the energy reference)."""
         series: list[Series] = []
         queries = 0
-        for label, group in by_label.items():
-            series += self.client.raw_series(raw_selector(label, group), w - HOUR_MS, w + HOUR_MS)
+        lo = w - self.s.interval_ms
+        for label, group in _group_by_label(uuids, uuid_label).items():
+            series += self.client.raw_series(raw_selector(label, group), lo, w + HOUR_MS)
             queries += 1
-        # Energy reference older than the previous hour (an outage across the boundary).
+        # No energy sample in the slot before the window (an outage across the boundary):
+        # look further back for the last one, as far as ENERGY_LOOKBACK_MS reaches.
         has_ref = {uuid_of(x.labels) for x in series if x.metric == ENERGY and int(x.ts_ms.min()) < w}
         has_energy = {uuid_of(x.labels) for x in series if x.metric == ENERGY}
         missing = sorted(has_energy - has_ref)
-        lo = w - HOUR_MS
-        for lookback in ENERGY_LOOKBACK_MS[1:]:
+        for lookback in ENERGY_LOOKBACK_MS:
             if not missing:
                 break
             start = w - lookback
-            found: list[Series] = []
-            for label, group in _group_by_label(missing, uuid_label).items():
-                found += self.client.raw_series(raw_selector(label, group, (ENERGY,)), start, lo)
-                queries += 1
-            series += found
+            found = [
+                x
+                for label, group in _group_by_label(missing, uuid_label).items()
+                for x in self.client.raw_series(raw_selector(label, group, (ENERGY,)), start, lo)
+            ]
+            queries += len(_group_by_label(missing, uuid_label))
+            series += _last_slot_only(found, self.s.interval_ms)
             got = {uuid_of(x.labels) for x in found}
             missing = [u for u in missing if u not in got]
             lo = start
-        frame = sample_frame(series, job_label=self.s.job_label, idle_job_ids=self.s.idle_job_ids)
-        result = meter(
-            frame, start_ms=w, end_ms=w + HOUR_MS, interval_ms=self.s.interval_ms, mig_slices=self.s.mig_slices
-        )
-        return result, queries
+        return series, queries
+
+
+def _last_slot_only(series: list[Series], interval_ms: int) -> list[Series]:
+    """Of each GPU's energy samples, those in its last slot (the reference for the next increase)."""
+    last: dict[str, int] = {}
+    for x in series:
+        u = uuid_of(x.labels)
+        last[u] = max(last.get(u, -(2**62)), int(x.ts_ms.max()) // interval_ms)
+    out = []
+    for x in series:
+        keep = x.ts_ms // interval_ms == last[uuid_of(x.labels)]
+        if keep.any():
+            out.append(Series(x.labels, x.ts_ms[keep], x.values[keep]))
+    return out
+
+
+def _columns(rows: list[tuple[object, ...]], schema: pl.Schema) -> pl.DataFrame:
+    """A frame from row tuples, built column by column (much faster than row-wise for lists)."""
+    names = list(schema)
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return pl.DataFrame({n: pl.Series(n, list(c), dtype=schema[n]) for n, c in zip(names, cols, strict=True)})
 
 
 def _group_by_label(uuids: Iterable[str], uuid_label: dict[str, str]) -> dict[str, list[str]]:
@@ -307,9 +355,7 @@ def _concat(parts: list[MeterResult]) -> MeterResult:
     return MeterResult(
         pl.concat([p.usage.select(list(USAGE_SCHEMA)) for p in parts])
         .cast(USAGE_SCHEMA)
-        .sort(  # type: ignore[arg-type]
-            ["window_ms", "job_id", "uuid", "gpu_i_id"]
-        ),
+        .sort(["window_ms", "job_id", "uuid", "gpu_i_id"]),
         pl.concat([p.coverage.select(list(COVERAGE_SCHEMA)) for p in parts]).sort(["window_ms", "uuid"]),
         pl.concat([p.gaps.select(list(GAPS_SCHEMA)) for p in parts]).sort(["window_ms", "uuid", "gap_start_ms"]),
     )

@@ -22,34 +22,37 @@ from metering.semantics import COVERAGE_SCHEMA, GAPS_SCHEMA, USAGE_SCHEMA, Meter
 from metering.windows import HOUR_MS, from_ms
 
 
+def _canonical_lines(frame: pl.DataFrame, tag: str, order: list[str]) -> pl.DataFrame:
+    """(window_ms, line) with one canonical text line per row: fields joined by 0x1f, null as 0x00."""
+    cols = [c for c in frame.columns if c != "window_ms"]
+    exprs = []
+    for c in cols:
+        e = pl.col(c)
+        if isinstance(frame.schema[c], pl.List):
+            e = e.list.join(";")
+        exprs.append(e.cast(pl.String).fill_null("\x00"))
+    return frame.sort(order).select("window_ms", pl.concat_str([pl.lit(tag), *exprs], separator="\x1f").alias("line"))
+
+
 def window_digests(result: MeterResult, windows: Iterable[int]) -> dict[int, tuple[str, int]]:
     """sha256 over each window's usage, coverage and gap rows, in a canonical text form."""
+    lines = pl.concat(
+        [
+            _canonical_lines(result.usage, "u", ["window_ms", "job_id", "uuid", "gpu_i_id"]),
+            _canonical_lines(result.coverage, "c", ["window_ms", "uuid"]),
+            _canonical_lines(result.gaps, "g", ["window_ms", "uuid", "gap_start_ms"]),
+        ]
+    )
+    texts = dict(lines.group_by("window_ms", maintain_order=True).agg(pl.col("line").str.join("\n")).iter_rows())
+    counts = dict(result.usage.group_by("window_ms").len().iter_rows())
     out: dict[int, tuple[str, int]] = {}
-    by_window: dict[int, list[str]] = {w: [] for w in windows}
-    counts: dict[int, int] = dict.fromkeys(by_window, 0)
-    for row in result.usage.sort(["window_ms", "job_id", "uuid", "gpu_i_id"]).iter_rows():
-        w = row[0]
-        by_window[w].append("u\x1f" + "\x1f".join(_text(v) for v in row[1:]))
-        counts[w] += 1
-    for row in result.coverage.sort(["window_ms", "uuid"]).iter_rows():
-        by_window[row[0]].append("c\x1f" + "\x1f".join(_text(v) for v in row[1:]))
-    for row in result.gaps.sort(["window_ms", "uuid", "gap_start_ms"]).iter_rows():
-        by_window[row[0]].append("g\x1f" + "\x1f".join(_text(v) for v in row[1:]))
-    for w, lines in by_window.items():
-        h = hashlib.sha256()
-        h.update(f"gpumeter-window-v1\x1f{w}\n".encode())
-        for line in lines:
-            h.update(line.encode("utf-8") + b"\n")
-        out[w] = (h.hexdigest(), counts[w])
+    for w in windows:
+        h = hashlib.sha256(f"gpumeter-window-v1\x1f{w}\n".encode())
+        body = texts.get(w)
+        if body:
+            h.update(body.encode("utf-8") + b"\n")
+        out[w] = (h.hexdigest(), int(counts.get(w, 0)))
     return out
-
-
-def _text(v: object) -> str:
-    if v is None:
-        return "\x00"
-    if isinstance(v, list):
-        return ";".join(str(x) for x in v)
-    return str(v)
 
 
 @dataclass(frozen=True)
@@ -96,20 +99,25 @@ def write_windows(
         finally:
             for name in ("staged_usage", "staged_coverage", "staged_gaps"):
                 con.unregister(name)
-        for w in changed:
+        staged_windows = pl.DataFrame(
+            [(w, digests[w][1], digests[w][0]) for w in changed],
+            schema={"window_ms": pl.Int64, "rows": pl.Int64, "digest": pl.String},
+            orient="row",
+        )
+        con.register("staged_windows", staged_windows)
+        try:
             store.run(
                 con,
                 "windows_upsert",
                 {
-                    "window_ms": w,
                     "interval_ms": interval_ms,
-                    "rows": digests[w][1],
-                    "digest": digests[w][0],
                     "nodes_version": nodes_version,
                     "backend": backend,
                     "collected_at": collected_at,
                 },
             )
+        finally:
+            con.unregister("staged_windows")
     return WriteReport(len(changed), len(windows) - len(changed), staged_usage.height)
 
 

@@ -18,45 +18,8 @@ from pathlib import Path
 
 import requests
 
-from metering.samples import Series, escape_label_value
-
-
-def _labels_text(labels: dict[str, str]) -> str:
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels.items()) if k != "__name__")
-    return f"{labels['__name__']}{{{inner}}}"
-
-
-def _fmt(v: float) -> str:
-    return "NaN" if v != v else repr(float(v))
-
-
-def backfill(series: list[Series], tsdb: Path, work: Path) -> None:
-    """promtool tsdb create-blocks-from openmetrics (timestamps in seconds, # EOF last)."""
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "data.om"
-    with path.open("w", encoding="utf-8") as f:
-        for s in series:
-            head = _labels_text(dict(s.labels))
-            for t, v in zip(s.ts_ms.tolist(), s.values.tolist(), strict=True):
-                f.write(f"{head} {_fmt(v)} {t // 1000}.{t % 1000:03d}\n")
-        f.write("# EOF\n")
-    subprocess.run(
-        [need("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(path), str(tsdb)],
-        check=True,
-        capture_output=True,
-    )
-
-
-def vm_import(url: str, series: list[Series]) -> None:
-    """POST /api/v1/import/prometheus (timestamps in ms), then force a flush."""
-    lines = []
-    for s in series:
-        head = _labels_text(dict(s.labels))
-        lines += [f"{head} {_fmt(v)} {t}" for t, v in zip(s.ts_ms.tolist(), s.values.tolist(), strict=True)]
-    for i in range(0, len(lines), 50_000):
-        r = requests.post(f"{url}/api/v1/import/prometheus", data="\n".join(lines[i : i + 50_000]).encode(), timeout=60)
-        r.raise_for_status()
-    requests.get(f"{url}/internal/force_flush", timeout=60).raise_for_status()
+from metering.samples import Series
+from metering.simulator.exposition import backfill, vm_import
 
 
 def free_port() -> int:
@@ -87,11 +50,16 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float =
 @contextlib.contextmanager
 def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
     """A Prometheus 2.42 holding ``series`` (backfilled), yielding its base URL."""
-    need("promtool")
-    binary = need("prometheus")
     tsdb = workdir / "tsdb"
-    tsdb.mkdir(parents=True)
-    backfill(list(series), tsdb, workdir / "om")
+    backfill(list(series), tsdb, workdir / "om", promtool=need("promtool"))
+    with prometheus_on(tsdb, workdir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
+    """A Prometheus 2.42 serving an existing TSDB folder, yielding its base URL."""
+    binary = need("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
     port = free_port()
@@ -104,7 +72,7 @@ def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
                 f"--storage.tsdb.path={tsdb}",
                 "--storage.tsdb.retention.time=100y",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
+                "--query.max-samples=200000000",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
