@@ -24,7 +24,6 @@ raw path.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -72,17 +71,32 @@ class ChunkStats:
     jobs_seen: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class _Agg:
-    """Aggregates of one series over consecutive windows (keyed by window start ms)."""
-
-    key: LabelKey
-    labels: dict[str, str]
-    count: dict[int, float]
-    other: dict[int, float]
-
-
 LabelKey = tuple[tuple[str, str], ...]
+_EV_META = ("uuid", "uuid_label", "gpu_i_id", "profile", "model", "host", "job")
+_EV_SCHEMA = pl.Schema(
+    {
+        "uuid": pl.String(),
+        "uuid_label": pl.String(),
+        "gpu_i_id": pl.String(),
+        "profile": pl.String(),
+        "model": pl.String(),
+        "host": pl.String(),
+        "job": pl.String(),
+        "window_ms": pl.Int64(),
+        "count": pl.Float64(),
+        "total": pl.Float64(),
+    }
+)
+_EN_SCHEMA = pl.Schema(
+    {
+        "uuid": pl.String(),
+        "window_ms": pl.Int64(),
+        "count_ext": pl.Float64(),
+        "last": pl.Float64(),
+        "prev": pl.Float64(),
+        "resets": pl.Float64(),
+    }
+)
 
 
 def _by_key(vectors: list[RangeVector]) -> dict[LabelKey, RangeVector]:
@@ -92,11 +106,6 @@ def _by_key(vectors: list[RangeVector]) -> dict[LabelKey, RangeVector]:
         labels = {k: x for k, x in v.labels.items() if k != "__name__"}
         out[tuple(sorted(labels.items()))] = RangeVector(labels, v.points)
     return out
-
-
-def _shift(points: dict[int, float]) -> dict[int, float]:
-    """query_range points are stamped at window ends; key them by window start."""
-    return {t - HOUR_MS: v for t, v in points.items()}
 
 
 class ChunkMeter:
@@ -111,8 +120,12 @@ class ChunkMeter:
         job = labels.get(self.s.job_label)
         return None if job is None or job in self.s.idle_job_ids else job
 
-    def aggregates(self, chunk: Span) -> tuple[list[_Agg], list[_Agg], dict[LabelKey, dict[int, float]], ChunkStats]:
-        """Run the aggregate queries for a chunk (in parallel)."""
+    def aggregates(self, chunk: Span) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
+        """Run the aggregate queries for a chunk (in parallel); one row per series x window.
+
+        evidence: uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
+        energy:   uuid, window_ms, count_ext, last, prev, resets
+        """
         c = self.client
         S = self.s.interval_ms
         r_win = c.range_ms(HOUR_MS)
@@ -132,129 +145,169 @@ class ChunkMeter:
             }
             res = {name: _by_key(f.result()) for name, f in futures.items()}
         stats = ChunkStats(aggregate_queries=len(queries))
-        ev = [
-            _Agg(k, v.labels, _shift(v.points), _shift(res["ev_sum"][k].points) if k in res["ev_sum"] else {})
-            for k, v in res["ev_count"].items()
-        ]
-        en = [
-            _Agg(k, v.labels, _shift(v.points), _shift(res["e_last"][k].points) if k in res["e_last"] else {})
-            for k, v in res["e_count"].items()
-        ]
-        resets = {k: _shift(v.points) for k, v in res["e_resets"].items()}
-        return ev, en, resets, stats
+
+        ev_cols: dict[str, list[object]] = defaultdict(list)
+        for k, v in res["ev_count"].items():
+            labels = v.labels
+            sums = res["ev_sum"][k].points if k in res["ev_sum"] else {}
+            meta = (
+                uuid_of(labels),
+                "UUID" if "UUID" in labels else "uuid",
+                labels.get("GPU_I_ID", ""),
+                labels.get("GPU_I_PROFILE") or None,
+                labels.get("modelName", ""),
+                host_of(labels),
+                self._job(labels),
+            )
+            for t, n in v.points.items():
+                if n <= 0:
+                    continue
+                for name, value in zip(_EV_META, meta, strict=True):
+                    ev_cols[name].append(value)
+                ev_cols["window_ms"].append(t - HOUR_MS)
+                ev_cols["count"].append(n)
+                ev_cols["total"].append(sums.get(t))
+        en_cols: dict[str, list[object]] = defaultdict(list)
+        for k, v in res["e_count"].items():
+            last = res["e_last"][k].points if k in res["e_last"] else {}
+            resets = res["e_resets"][k].points if k in res["e_resets"] else {}
+            u = uuid_of(v.labels)
+            for t, n in v.points.items():
+                if n <= 0:
+                    continue
+                en_cols["uuid"].append(u)
+                en_cols["window_ms"].append(t - HOUR_MS)
+                en_cols["count_ext"].append(n)
+                en_cols["last"].append(last.get(t))
+                en_cols["prev"].append(last.get(t - HOUR_MS))
+                en_cols["resets"].append(resets.get(t))
+        ev = pl.DataFrame({n: ev_cols.get(n, []) for n in _EV_SCHEMA}, schema=_EV_SCHEMA)
+        en = pl.DataFrame({n: en_cols.get(n, []) for n in _EN_SCHEMA}, schema=_EN_SCHEMA)
+        return ev, en, stats
 
     def run(self, chunk: Span) -> tuple[MeterResult, ChunkStats]:
-        ev, en, resets, stats = self.aggregates(chunk)
-        s = self.s
-        spw = s.slots_per_window
-        slot_ns = s.interval_ms * NS_PER_MS
-        ev_by: dict[tuple[int, str], list[_Agg]] = defaultdict(list)
-        en_by: dict[tuple[int, str], list[_Agg]] = defaultdict(list)
-        uuid_label: dict[str, str] = {}
-        for a in ev:
-            u = uuid_of(a.labels)
-            uuid_label.setdefault(u, "UUID" if "UUID" in a.labels else "uuid")
-            for w, n in a.count.items():
-                if n > 0 and chunk.start_ms <= w < chunk.end_ms:
-                    ev_by[(w, u)].append(a)
-        for a in en:
-            u = uuid_of(a.labels)
-            uuid_label.setdefault(u, "UUID" if "UUID" in a.labels else "uuid")
-            for w, n in a.count.items():
-                if n > 0:
-                    en_by[(w, u)].append(a)
+        return self.finish(chunk, self.aggregates(chunk))
 
-        usage_rows: list[tuple[object, ...]] = []
-        cover_rows: list[tuple[object, ...]] = []
-        raw_needed: dict[int, set[str]] = defaultdict(set)
-        for (w, u), series in sorted(ev_by.items()):
-            stats.gpu_windows += 1
-            rows = self._settle(w, u, series, en_by, resets, spw, slot_ns)
-            if rows is None:
-                raw_needed[w].add(u)
-                stats.raw_gpu_windows += 1
-                continue
-            usage_rows.extend(rows)
-            hosts = sorted({host_of(a.labels) for a in series})
-            cover_rows.append(
-                (w, u, hosts[0], series[0].labels.get("modelName", ""), w, w + HOUR_MS - s.interval_ms, spw)
-            )
-            stats.jobs_seen.update(str(r[1]) for r in rows)
-
-        parts = [
-            MeterResult(
-                _columns(usage_rows, USAGE_SCHEMA),
-                _columns(cover_rows, COVERAGE_SCHEMA),
-                pl.DataFrame(schema=GAPS_SCHEMA),
-            )
-        ]
-        if raw_needed:
-            raw, nq = self._raw_windows(chunk, raw_needed, uuid_label)
+    def finish(
+        self, chunk: Span, aggregates: tuple[pl.DataFrame, pl.DataFrame, ChunkStats]
+    ) -> tuple[MeterResult, ChunkStats]:
+        """Settle a chunk from its aggregates, reading raw samples where they cannot."""
+        ev, en, stats = aggregates
+        ev = ev.filter(pl.col("window_ms").is_between(chunk.start_ms, chunk.end_ms, closed="left"))
+        simple, settled = self.settle(ev, en)
+        stats.gpu_windows = settled.height
+        pending = settled.filter(~pl.col("simple")).select("window_ms", "uuid")
+        stats.raw_gpu_windows = pending.height
+        parts = [simple]
+        stats.jobs_seen.update(simple.usage.get_column("job_id").unique().to_list())
+        if pending.height:
+            uuid_label = dict(ev.select("uuid", "uuid_label").unique(subset="uuid").iter_rows())
+            needed: dict[int, set[str]] = defaultdict(set)
+            for w, u in pending.iter_rows():
+                needed[w].add(u)
+            raw, nq = self._raw_windows(chunk, needed, uuid_label)
             stats.raw_queries += nq
-            stats.jobs_seen.update(raw.usage.get_column("job_id").to_list())
+            stats.jobs_seen.update(raw.usage.get_column("job_id").unique().to_list())
             parts.append(raw)
         return _concat(parts), stats
 
-    def _settle(
-        self,
-        w: int,
-        u: str,
-        series: list[_Agg],
-        en_by: dict[tuple[int, str], list[_Agg]],
-        resets: dict[LabelKey, dict[int, float]],
-        spw: int,
-        slot_ns: int,
-    ) -> list[tuple[object, ...]] | None:
-        """Usage rows of GPU ``u`` in window ``w`` from aggregates alone, or None if they can't say."""
-        instances: set[str] = set()
-        for a in series:
-            gi = a.labels.get("GPU_I_ID", "")
-            if gi in instances or a.count.get(w) != spw:
-                return None
-            total = a.other.get(w)
-            if total is None or not math.isfinite(total):
-                return None
-            instances.add(gi)
-        delta_uj = 0
-        energy = en_by.get((w, u), [])
-        if energy:
-            # Every energy series of the GPU has a sample in each slot of the window and in
-            # the slot just before it (counted over [w - interval, w + 1h)), no reset there,
-            # and they all agree on the value before and the value last in the window.
-            if any(a.count.get(w) != spw + 1 for a in energy):
-                return None
-            if any(resets.get(a.key, {}).get(w, 1.0) != 0.0 for a in energy):
-                return None
-            lasts = {a.other.get(w) for a in energy}
-            refs = {a.other.get(w - HOUR_MS) for a in energy}
-            if len(lasts) != 1 or len(refs) != 1:
-                return None
-            last, ref = lasts.pop(), refs.pop()
-            if last is None or ref is None or not (math.isfinite(last) and math.isfinite(ref)) or last < ref:
-                return None
-            delta_uj = round((last - ref) * 1000)
-        rows: list[tuple[object, ...]] = []
-        for a in series:
-            job = self._job(a.labels)
-            if job is None:
-                continue
-            gi = a.labels.get("GPU_I_ID", "")
-            profile = a.labels.get("GPU_I_PROFILE") or None
-            model = a.labels.get("modelName", "")
-            total = a.other[w]
-            if gi == "":
-                busy = round(total / 100.0 * slot_ns)
-                e_uj = delta_uj
-            else:
-                busy = round(total * slot_ns)
-                k = profile_slices(profile)
-                if k is None:
-                    e_uj = delta_uj
-                else:
-                    den = self.s.mig_slices(model)
-                    e_uj = (2 * delta_uj * k + den) // (2 * den)
-            rows.append((w, job, u, gi, profile, model, [host_of(a.labels)], spw * slot_ns, busy, e_uj))
-        return rows
+    def settle(self, ev: pl.DataFrame, en: pl.DataFrame) -> tuple[MeterResult, pl.DataFrame]:
+        """Usage of every (GPU, window) the aggregates determine exactly; and which ones they do.
+
+        Exact when (a) each MIG instance (or the whole GPU) has exactly one evidence series,
+        with a sample in every slot of the window and a finite sum, and (b) every energy
+        series of the GPU has a sample in every slot of the window and in the slot before
+        (``count_ext``), no reset there, and they agree on the last value in the window and
+        the last value before it. Then held time is the slot count, busy time the sum, and
+        the GPU's energy last - previous, all of it to the holders (N/S on MIG instances).
+        """
+        spw = self.s.slots_per_window
+        S = self.s.interval_ms
+        slot_ns = S * NS_PER_MS
+        gpu = ev.group_by(["window_ms", "uuid"]).agg(
+            (
+                (pl.len() == pl.col("gpu_i_id").n_unique())
+                & (pl.col("count") == spw).all()
+                & pl.col("total").is_not_null().all()
+                & pl.col("total").is_finite().all()
+            ).alias("ev_ok"),
+            pl.col("host").min().alias("hostname"),
+            pl.col("model").min().alias("gpu_model"),
+        )
+        energy = en.group_by(["window_ms", "uuid"]).agg(
+            (
+                (pl.col("count_ext") == spw + 1).all()
+                & (pl.col("resets") == 0).all()
+                & pl.col("last").is_not_null().all()
+                & pl.col("prev").is_not_null().all()
+                & (pl.col("last").n_unique() == 1)
+                & (pl.col("prev").n_unique() == 1)
+            ).alias("en_ok"),
+            pl.col("last").first(),
+            pl.col("prev").first(),
+        )
+        settled = gpu.join(energy, on=["window_ms", "uuid"], how="left").with_columns(
+            (
+                pl.col("ev_ok")
+                & (
+                    pl.col("en_ok").is_null()
+                    | (
+                        pl.col("en_ok")
+                        & pl.col("last").is_finite()
+                        & pl.col("prev").is_finite()
+                        & (pl.col("last") >= pl.col("prev"))
+                    )
+                )
+            ).alias("simple"),
+            pl.when(pl.col("en_ok").is_null())
+            .then(0)
+            .otherwise(((pl.col("last") - pl.col("prev")) * 1000).round(0))
+            .cast(pl.Int64)
+            .alias("delta_uj"),
+        )
+        ok = settled.filter(pl.col("simple"))
+        held = ev.join(ok.select("window_ms", "uuid", "delta_uj"), on=["window_ms", "uuid"]).filter(
+            pl.col("job").is_not_null()
+        )
+        models = held.select("model").unique().get_column("model").to_list()
+        profiles = held.select("profile").unique().get_column("profile").to_list()
+        den = {m: self.s.mig_slices(m) for m in models}
+        k = {p: profile_slices(p) for p in profiles if p is not None}
+        whole = pl.col("gpu_i_id") == ""
+        mig_k = pl.col("profile").replace_strict(k, default=None, return_dtype=pl.Int64)
+        mig_den = pl.col("model").replace_strict(den, default=7, return_dtype=pl.Int64)
+        usage = held.select(
+            "window_ms",
+            pl.col("job").alias("job_id"),
+            "uuid",
+            "gpu_i_id",
+            pl.col("profile").alias("mig_profile"),
+            pl.col("model").alias("gpu_model"),
+            pl.concat_list("host").alias("hosts"),
+            pl.lit(spw * slot_ns, dtype=pl.Int64).alias("gpu_ns"),
+            pl.when(whole)
+            .then(pl.col("total") / 100.0 * slot_ns)
+            .otherwise(pl.col("total") * slot_ns)
+            .round(0)
+            .cast(pl.Int64)
+            .alias("busy_ns"),
+            pl.when(whole | mig_k.is_null())
+            .then(pl.col("delta_uj"))
+            .otherwise((2 * pl.col("delta_uj") * mig_k + mig_den) // (2 * mig_den))
+            .alias("energy_uj"),
+        )
+        coverage = ok.select(
+            "window_ms",
+            "uuid",
+            "hostname",
+            "gpu_model",
+            pl.col("window_ms").alias("first_slot_ms"),
+            (pl.col("window_ms") + HOUR_MS - S).alias("last_slot_ms"),
+            pl.lit(spw, dtype=pl.Int64).alias("slots_present"),
+        )
+        return MeterResult(
+            usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA)
+        ), settled
 
     def _raw_windows(
         self, chunk: Span, needed: dict[int, set[str]], uuid_label: dict[str, str]
@@ -335,13 +388,6 @@ def _last_slot_only(series: list[Series], interval_ms: int) -> list[Series]:
         if keep.any():
             out.append(Series(x.labels, x.ts_ms[keep], x.values[keep]))
     return out
-
-
-def _columns(rows: list[tuple[object, ...]], schema: pl.Schema) -> pl.DataFrame:
-    """A frame from row tuples, built column by column (much faster than row-wise for lists)."""
-    names = list(schema)
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    return pl.DataFrame({n: pl.Series(n, list(c), dtype=schema[n]) for n, c in zip(names, cols, strict=True)})
 
 
 def _group_by_label(uuids: Iterable[str], uuid_label: dict[str, str]) -> dict[str, list[str]]:

@@ -127,8 +127,8 @@ class PromClient:
             values = item.get("values") or []
             if not values:
                 continue
-            ts = np.fromiter((round(float(t) * 1000) for t, _ in values), dtype=np.int64, count=len(values))
-            vs = np.fromiter((_value(v) for _, v in values), dtype=np.float64, count=len(values))
+            ts = np.rint(np.array([t for t, _ in values], dtype=np.float64) * 1000).astype(np.int64)
+            vs = np.array([v for _, v in values], dtype=np.float64)  # numpy parses "NaN", "+Inf", "1e-07"
             keep = (ts >= start_ms) & (ts < end_ms)
             if keep.any():
                 out.append(Series(dict(item["metric"]), ts[keep], vs[keep]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -92,21 +93,32 @@ def collect(
         total = len(span.windows())
         done = 0
         seen: set[str] = set()
-        for chunk in span.chunks(chunk_hours):
-            result, stats = chunk_meter.run(chunk)
-            w = write_windows(
-                con,
-                result,
-                chunk.windows(),
-                interval_ms=cfg.telemetry.scrape_interval_ms,
-                backend=report.backend,
-                nodes_version=versions.get("nodes"),
-            )
-            _add(report, stats, w.windows_written, w.windows_unchanged, w.rows_written)
-            seen |= stats.jobs_seen
-            done += len(chunk.windows())
-            if progress:
-                progress(done, total)
+        chunks = span.chunks(chunk_hours)
+        # The next chunk's aggregate queries run while this chunk's raw samples are read
+        # and its rows written: Prometheus and the client work at the same time.
+        ahead = ThreadPoolExecutor(max_workers=1)
+        try:
+            pending = ahead.submit(chunk_meter.aggregates, chunks[0])
+            for i, chunk in enumerate(chunks):
+                aggregates = pending.result()
+                if i + 1 < len(chunks):
+                    pending = ahead.submit(chunk_meter.aggregates, chunks[i + 1])
+                result, stats = chunk_meter.finish(chunk, aggregates)
+                w = write_windows(
+                    con,
+                    result,
+                    chunk.windows(),
+                    interval_ms=cfg.telemetry.scrape_interval_ms,
+                    backend=report.backend,
+                    nodes_version=versions.get("nodes"),
+                )
+                _add(report, stats, w.windows_written, w.windows_unchanged, w.rows_written)
+                seen |= stats.jobs_seen
+                done += len(chunk.windows())
+                if progress:
+                    progress(done, total)
+        finally:
+            ahead.shutdown(wait=True, cancel_futures=True)
         report.windows = total
         report.unknown_jobs = sorted(j for j in seen if j not in inv.jobs)
         return report

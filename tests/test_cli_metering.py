@@ -173,11 +173,15 @@ def test_sigkill_then_rerun_equals_one_clean_run(prometheus_url: str, tmp_path: 
         run("init", cwd=site)
         proc = subprocess.Popen([GPUMETER, *args], cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+        ranges = []
+
         def kill_in_chunk_three(n: int, path: str) -> None:
-            # five aggregate queries per chunk (plus any raw ones): by the 12th request at
-            # least two chunks are committed and a later one is under way
-            if n == 12:
-                os.kill(proc.pid, signal.SIGKILL)
+            # five query_range calls per chunk; chunk k+1's are sent once chunk k-1 is
+            # committed, so the 16th (chunk 4's first) means chunks 1-2 are in the store
+            if "query_range" in path:
+                ranges.append(path)
+                if len(ranges) == 16:
+                    os.kill(proc.pid, signal.SIGKILL)
 
         faults.on_request = kill_in_chunk_three
         proc.wait(timeout=120)
