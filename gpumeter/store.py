@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -78,6 +78,33 @@ def connect(path: Path | str, *, read_only: bool = False, wait_s: float = 0.0) -
             time.sleep(0.1)
     _configure(con)
     return con
+
+
+class Writer:
+    """Opens the store read-write only for the span of each write, then lets go.
+
+    DuckDB takes a file lock per process: a long-lived writer would shut every reader
+    (the dashboards) out for the whole of a long ``collect``. Commands that work for a
+    long time open through a Writer for each transaction; both sides wait for the other's
+    lock rather than fail.
+    """
+
+    def __init__(self, path: Path | str, *, wait_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.wait_s = wait_s
+
+    @contextmanager
+    def open(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.path, wait_s=self.wait_s)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def session(target: duckdb.DuckDBPyConnection | Writer) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """A connection for one unit of work: the given one, or a fresh one from a Writer."""
+    return target.open() if isinstance(target, Writer) else nullcontext(target)
 
 
 def memory() -> duckdb.DuckDBPyConnection:

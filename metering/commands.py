@@ -24,7 +24,7 @@ from gpumeter.config import Config
 from gpumeter.errors import InputError
 from metering import report
 from metering.run import collect as run_collect
-from metering.windows import Span, parse_instant
+from metering.windows import Span, month_span, parse_instant
 
 
 @contextmanager
@@ -105,8 +105,12 @@ def collect(
     from metering.inventory import load_inventory
 
     inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
-    with open_store(cfg) as con, progress_bar("collect") as update:
-        rep = run_collect(con, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
+    with open_store(cfg) as con:  # checks the schema; released before the long work
+        pass
+    writer = store.Writer(cfg.store.database)
+    with progress_bar("collect") as update:
+        rep = run_collect(writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
+    with writer.open() as con:
         _after_collect(con, cfg, rep)
     for job in rep.unknown_jobs:
         err.print(
@@ -154,7 +158,8 @@ def usage(
         elif fmt == "focus":
             from billing.focus import focus_frame
 
-            frame = focus_frame(con, cfg, month)
+            verdicts = report.verdicts(con, month_span(month), report.allowed_set(cfg.audit.allowed_countries))
+            frame = focus_frame(con, cfg, month, in_eu={job: v.in_boundary for job, (v, _) in verdicts.items()})
         else:
             frame = report.month_usage(con, month, report.allowed_set(cfg.audit.allowed_countries))
     emit(frame, fmt, out, title=f"usage {month}" if not gaps else f"coverage gaps {month}")
@@ -190,6 +195,8 @@ def _cell(v: Any) -> str:
         return ";".join(str(x) for x in v)
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, Decimal):
+        return format(v, "f")
     if hasattr(v, "isoformat"):
         return str(v.isoformat().replace("+00:00", "Z"))
     return str(v)

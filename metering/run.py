@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from gpumeter import store
 from gpumeter.config import Config
 from metering.collector import ChunkMeter, ChunkStats, MeterSettings
 from metering.inventory import Inventory, load_inventory
@@ -71,7 +72,7 @@ def settings_from(cfg: Config) -> MeterSettings:
 
 
 def collect(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | store.Writer,
     cfg: Config,
     span: Span,
     *,
@@ -80,7 +81,11 @@ def collect(
     chunk_hours: int = 24,
     progress: Progress | None = None,
 ) -> CollectReport:
-    """Meter ``span`` from Prometheus into the store; idempotent, resumable chunk by chunk."""
+    """Meter ``span`` from Prometheus into the store; idempotent, resumable chunk by chunk.
+
+    ``con`` is an open connection, or a :class:`gpumeter.store.Writer` that opens the store
+    only for each chunk's write (so readers get in between chunks).
+    """
     inv = inventory or load_inventory(cfg.inventory)  # all input checked before any write
     own_client = client is None
     client = client or PromClient(
@@ -88,7 +93,8 @@ def collect(
     )
     try:
         report = CollectReport(backend=client.backend_name())
-        versions = store_inventory(con, inv)
+        with store.session(con) as c:
+            versions = store_inventory(c, inv)
         chunk_meter = ChunkMeter(client, settings_from(cfg))
         total = len(span.windows())
         done = 0
@@ -104,14 +110,15 @@ def collect(
                 if i + 1 < len(chunks):
                     pending = ahead.submit(chunk_meter.aggregates, chunks[i + 1])
                 result, stats = chunk_meter.finish(chunk, aggregates)
-                w = write_windows(
-                    con,
-                    result,
-                    chunk.windows(),
-                    interval_ms=cfg.telemetry.scrape_interval_ms,
-                    backend=report.backend,
-                    nodes_version=versions.get("nodes"),
-                )
+                with store.session(con) as c:
+                    w = write_windows(
+                        c,
+                        result,
+                        chunk.windows(),
+                        interval_ms=cfg.telemetry.scrape_interval_ms,
+                        backend=report.backend,
+                        nodes_version=versions.get("nodes"),
+                    )
                 _add(report, stats, w.windows_written, w.windows_unchanged, w.rows_written)
                 seen |= stats.jobs_seen
                 done += len(chunk.windows())
