@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from metering.prom import PromClient, RangeVector
+from metering.prom import PromClient
 from metering.promql import over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
 from metering.semantics import (
@@ -72,7 +72,18 @@ class ChunkStats:
 
 
 LabelKey = tuple[tuple[str, str], ...]
-_EV_META = ("uuid", "uuid_label", "gpu_i_id", "profile", "model", "host", "job")
+_META_SCHEMA = pl.Schema(
+    {
+        "kid": pl.Int64(),
+        "uuid": pl.String(),
+        "uuid_label": pl.String(),
+        "gpu_i_id": pl.String(),
+        "profile": pl.String(),
+        "model": pl.String(),
+        "host": pl.String(),
+        "job": pl.String(),
+    }
+)
 _EV_SCHEMA = pl.Schema(
     {
         "uuid": pl.String(),
@@ -97,15 +108,6 @@ _EN_SCHEMA = pl.Schema(
         "resets": pl.Float64(),
     }
 )
-
-
-def _by_key(vectors: list[RangeVector]) -> dict[LabelKey, RangeVector]:
-    """Results keyed by label set without ``__name__`` (``last_over_time`` keeps the name, others drop it)."""
-    out = {}
-    for v in vectors:
-        labels = {k: x for k, x in v.labels.items() if k != "__name__"}
-        out[tuple(sorted(labels.items()))] = RangeVector(labels, v.points)
-    return out
 
 
 class ChunkMeter:
@@ -140,49 +142,68 @@ class ChunkMeter:
         }
         with ThreadPoolExecutor(max_workers=min(self.workers, len(queries))) as pool:
             futures = {
-                name: pool.submit(c.range_query, q, start, last_end, HOUR_MS // 1000)
+                name: pool.submit(c.range_frame, q, start, last_end, HOUR_MS // 1000)
                 for name, (q, start) in queries.items()
             }
-            res = {name: _by_key(f.result()) for name, f in futures.items()}
+            res = {name: f.result() for name, f in futures.items()}
         stats = ChunkStats(aggregate_queries=len(queries))
 
-        ev_cols: dict[str, list[object]] = defaultdict(list)
-        for k, v in res["ev_count"].items():
-            labels = v.labels
-            sums = res["ev_sum"][k].points if k in res["ev_sum"] else {}
-            meta = (
-                uuid_of(labels),
-                "UUID" if "UUID" in labels else "uuid",
-                labels.get("GPU_I_ID", ""),
-                labels.get("GPU_I_PROFILE") or None,
-                labels.get("modelName", ""),
-                host_of(labels),
-                self._job(labels),
+        # One id per label set (without __name__: last_over_time keeps it, others drop it).
+        ids: dict[LabelKey, int] = {}
+        metas: list[tuple[object, ...]] = []
+
+        def keyed(name: str, column: str) -> pl.DataFrame:
+            labels, frame = res[name]
+            kid = []
+            for lab in labels:
+                key = tuple(sorted((k, v) for k, v in lab.items() if k != "__name__"))
+                if key not in ids:
+                    ids[key] = len(ids)
+                    metas.append(
+                        (
+                            ids[key],
+                            uuid_of(lab),
+                            "UUID" if "UUID" in lab else "uuid",
+                            lab.get("GPU_I_ID", ""),
+                            lab.get("GPU_I_PROFILE") or None,
+                            lab.get("modelName", ""),
+                            host_of(lab),
+                            self._job(lab),
+                        )
+                    )
+                kid.append(ids[key])
+            return frame.select(
+                pl.Series("kid", kid, dtype=pl.Int64).gather(frame.get_column("idx"))
+                if kid
+                else pl.lit(0).alias("kid"),
+                (pl.col("t_ms") - HOUR_MS).alias("window_ms"),
+                pl.col("value").alias(column),
+            ).filter(pl.lit(bool(kid)))
+
+        counts = keyed("ev_count", "count").filter(pl.col("count") > 0)
+        sums = keyed("ev_sum", "total")
+        e_counts = keyed("e_count", "count_ext").filter(pl.col("count_ext") > 0)
+        lasts = keyed("e_last", "last")
+        resets = keyed("e_resets", "resets")
+        meta = pl.DataFrame(metas, schema=_META_SCHEMA, orient="row")
+        ev = (
+            counts.join(sums, on=["kid", "window_ms"], how="left")
+            .join(meta, on="kid")
+            .select(list(_EV_SCHEMA))
+            .cast(_EV_SCHEMA)
+        )
+        en = (
+            e_counts.join(lasts, on=["kid", "window_ms"], how="left")
+            .join(
+                lasts.select("kid", (pl.col("window_ms") + HOUR_MS).alias("window_ms"), pl.col("last").alias("prev")),
+                on=["kid", "window_ms"],
+                how="left",
             )
-            for t, n in v.points.items():
-                if n <= 0:
-                    continue
-                for name, value in zip(_EV_META, meta, strict=True):
-                    ev_cols[name].append(value)
-                ev_cols["window_ms"].append(t - HOUR_MS)
-                ev_cols["count"].append(n)
-                ev_cols["total"].append(sums.get(t))
-        en_cols: dict[str, list[object]] = defaultdict(list)
-        for k, v in res["e_count"].items():
-            last = res["e_last"][k].points if k in res["e_last"] else {}
-            resets = res["e_resets"][k].points if k in res["e_resets"] else {}
-            u = uuid_of(v.labels)
-            for t, n in v.points.items():
-                if n <= 0:
-                    continue
-                en_cols["uuid"].append(u)
-                en_cols["window_ms"].append(t - HOUR_MS)
-                en_cols["count_ext"].append(n)
-                en_cols["last"].append(last.get(t))
-                en_cols["prev"].append(last.get(t - HOUR_MS))
-                en_cols["resets"].append(resets.get(t))
-        ev = pl.DataFrame({n: ev_cols.get(n, []) for n in _EV_SCHEMA}, schema=_EV_SCHEMA)
-        en = pl.DataFrame({n: en_cols.get(n, []) for n in _EN_SCHEMA}, schema=_EN_SCHEMA)
+            .join(resets, on=["kid", "window_ms"], how="left")
+            .join(meta.select("kid", "uuid"), on="kid")
+            .select(list(_EN_SCHEMA))
+            .cast(_EN_SCHEMA)
+        )
         return ev, en, stats
 
     def run(self, chunk: Span) -> tuple[MeterResult, ChunkStats]:

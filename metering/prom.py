@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
+import polars as pl
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -33,6 +35,20 @@ class RangeVector:
 
     labels: dict[str, str]
     points: dict[int, float]
+
+
+class _FastJSONResponse(requests.Response):
+    """A response whose ``json()`` decodes with orjson (Prometheus answers can be large)."""
+
+    def json(self, **kwargs: Any) -> Any:
+        return orjson.loads(self.content)
+
+
+class _Session(requests.Session):
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = super().send(request, **kwargs)
+        response.__class__ = _FastJSONResponse
+        return response
 
 
 def _value(text: str) -> float:
@@ -55,7 +71,7 @@ class PromClient:
             raise_on_status=False,
         )
         self._timeout = timeout_s
-        self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s)
+        self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, session=_Session())
         self._closed_ranges: bool | None = None
 
     def close(self) -> None:
@@ -112,6 +128,36 @@ class PromClient:
             pts = {round(float(t) * 1000): _value(v) for t, v in item["values"]}
             out.append(RangeVector(dict(item["metric"]), pts))
         return out
+
+    def range_frame(
+        self, query: str, start_ms: int, end_ms: int, step_s: int
+    ) -> tuple[list[dict[str, str]], pl.DataFrame]:
+        """Like :meth:`range_query`, as (labels per series, frame of idx, t_ms, value)."""
+        if start_ms % 1000 or end_ms % 1000:
+            raise TelemetryError("query_range times must be whole seconds (the client rounds them)")
+        steps = (end_ms - start_ms) // 1000 // step_s
+        if steps > MAX_RESOLUTION:
+            raise TelemetryError(f"query_range of {steps} steps exceeds Prometheus' limit of {MAX_RESOLUTION}")
+        raw = self._call(
+            "a range query",
+            self._conn.custom_query_range,
+            query,
+            start_time=from_ms(start_ms),
+            end_time=from_ms(end_ms),
+            step=str(step_s),
+        )
+        labels = [dict(item["metric"]) for item in raw]
+        lengths = [len(item["values"]) for item in raw]
+        ts = [p[0] for item in raw for p in item["values"]]
+        vs = [p[1] for item in raw for p in item["values"]]
+        frame = pl.DataFrame(
+            {
+                "idx": np.repeat(np.arange(len(raw), dtype=np.int32), lengths),
+                "t_ms": np.rint(np.asarray(ts, dtype=np.float64) * 1000).astype(np.int64),
+                "value": np.asarray(vs, dtype=np.float64),
+            }
+        )
+        return labels, frame
 
     def raw_series(self, selector: str, start_ms: int, end_ms: int) -> list[Series]:
         """Every raw sample of ``selector`` with ``start_ms <= ts < end_ms``.
