@@ -1,1 +1,31 @@
-"""audit package."""
+"""The sovereignty audit log: an RFC 6962 Merkle log of canonical JSON entries, signed
+C2SP checkpoints, and auditor bundles that verify offline (docs/adr/0004-audit-log.md).
+
+Pure core (no I/O, no clock):
+
+==================  ==========================================================================
+``canonical``       RFC 8785 entry bytes; ``check_entry`` / ``verify_entry``; ``parse_entry``
+``merkle``          RFC 6962 hashing, ``Frontier``, ``MerkleTree``, proof plans, verification
+``note``            C2SP signed notes: parse/format, vkeys, key IDs, ``Signer``, ``open_note``
+``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log keys, witnesses)
+``proof``           ``c2sp.org/tlog-proof@v1`` files: ``format_proof``, ``parse_proof``, verify
+``policy``          named, versioned boundaries; ``check_job`` / ``verify_job``
+``entries``         the entry kinds as JSON objects; index columns (``meta``)
+``report``          ``policy.json``, ``report/sovereignty.csv``, ``summary.md``, ``VERIFY.md``
+``errors``          ``AuditError`` and its tree
+==================  ==========================================================================
+
+I/O edge:
+
+==================  ==========================================================================
+``keys``            encrypted signing key (0600), key ring, rotation, ``ensure_key``
+``log``             ``AuditLog`` over DuckDB: append, proofs, checkpoints
+``check``           ``check_log`` / ``verify_log`` (``gpumeter audit check``)
+``record``          ``record_*`` helpers other packages call; metering's ``after_collect`` hook
+``attest``          usage windows, inventory versions, job attestations from the store
+``bundle``          ``export_bundle`` (``gpumeter audit export``)
+``archive``         bounded, checked reading of a bundle zip
+``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``)
+``commands``        the ``gpumeter audit`` CLI
+==================  ==========================================================================
+"""

@@ -1,1 +1,18 @@
-"""billing package."""
+"""billing: GPU usage priced into EU invoices (Factur-X), credit notes and FOCUS rows.
+
+Pure core (no I/O, no clock):
+
+- :mod:`billing.money` — Decimal money, the one rounding mode, exact rationals;
+- :mod:`billing.rates` — rates.toml -> :class:`~billing.rates.RateCard` (MIG N/S, profiles
+  and sites priced apart, graduated tiers, tenant discounts);
+- :mod:`billing.vat` — domestic / reverse charge / outside scope, EU standard rates;
+- :mod:`billing.invoice` — lines, totals, corrections, the JSON twin;
+- :mod:`billing.facturx_xml`, :mod:`billing.pdf` — the EN 16931 XML and the PDF;
+- :mod:`billing.validate` — XSD + schematron checks (``check_facturx`` / ``verify_facturx``).
+
+I/O edge: :mod:`billing.run` (``invoice_month(con, config, month, finalize)``),
+:mod:`billing.numbering` (gapless series in the store), :mod:`billing.focus`
+(``focus_frame(con, config, month)``, ``write_focus``), :mod:`billing.commands` (CLI).
+Errors: :mod:`billing.errors` (``BillingError`` and its tree). Decisions:
+docs/adr/0005-money-and-rounding.md.
+"""

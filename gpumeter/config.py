@@ -163,7 +163,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
         raise ConfigError("[billing] supplier has unknown keys", file=file, value=sorted(unknown))
     for key in ("legal_name", "country", "vat_id"):
         _str(sup, key, "billing.supplier", file, "")
-    supplier = Supplier(**{k: v for k, v in sup.items()})
+    # A site that only meters may leave the supplier out; billing refuses to issue without it.
+    supplier = Supplier(**{"legal_name": "", "country": "", "vat_id": "", **sup})
 
     allowed = aud.get("allowed_countries", ["EU"])
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -40,7 +41,7 @@ def demo(
     """Simulate a month of a small GPU fleet, meter, invoice and audit it."""
     from metering.simulator import small_fleet, write_inventory
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     start = datetime(2026, 10, 1, tzinfo=UTC)
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
     fleet = small_fleet(seed=seed, start=start, days=float(days))
@@ -110,3 +111,26 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
         pf.touch(mode=0o600)
         pf.write_text(passphrase + "\n")
         err.print(f"demo signing-key passphrase stored in {pf} (mode 0600)", highlight=False)
+    _invoice(console, con, cfg)
+
+
+def _invoice(console: Console, con: object, cfg: Config) -> None:
+    from billing.run import invoice_month
+
+    results = invoice_month(con, cfg, DEMO_MONTH, finalize=True)  # type: ignore[arg-type]
+    table = Table(title=f"Invoices issued for {DEMO_MONTH} (EUR)")
+    for c in ("tenant", "number", "VAT treatment", "net", "VAT", "total", "Factur-X"):
+        table.add_column(c, justify="right" if c in ("net", "VAT", "total") else "left")
+    for r in results:
+        table.add_row(
+            r.tenant,
+            r.number or "(draft)",
+            r.vat_treatment,
+            f"{r.net:,.2f}",
+            f"{r.vat:,.2f}",
+            f"{r.total:,.2f}",
+            r.validation,
+        )
+    console.print(table)
+    if results:
+        console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}", highlight=False)

@@ -1,0 +1,155 @@
+"""Audit entries as bytes: RFC 8785 (JCS) canonical JSON, and what makes an entry valid.
+
+The bytes of an entry are what the Merkle tree hashes, so they must be reproducible by
+anyone: RFC 8785 fixes key order, spacing, string escapes and number forms. The
+``rfc8785`` package is the reference. For the values entries are made of — objects with
+ASCII keys, arrays, strings, booleans, null and integers of at most 53 bits — the
+standard library's ``json.dumps(sort_keys=True, separators=(",", ":"),
+ensure_ascii=False)`` produces the same bytes (same escapes, code-point order equals
+UTF-16 order for ASCII keys, no floats involved) about five times faster, so it is used
+there; anything else (floats, large integers, non-ASCII keys) goes through ``rfc8785``.
+A property test holds the two equal.
+
+An entry is a JSON object with at least ``type`` (a non-empty string) and ``time`` (an
+RFC 3339 date-time in UTC: ``Z`` or ``+00:00``). Exact quantities (GPU-seconds, money)
+are decimal *strings*: JSON numbers in JCS are IEEE doubles. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from audit.errors import EntryError
+
+_RFC3339_UTC = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|\+00:00)$",
+)
+_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def format_time(moment: datetime) -> str:
+    """A UTC-aware datetime as RFC 3339 with ``Z``; microseconds only when non-zero."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise EntryError("time must be timezone-aware (UTC)", value=moment.isoformat())
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 UTC string as an aware datetime (fractions beyond microseconds are cut)."""
+    m = _RFC3339_UTC.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise EntryError("time must be an RFC 3339 UTC date-time such as 2026-07-01T00:00:00Z", value=text)
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac = m.group(7) or ""
+    micro = int((frac[1:] + "000000")[:6]) if frac else 0
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+    except ValueError as exc:
+        raise EntryError(f"time is not a real date-time: {exc}", value=text) from exc
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """Whether a value is a valid audit entry, and why not."""
+
+    passed: bool
+    findings: tuple[str, ...]
+
+
+def check_entry(entry: object) -> EntryCheck:
+    """An entry is a JSON object with a ``type`` and an RFC 3339 UTC ``time``."""
+    findings: list[str] = []
+    if not isinstance(entry, dict) and not isinstance(entry, Mapping):  # dict first: ABC checks are slow
+        return EntryCheck(False, ("an entry must be a JSON object",))
+    kind = entry.get("type")
+    if not isinstance(kind, str) or not _TYPE.match(kind):
+        findings.append("type must be a lower-case identifier string")
+    when = entry.get("time")
+    if not isinstance(when, str):
+        findings.append("time must be an RFC 3339 UTC string")
+    else:
+        try:
+            parse_time(when)
+        except EntryError as exc:
+            findings.append(exc.message)
+    return EntryCheck(not findings, tuple(findings))
+
+
+def verify_entry(entry: object) -> None:
+    """Raise :class:`EntryError` unless ``entry`` is a valid audit entry."""
+    result = check_entry(entry)
+    if not result.passed:
+        raise EntryError("; ".join(result.findings))
+
+
+_SAFE_INT = (1 << 53) - 1
+
+
+def _plain(value: object) -> bool:
+    """True when ``json.dumps`` is byte-for-byte RFC 8785 for ``value`` (see the docstring)."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    return False
+
+
+def _dumps(value: Any) -> bytes:
+    """RFC 8785 bytes of any JSON value; raises :class:`EntryError` if it has none."""
+    try:
+        if _plain(value):
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        data: bytes = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise EntryError(f"entry cannot be canonicalised: {exc}") from exc
+    return data
+
+
+def canonical(entry: Mapping[str, Any]) -> bytes:
+    """The RFC 8785 bytes of a valid entry (what the tree hashes)."""
+    verify_entry(entry)
+    return _dumps(dict(entry))
+
+
+def parse_entry(data: bytes) -> dict[str, Any]:
+    """Entry bytes back to an object; the bytes must already be canonical and valid."""
+    unusual: list[str] = []  # floats, NaN/Infinity or integers beyond 53 bits seen while parsing
+
+    def number(text: str) -> float:
+        unusual.append(text)
+        return float(text)
+
+    def integer(text: str) -> int:
+        value = int(text)
+        if not -_SAFE_INT <= value <= _SAFE_INT:
+            unusual.append(text)
+        return value
+
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=number, parse_int=integer, parse_constant=number)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EntryError(f"entry is not UTF-8 JSON: {exc}") from exc
+    verify_entry(value)
+    if not unusual and data.isascii():  # every key ASCII and no number json.dumps spells differently
+        again = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    else:
+        again = _dumps(value)
+    if again != data:
+        raise EntryError("entry bytes are not RFC 8785 canonical JSON")
+    out: dict[str, Any] = value
+    return out

@@ -1,0 +1,223 @@
+"""Audit log benchmark: append 1,000,000 entries, verify a 100,000-entry bundle.
+
+Run: ``.venv/bin/python -m bench.audit`` (``--entries``/``--bundle`` to scale down).
+
+* append: entries go into a DuckDB file in batches of 10,000 (``append_many``: one insert
+  per table per batch; row-by-row inserts cost ~100 µs each in DuckDB), with a signed
+  checkpoint after every batch. RFC 8785 encoding of the entry dicts is timed apart.
+* verify: a whole-log bundle of one month with 100,000 job attestations is exported, then
+  ``verify_bundle`` checks it (zip reading, canonical JSON, every proof, the report).
+* floor: hashlib SHA-256 over the same leaf bytes (``0x00 ‖ entry``) plus the n − 1
+  interior node hashes (65-byte inputs): the least any RFC 6962 implementation must hash.
+
+Writes the ``## audit`` section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit import entries as kinds
+from audit.attest import policy_digest
+from audit.bundle import export_bundle
+from audit.log import AuditLog, encode
+from audit.note import Signer
+from audit.policy import policy
+from audit.verify import verify_bundle
+from bench.results import write_section
+from gpumeter import store
+
+ORIGIN = "bench.gpumeter.example.eu/audit"
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
+
+
+def floor_seconds(leaves: Sequence[bytes]) -> float:
+    """SHA-256 of every leaf (0x00 ‖ bytes) and of the n − 1 interior nodes, nothing else."""
+    sha = hashlib.sha256
+    start = time.perf_counter()
+    level = [sha(b"\x00" + data).digest() for data in leaves]
+    while len(level) > 1:
+        nxt = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return time.perf_counter() - start
+
+
+def usage_entry(k: int) -> dict[str, object]:
+    start = T0 + timedelta(hours=k)
+    return kinds.usage_window(
+        at=start + timedelta(hours=1),
+        window_start=start,
+        digest=hashlib.sha256(k.to_bytes(8, "big")).hexdigest(),
+        rows=k % 977,
+        interval_ms=15000,
+        backend="prometheus-open",
+        nodes_version=1,
+    )
+
+
+def attestation(k: int, digest: str) -> dict[str, object]:
+    return kinds.job_attestation(
+        at=T0 + timedelta(days=31),
+        job_id=f"job-{k:07d}",
+        tenant=f"tenant-{k % 1000:04d}",
+        month="2026-07",
+        gpu_seconds=f"{3600 + k % 7200}.25",
+        hosts=[f"gpu-{k % 512:03d}.par1", f"gpu-{(k + 7) % 512:03d}.fra2"],
+        countries=["DE", "FR"],
+        data_locations=[f"s3://eu-data/tenant-{k % 1000:04d}"],
+        data_countries=["DE"],
+        policy="EU/v1",
+        policy_sha256=digest,
+        in_eu=k % 50 != 0,
+        findings=[] if k % 50 else [f"host gpu-{k % 512:03d}.zrh1 is in CH, outside the boundary"],
+    )
+
+
+def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str, float]:
+    dicts = [usage_entry(k) for k in range(n)]
+    t = time.perf_counter()
+    encoded = [encode(e) for e in dicts]
+    t_encode = time.perf_counter() - t
+    del dicts
+    con = store.connect(workdir / "append.duckdb")
+    store.migrate(con)
+    log = AuditLog(con)
+    log.record_keys([signer], at=T0)
+    checkpoints = 0
+    t = time.perf_counter()
+    for lo in range(0, n, batch):
+        log.append_encoded(encoded[lo : lo + batch], at=T0)
+        log.sign_checkpoint([signer], ORIGIN, at=T0)
+        checkpoints += 1
+    t_append = time.perf_counter() - t
+    t_floor = min(floor_seconds([e.data for e in encoded]) for _ in range(2))
+    t = time.perf_counter()
+    for i in (0, n // 3, n - 1):
+        log.inclusion_proof(i)
+    t_proof = (time.perf_counter() - t) / 3
+    size = log.size()
+    con.close()
+    return {
+        "n": n,
+        "size": size,
+        "checkpoints": checkpoints,
+        "encode": t_encode,
+        "append": t_append,
+        "floor": t_floor,
+        "proof": t_proof,
+        "db_mb": (workdir / "append.duckdb").stat().st_size / 1e6,
+    }
+
+
+def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
+    boundary = policy(["EU"])
+    digest = policy_digest(boundary)
+    con = store.connect(workdir / "bundle.duckdb")
+    store.migrate(con)
+    log = AuditLog(con)
+    encoded = [encode(attestation(k, digest)) for k in range(n)]
+    for lo in range(0, n, 10_000):
+        log.append_encoded(encoded[lo : lo + 10_000], at=T0)
+    out = workdir / "bundle.zip"
+    t = time.perf_counter()
+    result = export_bundle(
+        con, "2026-07", None, out, [signer], ORIGIN, boundary, by="bench", at=T0 + timedelta(days=32)
+    )
+    t_export = time.perf_counter() - t
+    con.close()
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        verified = verify_bundle(out, [signer.vkey])
+        times.append(time.perf_counter() - t)
+    assert verified.entries == result.entries
+    t_floor = min(floor_seconds([e.data for e in encoded]) for _ in range(2))
+    return {
+        "n": result.entries,
+        "export": t_export,
+        "verify": min(times),
+        "floor": t_floor,
+        "zip_mb": out.stat().st_size / 1e6,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--bundle", type=int, default=100_000)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    args = parser.parse_args(argv)
+    signer = Signer(ORIGIN, Ed25519PrivateKey.generate())
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        a = bench_append(Path(tmp), args.entries, args.batch, signer)
+        print(f"append: {a}", file=sys.stderr)
+        v = bench_verify(Path(tmp), args.bundle, signer)
+        print(f"verify: {v}", file=sys.stderr)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    given = list(argv if argv is not None else sys.argv[1:])
+    command = " ".join([".venv/bin/python -m bench.audit", *given])
+    append_ratio = a["append"] / a["floor"]
+    e2e_ratio = (a["append"] + a["encode"]) / a["floor"]
+    verify_ratio = v["verify"] / v["floor"]
+    rows = [
+        "| step | entries | time | floor | ratio | target |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| append (canonical bytes → leaf + subtree hashes → DuckDB), a checkpoint every {args.batch:,} "
+        f"({a['checkpoints']:,.0f} signed) | {a['n']:,.0f} | {a['append']:.2f} s | {a['floor']:.2f} s "
+        f"| **{append_ratio:.1f}×** | ≤ 3× |",
+        f"| the same plus RFC 8785 encoding of the entry dicts ({a['encode']:.2f} s) | {a['n']:,.0f} "
+        f"| {a['append'] + a['encode']:.2f} s | {a['floor']:.2f} s | {e2e_ratio:.1f}× | — |",
+        f"| verify a whole-log bundle of job attestations ({v['zip_mb']:.0f} MB zip: every signature, proof, "
+        f"canonical entry and the report) | {v['n']:,.0f} | {v['verify']:.2f} s | {v['floor']:.3f} s "
+        f"| **{verify_ratio:.1f}×** | ≤ 2× |",
+    ]
+    body = "\n".join(
+        [
+            f"Command: `{command}`",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"DuckDB {duckdb.__version__}; run {datetime.now(UTC):%Y-%m-%d}; load average {load:.1f} at the start "
+            f"(a shared machine: compare ratios, not times); peak RSS {rss_mb:,.0f} MB.",
+            "",
+            "Floor: hashlib SHA-256 over the same leaf bytes (`0x00 ‖ entry`) plus the n − 1 interior node "
+            "hashes, in list comprehensions — the least any RFC 6962 implementation hashes.",
+            "",
+            *rows,
+            "",
+            f"Appending goes through `append_many`-style batches of {args.batch:,} entries: one bulk insert per "
+            "table per batch (DuckDB row-by-row inserts cost about 0.1 ms each, 100× the floor on their own). "
+            f"The store then holds {a['size']:,.0f} entries in {a['db_mb']:,.0f} MB; one inclusion proof read "
+            f"from it takes {a['proof'] * 1000:.1f} ms. Exporting the {v['n']:,.0f}-entry bundle took "
+            f"{v['export']:.2f} s.",
+            "",
+            "Targets not met. Where the time goes: appending is dominated by DuckDB's insert and commit of the "
+            "entry bytes and the ~2n subtree rows (the hashing is done level by level at the floor's speed); "
+            "verifying by reading two zip members per entry through `zipfile`, parsing each proof file and "
+            "re-checking that each entry is canonical JSON. The Merkle work is close to the floor: proofs of "
+            "neighbouring entries share verified subtrees, so most leaves cost one hash plus byte comparisons. "
+            "Reaching 3× / 2× would take a native zip reader and the tree kept outside DuckDB.",
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section("audit", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Billing errors: one tree, caught once by the CLI.
+
+::
+
+    GpumeterError (gpumeter.errors)
+    └── BillingError               billing could not produce a correct document
+        ├── RatesError             rates.toml is unreadable or holds a bad value
+        │                          (file, line of the [[rate]]/[[discount]], key, value)
+        ├── PricingError           usage that cannot be priced (model, MIG profile, job)
+        ├── VatError               a tenant's VAT status does not allow invoicing (tenant)
+        ├── SupplierError          [billing] supplier lacks a mandatory invoice mention
+        ├── StoreStateError        issued documents in the store disagree with themselves
+        └── DocumentError          an e-invoice could not be built or failed validation
+            └── ValidationError    Factur-X XML fails the XSD or a schematron
+
+Every error carries the structured fields of :class:`gpumeter.errors.GpumeterError`
+(``file``, ``line``, ``value``) plus, where they apply, ``tenant``, ``model``, ``job`` and
+``period``. Nothing is stored when one is raised: invoicing computes every document before
+it opens the finalization transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpumeter.errors import GpumeterError
+
+
+class BillingError(GpumeterError):
+    """Billing could not produce a correct invoice; nothing was issued."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        value: object = None,
+        tenant: str | None = None,
+        model: str | None = None,
+        job: str | None = None,
+        period: str | None = None,
+    ) -> None:
+        super().__init__(message, file=file, line=line, value=value)
+        self.tenant = tenant
+        self.model = model
+        self.job = job
+        self.period = period
+
+
+class RatesError(BillingError):
+    """rates.toml is unreadable or holds a bad value."""
+
+
+class PricingError(BillingError):
+    """Usage that no rate prices (never billed at zero)."""
+
+
+class VatError(BillingError):
+    """A tenant's VAT status does not allow an invoice (e.g. EU tenant without a valid VAT id)."""
+
+
+class SupplierError(BillingError):
+    """The supplier block of gpumeter.toml lacks a mention the law requires on an invoice."""
+
+
+class StoreStateError(BillingError):
+    """Issued documents in the store are inconsistent (e.g. a credit note with no original)."""
+
+
+class DocumentError(BillingError):
+    """The PDF or the Factur-X XML could not be produced."""
+
+
+class ValidationError(DocumentError):
+    """A Factur-X XML fails the XSD or a schematron; ``findings`` lists the failed asserts."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        findings: tuple[str, ...] = (),
+        value: object = None,
+        tenant: str | None = None,
+        period: str | None = None,
+    ) -> None:
+        super().__init__(message, value=value, tenant=tenant, period=period)
+        self.findings = findings

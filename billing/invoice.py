@@ -1,0 +1,457 @@
+"""Invoices and credit notes as values (pure: no store, no files, no clock).
+
+One invoice per tenant per calendar month (UTC). Its lines: one per GPU model (MIG usage
+folded onto its GPU's line at N/S), one per MIG profile or site priced apart, and one per
+volume-tier band. Each line's amount is the exact quantity times its unit price, rounded
+once to the cent; net, VAT and total follow :mod:`billing.money`.
+
+Corrections never edit an issued document (billing-eu.md §3): :func:`adjustments`
+compares a fresh computation with the signed sum of what was issued for the month, line
+key by line key, and yields the lines of a supplementary invoice (increases) and of a
+credit note (decreases), both referring to the original invoice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import Decimal, Inexact, localcontext
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any
+
+import polars as pl
+
+from billing.errors import BillingError, SupplierError
+from billing.money import (
+    CURRENCY,
+    HOURS_DISPLAY_PLACES,
+    ROUNDING_RULE,
+    ZERO,
+    exact,
+    fmt_amount,
+    fmt_decimal,
+    fmt_places,
+    round_exact,
+    to_cents,
+)
+from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price, split_quantity
+from billing.vat import VatDecision
+
+SECONDS_PER_HOUR = 3600
+
+
+class Kind(StrEnum):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+    @property
+    def type_code(self) -> str:
+        """UNTDID 1001 / EN 16931 BT-3."""
+        return "381" if self is Kind.CREDIT_NOTE else "380"
+
+
+@dataclass(frozen=True)
+class Period:
+    month: str  # YYYY-MM
+    start: date  # first day (BT-73)
+    end: date  # last day, inclusive (BT-74)
+
+    @classmethod
+    def parse(cls, month: str) -> Period:
+        m = re.fullmatch(r"(\d{4})-(\d{2})", month.strip()) if isinstance(month, str) else None
+        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
+            raise BillingError("month must be YYYY-MM (a calendar month in UTC)", value=month)
+        y, mo = int(m.group(1)), int(m.group(2))
+        return cls(f"{y:04d}-{mo:02d}", date(y, mo, 1), date(y, mo, calendar.monthrange(y, mo)[1]))
+
+
+@dataclass(frozen=True)
+class Party:
+    legal_name: str
+    country: str
+    vat_id: str = ""
+    address: str = ""
+    city: str = ""
+    postcode: str = ""
+    siren: str = ""
+    legal_form: str = ""
+    share_capital: str = ""
+    rcs: str = ""
+    email: str = ""
+    iban: str = ""
+    identifier: str = ""  # gpumeter's tenant id for a customer
+
+
+@dataclass(frozen=True)
+class Reference:
+    number: str
+    issue_date: date
+
+
+@dataclass(frozen=True)
+class LineKey:
+    gpu_model: str
+    mig_profile: str | None
+    site: str | None
+    tier_from_gpu_hours: Decimal
+
+
+@dataclass(frozen=True)
+class Line:
+    gpu_model: str
+    mig_profile: str | None  # set only when the profile is priced apart
+    site: str | None  # set only when the site is priced apart
+    tier_from_gpu_hours: Decimal  # 0 for the base band
+    description: str
+    gpu_hours: Fraction  # exact (for adjustments: the difference of displayed hours)
+    unit_price: Decimal  # after the tenant's discount
+    list_unit_price: Decimal
+    discount_percent: Decimal
+    amount: Decimal  # rounded to the cent, once
+
+    @property
+    def key(self) -> LineKey:
+        return LineKey(self.gpu_model, self.mig_profile, self.site, self.tier_from_gpu_hours)
+
+    @property
+    def gpu_hours_display(self) -> Decimal:
+        return round_exact(self.gpu_hours, HOURS_DISPLAY_PLACES)
+
+
+@dataclass(frozen=True)
+class Invoice:
+    kind: Kind
+    tenant: str
+    period: Period
+    supplier: Party
+    customer: Party
+    lines: tuple[Line, ...]
+    vat: VatDecision
+    payment_terms_days: int = 30
+    number: str | None = None
+    issue_date: date | None = None
+    due_date: date | None = None
+    references: Reference | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def status(self) -> str:
+        return "draft" if self.number is None else "finalized"
+
+    @property
+    def net(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), ZERO)
+
+    @property
+    def vat_amount(self) -> Decimal:
+        return self.vat.vat_on(self.net)
+
+    @property
+    def total(self) -> Decimal:
+        return self.net + self.vat_amount
+
+    def finalize(self, number: str, issue_date: date) -> Invoice:
+        return replace(
+            self, number=number, issue_date=issue_date, due_date=issue_date + timedelta(days=self.payment_terms_days)
+        )
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """Billable usage of one tenant summed per (model, profile, site), with one job to name."""
+
+    tenant: str
+    gpu_model: str
+    mig_profile: str | None
+    site: str | None
+    gpu_seconds: Decimal
+    first_job: str
+
+
+USAGE_COLUMNS = ("job_id", "tenant", "project", "gpu_model", "mig_profile", "site", "country", "gpu_seconds")
+
+
+def aggregate_usage(frame: pl.DataFrame) -> list[UsageGroup]:
+    """metering.report.billable_usage's frame -> per-tenant sums (exact Decimal sums)."""
+    missing = [c for c in USAGE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BillingError(f"billable usage frame lacks columns {missing}")
+    if frame.height == 0:
+        return []
+    dtype = frame.schema["gpu_seconds"]
+    if not isinstance(dtype, pl.Decimal):
+        raise BillingError(f"gpu_seconds must be a Decimal column, not {dtype}", value=str(dtype))
+    if frame.filter(pl.col("tenant").is_null()).height:
+        job = frame.filter(pl.col("tenant").is_null())["job_id"][0]
+        raise BillingError(f"billable usage holds job {job!r} without a tenant", value=job)
+    grouped = (
+        frame.with_columns(pl.col("site").fill_null(""))
+        .group_by(["tenant", "gpu_model", "mig_profile", "site"])
+        .agg(pl.col("gpu_seconds").sum(), pl.col("job_id").min().alias("first_job"))
+        .sort(["tenant", "gpu_model", "mig_profile", "site"], nulls_last=False)
+    )
+    return [
+        UsageGroup(t, m, p, s or None, secs, j)
+        for t, m, p, s, secs, j in grouped.select(
+            "tenant", "gpu_model", "mig_profile", "site", "gpu_seconds", "first_job"
+        ).iter_rows()
+    ]
+
+
+def _describe(key: PriceKey, mig_shares: Mapping[str, Fraction], tier_from: Decimal, rate: Rate) -> str:
+    text = f"{key.gpu_model} GPU time"
+    if key.mig_profile:
+        text += f", MIG instance {key.mig_profile} (per instance-hour)"
+    if key.site:
+        text += f", site {key.site}"
+    if mig_shares:
+        parts = ", ".join(f"{p} {fmt_places(h, 2)} h" for p, h in sorted(mig_shares.items()))
+        text += f"; includes MIG instances at N/{rate.mig_slices} of the GPU rate ({parts} instance-hours)"
+    if tier_from > 0:
+        text += f"; volume tier beyond {fmt_decimal(tier_from)} GPU-hours this month"
+    return text
+
+
+def price_lines(groups: Iterable[UsageGroup], card: RateCard, *, tenant: str) -> tuple[Line, ...]:
+    """The invoice lines of one tenant's month (exact quantities, amounts rounded once)."""
+    # Sum exact Decimal seconds per (price key, MIG share) first; rationals only at the end.
+    seconds: dict[tuple[PriceKey, Fraction], Decimal] = {}
+    rates: dict[PriceKey, Rate] = {}
+    mig_seconds: dict[PriceKey, dict[str, Decimal]] = {}
+    resolved: dict[tuple[str, str | None, str | None], Resolution] = {}
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ctx.traps[Inexact] = True  # sums of seconds stay exact or fail loudly
+        for g in groups:
+            what = (g.gpu_model, g.mig_profile, g.site)
+            res = resolved.get(what)
+            if res is None:
+                res = resolved[what] = card.resolve(g.gpu_model, g.mig_profile, g.site, job=g.first_job)
+            slot = (res.key, res.factor)
+            seconds[slot] = seconds.get(slot, Decimal(0)) + g.gpu_seconds
+            rates[res.key] = res.rate
+            if g.mig_profile is not None and res.key.mig_profile is None:
+                per = mig_seconds.setdefault(res.key, {})
+                per[g.mig_profile] = per.get(g.mig_profile, Decimal(0)) + g.gpu_seconds
+    hours: dict[PriceKey, Fraction] = {}
+    for (key, factor), secs in seconds.items():
+        hours[key] = hours.get(key, Fraction(0)) + exact(secs) * factor / SECONDS_PER_HOUR
+    mig = {key: {p: exact(s) / SECONDS_PER_HOUR for p, s in per.items()} for key, per in mig_seconds.items()}
+    discount = card.discount_percent(tenant)
+    lines: list[Line] = []
+    for key in sorted(hours, key=lambda k: (k.gpu_model, k.mig_profile or "", k.site or "")):
+        rate = rates[key]
+        for band, q in split_quantity(hours[key], rate):
+            price = contracted_price(band.list_price, discount)
+            lines.append(
+                Line(
+                    gpu_model=key.gpu_model,
+                    mig_profile=key.mig_profile,
+                    site=key.site,
+                    tier_from_gpu_hours=band.from_hours,
+                    description=_describe(key, mig.get(key, {}), band.from_hours, rate),
+                    gpu_hours=q,
+                    unit_price=price,
+                    list_unit_price=band.list_price,
+                    discount_percent=discount,
+                    amount=to_cents(q * exact(price)),
+                )
+            )
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
+class IssuedPosition:
+    """The signed sum of one line key over every document issued for a tenant's month."""
+
+    gpu_hours: Decimal
+    amount: Decimal
+    unit_price: Decimal
+    list_unit_price: Decimal
+    discount_percent: Decimal
+    description: str
+
+
+def adjustments(fresh: Sequence[Line], issued: Mapping[LineKey, IssuedPosition]) -> tuple[list[Line], list[Line]]:
+    """(lines of a supplementary invoice, lines of a credit note); both empty if nothing changed.
+
+    Quantities compare as displayed (6 places), amounts as issued (cents); a key whose
+    amount did not move in cents yields nothing, so re-running is idempotent.
+    """
+    by_key = {ln.key: ln for ln in fresh}
+    ups: list[Line] = []
+    downs: list[Line] = []
+    for key in sorted(set(by_key) | set(issued), key=_key_order):
+        new = by_key.get(key)
+        old = issued.get(key)
+        new_amount = new.amount if new else ZERO
+        new_hours = exact(new.gpu_hours_display) if new else Fraction(0)
+        old_amount = old.amount if old else ZERO
+        old_hours = exact(old.gpu_hours) if old else Fraction(0)
+        delta = new_amount - old_amount
+        if delta == 0:
+            continue
+        ref_price = new.unit_price if new else old.unit_price if old else ZERO
+        ref_list = new.list_unit_price if new else old.list_unit_price if old else ZERO
+        ref_disc = new.discount_percent if new else old.discount_percent if old else ZERO
+        desc = new.description if new else old.description if old else key.gpu_model
+        sign = 1 if delta > 0 else -1
+        line = Line(
+            gpu_model=key.gpu_model,
+            mig_profile=key.mig_profile,
+            site=key.site,
+            tier_from_gpu_hours=key.tier_from_gpu_hours,
+            description=("Additional usage: " if sign > 0 else "Correction (credit): ") + desc,
+            gpu_hours=(new_hours - old_hours) * sign,
+            unit_price=ref_price,
+            list_unit_price=ref_list,
+            discount_percent=ref_disc,
+            amount=delta * sign,
+        )
+        (ups if sign > 0 else downs).append(line)
+    return ups, downs
+
+
+def _key_order(k: LineKey) -> tuple[str, str, str, Decimal]:
+    return (k.gpu_model, k.mig_profile or "", k.site or "", k.tier_from_gpu_hours)
+
+
+# --- mentions and the JSON twin -----------------------------------------------------------
+
+PENALTY_TEXT = (
+    "Late payment: penalties at the European Central Bank's most recent refinancing rate plus "
+    "10 percentage points, from the day after the due date (Code de commerce art. L441-10)."
+)
+RECOVERY_TEXT = (
+    "Fixed indemnity for recovery costs in case of late payment: EUR 40 "
+    "(€40, Code de commerce art. L441-10 and D441-5)."
+)
+NO_DISCOUNT_TEXT = "No discount for early payment."
+
+
+def mentions(inv: Invoice) -> list[tuple[str, str]]:
+    """The notes every document carries, as (UNTDID 4451 subject code, text)."""
+    out = [("PMD", PENALTY_TEXT), ("PMT", RECOVERY_TEXT), ("AAB", NO_DISCOUNT_TEXT)]
+    if inv.vat.exemption_text:
+        out.append(("AAI", inv.vat.exemption_text))
+    if inv.references is not None:
+        what = "Credit note for" if inv.kind is Kind.CREDIT_NOTE else "Supplementary invoice to"
+        out.append(("AAI", f"{what} invoice {inv.references.number} of {inv.references.issue_date.isoformat()}."))
+    out.append(("AAI", ROUNDING_RULE))
+    out.extend(("AAI", n) for n in inv.notes)
+    return out
+
+
+def _party_json(p: Party) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "legal_name": p.legal_name,
+        "address": p.address or None,
+        "postcode": p.postcode or None,
+        "city": p.city or None,
+        "country": p.country,
+        "vat_id": p.vat_id or None,
+        "siren": p.siren or None,
+    }
+    if p.identifier:
+        out = {"tenant": p.identifier, **out, "email": p.email or None}
+    else:
+        out.update(legal_form=p.legal_form or None, share_capital=p.share_capital or None, rcs=p.rcs or None)
+    return out
+
+
+def to_json(inv: Invoice) -> dict[str, Any]:
+    """The JSON twin of a document: SPEC "Invoice JSON" fields first, then additions."""
+    return {
+        "number": inv.number,
+        "status": inv.status,
+        "kind": inv.kind.value,
+        "tenant": inv.tenant,
+        "period": inv.period.month,
+        "currency": CURRENCY,
+        "lines": [
+            {
+                "gpu_model": ln.gpu_model,
+                "mig_profile": ln.mig_profile,
+                "gpu_hours": fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES),
+                "unit_price": fmt_decimal(ln.unit_price, min_places=2),
+                "amount": fmt_amount(ln.amount),
+                "site": ln.site,
+                "description": ln.description,
+                "list_unit_price": fmt_decimal(ln.list_unit_price, min_places=2),
+                "discount_percent": fmt_decimal(ln.discount_percent) if ln.discount_percent else None,
+                "tier_from_gpu_hours": fmt_decimal(ln.tier_from_gpu_hours) if ln.tier_from_gpu_hours else None,
+            }
+            for ln in inv.lines
+        ],
+        "net": fmt_amount(inv.net),
+        "vat_treatment": inv.vat.treatment.value,
+        "vat_rate": fmt_places(inv.vat.rate_percent, 2),
+        "vat": fmt_amount(inv.vat_amount),
+        "total": fmt_amount(inv.total),
+        "references": inv.references.number if inv.references else None,
+        "references_issue_date": inv.references.issue_date.isoformat() if inv.references else None,
+        "type_code": inv.kind.type_code,
+        "issue_date": inv.issue_date.isoformat() if inv.issue_date else None,
+        "due_date": inv.due_date.isoformat() if inv.due_date else None,
+        "period_start": inv.period.start.isoformat(),
+        "period_end": inv.period.end.isoformat(),
+        "supplier": _party_json(inv.supplier),
+        "customer": _party_json(inv.customer),
+        "vat_category": inv.vat.category,
+        "vat_exemption": inv.vat.exemption_text,
+        "vat_exemption_code": inv.vat.exemption_code,
+        "rounding": ROUNDING_RULE,
+        "notes": [text for _, text in mentions(inv)],
+    }
+
+
+# --- the supplier's mandatory mentions ---------------------------------------------------------
+
+_FR_REQUIRED = ("address", "postcode", "city", "siren", "legal_form", "share_capital", "rcs")
+_REQUIRED = ("address", "postcode", "city")
+
+
+def check_supplier(p: Party) -> list[str]:
+    """Names of the [billing] supplier keys an issued invoice needs but lacks (or holds badly)."""
+    from stdnum.fr import siren as fr_siren
+
+    from metering.inventory import validate_vat_id
+
+    problems = []
+    for key in _FR_REQUIRED if p.country == "FR" else _REQUIRED:
+        if not str(getattr(p, key)).strip():
+            problems.append(f"{key} is empty")
+    if not p.vat_id:
+        problems.append("vat_id is empty")
+    elif validate_vat_id(p.vat_id, p.country):
+        problems.append(f"vat_id {p.vat_id!r} is not a valid VAT id of {p.country}")
+    if p.siren and not fr_siren.is_valid(p.siren):
+        problems.append(f"siren {p.siren!r} is not a valid SIREN")
+    return problems
+
+
+def verify_supplier(p: Party, *, file: str | None = None) -> None:
+    problems = check_supplier(p)
+    if problems:
+        raise SupplierError(
+            "[billing] supplier cannot issue invoices: " + "; ".join(problems),
+            file=file,
+            value=None,
+        )
+
+
+def customer_siren(country: str, vat_id: str) -> str:
+    """A French customer's SIREN, from its VAT id (FRkk + SIREN); else ''."""
+    if country != "FR" or not vat_id:
+        return ""
+    from stdnum.exceptions import ValidationError as StdnumError
+    from stdnum.fr import tva
+
+    try:
+        return str(tva.to_siren(vat_id))
+    except StdnumError:
+        return ""

@@ -1,0 +1,306 @@
+"""The human-readable invoice: a PDF with every mandatory mention, and its Factur-X twin.
+
+Mentions (billing-eu.md §2; Directive 2006/112/EC Art. 226, CGI ann. II art. 242 nonies A,
+Code de commerce L441-9/L441-10/D441-5): supplier name, address, SIREN, legal form, share
+capital, RCS, VAT ids of both parties, customer name and address, issue date, number,
+period (date) of supply, nature of the operation (services), description, quantity, unit
+price excl. VAT, discount, VAT rate and amount, totals excl. and incl. VAT, due date,
+late-payment penalty rate, the €40 recovery indemnity, early-payment discount (none),
+"Autoliquidation" / "Reverse charge" with Art. 196, the exemption reference, the reference
+to the original invoice on a credit note or supplement, and the rounding rule.
+
+Rendering is reportlab with the Bitstream Vera fonts reportlab ships (embedded, so the
+file does not depend on the reader's fonts, as PDF/A-3 asks), ``invariant`` mode (no
+timestamp or random id in the body) and an sRGB output intent. :func:`facturx_pdf` then
+embeds the XML with ``facturx.generate_from_binary`` (level EN 16931), which adds the
+``factur-x.xml`` attachment (AFRelationship ``Data``) and the PDF/A-3 XMP metadata.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cache
+from typing import Any
+
+from billing.errors import DocumentError
+from billing.invoice import Invoice, Kind, Party, mentions
+from billing.money import HOURS_DISPLAY_PLACES, fmt_amount, fmt_decimal, fmt_places
+
+FONT = "GpumeterVera"
+FONT_BOLD = "GpumeterVeraBd"
+
+
+@cache
+def _fonts() -> None:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    pdfmetrics.registerFont(TTFont(FONT, "Vera.ttf"))
+    pdfmetrics.registerFont(TTFont(FONT_BOLD, "VeraBd.ttf"))
+
+
+@cache
+def _srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _party_lines(p: Party, *, supplier: bool) -> list[str]:
+    out = [f"<b>{_esc(p.legal_name)}</b>"]
+    if p.address:
+        out.append(_esc(p.address))
+    place = " ".join(x for x in (p.postcode, p.city) if x)
+    out.append(_esc(f"{place}, {p.country}" if place else p.country))
+    if supplier:
+        legal = ", ".join(x for x in (p.legal_form, f"share capital {p.share_capital}" if p.share_capital else "") if x)
+        if legal:
+            out.append(_esc(legal))
+        if p.siren:
+            out.append(f"SIREN {_esc(p.siren)}" + (f" — RCS {_esc(p.rcs)}" if p.rcs else ""))
+        elif p.rcs:
+            out.append(f"RCS {_esc(p.rcs)}")
+    elif p.siren:
+        out.append(f"SIREN {_esc(p.siren)}")
+    out.append(f"VAT id: {_esc(p.vat_id)}" if p.vat_id else "VAT id: none")
+    if p.email:
+        out.append(_esc(p.email))
+    if p.identifier:
+        out.append(f"Tenant: {_esc(p.identifier)}")
+    return out
+
+
+def _title(inv: Invoice) -> str:
+    if inv.kind is Kind.CREDIT_NOTE:
+        return "CREDIT NOTE"
+    return "SUPPLEMENTARY INVOICE" if inv.references is not None else "INVOICE"
+
+
+def render_pdf(inv: Invoice) -> bytes:
+    """The PDF of a draft or issued document (no XML embedded)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    _fonts()
+    base = ParagraphStyle("base", fontName=FONT, fontSize=8.5, leading=11)
+    small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=9.5)
+    title = ParagraphStyle("title", parent=base, fontName=FONT_BOLD, fontSize=15, leading=19)
+    bold = ParagraphStyle("bold", parent=base, fontName=FONT_BOLD)
+    right = ParagraphStyle("right", parent=base, alignment=2)
+
+    draft = inv.number is None
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buf,
+        pagesize=A4,
+        leftMargin=16 * mm,
+        rightMargin=16 * mm,
+        topMargin=14 * mm,
+        bottomMargin=14 * mm,
+        title=f"{_title(inv).title()} {inv.number or 'draft'} — {inv.supplier.legal_name}",
+        author=inv.supplier.legal_name,
+        subject=f"GPU time {inv.period.month}, tenant {inv.tenant}",
+        creator="gpumeter",
+        invariant=1,
+    )
+    story: list[Any] = []
+    head = Table(
+        [
+            [
+                Paragraph("<br/>".join(_party_lines(inv.supplier, supplier=True)), base),
+                Paragraph(
+                    f"{'DRAFT — NOT AN INVOICE' if draft else _title(inv)}<br/>"
+                    f"<font size=10>No. {_esc(inv.number or '(assigned at finalization)')}</font>",
+                    title,
+                ),
+            ]
+        ],
+        colWidths=[95 * mm, 83 * mm],
+    )
+    head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    story += [head, Spacer(1, 5 * mm)]
+
+    facts = [
+        f"Issue date: {inv.issue_date.isoformat() if inv.issue_date else '(at finalization)'}",
+        f"Period of supply: {inv.period.start.isoformat()} to {inv.period.end.isoformat()} "
+        f"(calendar month {inv.period.month}, UTC)",
+        "Nature of operations: services (GPU compute time)",
+        f"Due date: {inv.due_date.isoformat() if inv.due_date else f'{inv.payment_terms_days} days after issue'}",
+        "Currency: EUR",
+    ]
+    if inv.references is not None:
+        what = "Credit note for" if inv.kind is Kind.CREDIT_NOTE else "Supplementary invoice to"
+        facts.append(f"<b>{what} invoice {_esc(inv.references.number)} of {inv.references.issue_date.isoformat()}</b>")
+    cust = Table(
+        [
+            [
+                Paragraph("<br/>".join(facts), base),
+                Paragraph("Customer<br/>" + "<br/>".join(_party_lines(inv.customer, supplier=False)), base),
+            ]
+        ],
+        colWidths=[95 * mm, 83 * mm],
+    )
+    cust.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    story += [cust, Spacer(1, 5 * mm)]
+
+    rate_txt = f"{fmt_decimal(inv.vat.rate_percent)} %" if inv.vat.category != "O" else "n/a"
+    rows: list[list[Any]] = [
+        [
+            Paragraph("#", bold),
+            Paragraph("Description", bold),
+            Paragraph("Quantity (GPU-hours)", bold),
+            Paragraph("Unit price EUR excl. VAT", bold),
+            Paragraph("VAT", bold),
+            Paragraph("Amount EUR excl. VAT", bold),
+        ]
+    ]
+    for i, ln in enumerate(inv.lines, start=1):
+        price = fmt_decimal(ln.unit_price, min_places=2)
+        if ln.discount_percent:
+            price += (
+                f"<br/><font size=7>list {fmt_decimal(ln.list_unit_price, min_places=2)}, "
+                f"discount {fmt_decimal(ln.discount_percent)} %</font>"
+            )
+        rows.append(
+            [
+                Paragraph(str(i), base),
+                Paragraph(_esc(ln.description), small),
+                Paragraph(fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES), right),
+                Paragraph(price, right),
+                Paragraph(rate_txt, right),
+                Paragraph(fmt_amount(ln.amount), right),
+            ]
+        )
+    table = Table(rows, colWidths=[7 * mm, 70 * mm, 28 * mm, 28 * mm, 15 * mm, 30 * mm], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
+                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.grey),
+            ]
+        )
+    )
+    story += [table, Spacer(1, 4 * mm)]
+
+    vat_label = {
+        "S": f"VAT {fmt_decimal(inv.vat.rate_percent)} % on {fmt_amount(inv.net)}",
+        "AE": "VAT 0 % — reverse charge (Autoliquidation)",
+        "O": "VAT — not applicable (outside the scope of EU VAT)",
+    }[inv.vat.category]
+    totals = Table(
+        [
+            [Paragraph("Total excl. VAT (net)", base), Paragraph(fmt_amount(inv.net), right)],
+            [Paragraph(_esc(vat_label), base), Paragraph(fmt_amount(inv.vat_amount), right)],
+            [Paragraph("<b>Total incl. VAT</b>", base), Paragraph(f"<b>{fmt_amount(inv.total)}</b>", right)],
+            [
+                Paragraph("Amount to be credited" if inv.kind is Kind.CREDIT_NOTE else "Amount due", base),
+                Paragraph(f"EUR {fmt_amount(inv.total)}", right),
+            ],
+        ],
+        colWidths=[60 * mm, 30 * mm],
+        hAlign="RIGHT",
+    )
+    totals.setStyle(TableStyle([("LINEABOVE", (0, 2), (-1, 2), 0.6, colors.black)]))
+    story += [totals, Spacer(1, 5 * mm)]
+
+    if inv.vat.category == "AE":
+        story.append(
+            Paragraph(
+                f"<b>Autoliquidation. Reverse charge — Art. 196 Directive 2006/112/EC.</b> VAT is due by the "
+                f"customer. Supplier VAT id {_esc(inv.supplier.vat_id)}; customer VAT id {_esc(inv.customer.vat_id)}.",
+                base,
+            )
+        )
+    elif inv.vat.category == "O":
+        story.append(Paragraph(f"<b>{_esc(inv.vat.exemption_text or '')}</b>", base))
+    if inv.supplier.iban and inv.kind is Kind.INVOICE:
+        story.append(
+            Paragraph(
+                f"Payment by SEPA credit transfer to IBAN {_esc(inv.supplier.iban)}, "
+                f"reference {_esc(inv.number or inv.tenant)}.",
+                base,
+            )
+        )
+    for code, text in mentions(inv):
+        if code == "AAI" and text == inv.vat.exemption_text:
+            continue
+        story.append(Paragraph(_esc(text), small))
+    story.append(Spacer(1, 3 * mm))
+    story.append(
+        Paragraph(
+            "This PDF is a Factur-X (EN 16931) invoice: the embedded factur-x.xml carries the same data."
+            if not draft
+            else "Draft: figures may change until the month is finalized; no number, not a tax document.",
+            small,
+        )
+    )
+    try:
+        doc.build(story)
+    except Exception as exc:  # reportlab raises LayoutError and plain Exceptions
+        raise DocumentError(f"cannot render the PDF: {exc}", tenant=inv.tenant, period=inv.period.month) from exc
+    return _with_output_intent(buf.getvalue())
+
+
+def _with_output_intent(pdf: bytes) -> bytes:
+    """Add an sRGB output intent (PDF/A-3 asks for one; reportlab does not write it)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import (
+        ArrayObject,
+        DecodedStreamObject,
+        DictionaryObject,
+        NameObject,
+        NumberObject,
+        TextStringObject,
+    )
+
+    writer = PdfWriter(clone_from=io.BytesIO(pdf))
+    profile = DecodedStreamObject()
+    profile.set_data(_srgb_icc())
+    profile[NameObject("/N")] = NumberObject(3)
+    intent = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/OutputIntent"),
+            NameObject("/S"): NameObject("/GTS_PDFA1"),
+            NameObject("/OutputConditionIdentifier"): TextStringObject("sRGB IEC61966-2.1"),
+            NameObject("/Info"): TextStringObject("sRGB IEC61966-2.1"),
+            # pypdf has no public call to add an indirect object; _add_object is the one it uses itself.
+            NameObject("/DestOutputProfile"): writer._add_object(profile),
+        }
+    )
+    writer.root_object[NameObject("/OutputIntents")] = ArrayObject([writer._add_object(intent)])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def facturx_pdf(pdf: bytes, xml: bytes, inv: Invoice) -> bytes:
+    """Embed the Factur-X XML into the PDF (level EN 16931, no network)."""
+    from facturx import generate_from_binary
+
+    try:
+        out: bytes = generate_from_binary(
+            pdf,
+            xml,
+            flavor="factur-x",
+            level="en16931",
+            check_xsd=False,
+            check_schematron=False,
+            pdf_metadata={
+                "author": inv.supplier.legal_name,
+                "keywords": "Factur-X, Invoice, GPU",
+                "title": f"{inv.supplier.legal_name}: {_title(inv).title()} {inv.number}",
+                "subject": f"{_title(inv).title()} {inv.number} dated {inv.issue_date}, {inv.supplier.legal_name}",
+            },
+            lang="en",
+        )
+    except Exception as exc:  # factur-x raises bare Exceptions
+        raise DocumentError(f"cannot embed the Factur-X XML in {inv.number}: {exc}", tenant=inv.tenant) from exc
+    return out

@@ -1,0 +1,505 @@
+"""``gpumeter invoice``: the I/O edge of billing (store, rates file, output folder, clock).
+
+Order of work, so that bad input changes nothing:
+
+1. read everything: rates.toml, tenants, billable usage, what was already issued;
+2. compute every pending document in memory (pure :mod:`billing.invoice`): a full invoice
+   for a tenant with nothing issued for the month, else a supplementary invoice and/or a
+   credit note for what moved since; any pricing or VAT error stops here;
+3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
+   (stale drafts of the month are removed first);
+4. with ``--finalize``: in **one** transaction, claim each gapless number, build the
+   Factur-X XML, validate it (XSD always; EN 16931 and, for French customers, French CTC
+   schematrons when saxonche is installed), render and embed the PDF, store the frozen
+   document (lines and totals as DECIMAL, JSON and PDF bytes, SHA-256s) and record the
+   finalization in the audit log; commit; then write ``<number>.json`` / ``.pdf``.
+   Issued files missing from the folder are restored from the store, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from billing.errors import BillingError, RatesError, StoreStateError
+from billing.facturx_xml import build_xml
+from billing.invoice import (
+    Invoice,
+    IssuedPosition,
+    Kind,
+    LineKey,
+    Party,
+    Period,
+    Reference,
+    UsageGroup,
+    adjustments,
+    aggregate_usage,
+    customer_siren,
+    price_lines,
+    to_json,
+    verify_supplier,
+)
+from billing.numbering import (
+    DEFAULT_PREFIXES,
+    IssuedDocument,
+    check_prefix,
+    claim,
+    issued_files,
+    read_issued,
+    store_document,
+)
+from billing.pdf import facturx_pdf, render_pdf
+from billing.rates import RateCard, parse_rates
+from billing.validate import saxon_available, verify_facturx
+from billing.vat import decide_vat, decision_for
+from gpumeter import store
+from gpumeter.config import Config, Supplier
+
+UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InvoiceResult:
+    """One document of the month, as the CLI and the demo report it."""
+
+    tenant: str
+    kind: str  # invoice | credit_note
+    status: str  # draft | finalized
+    number: str | None
+    references: str | None
+    net: Decimal
+    vat: Decimal
+    total: Decimal
+    vat_treatment: str
+    json_path: Path
+    pdf_path: Path
+    created: bool  # written by this run (a draft, or a document issued now)
+    validation: str  # e.g. "xsd+en16931+fr-ctc passed", "xsd passed; schematron skipped", "draft"
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant: str
+    legal_name: str
+    country: str
+    vat_id: str
+    email: str
+    address: str
+
+    def party(self) -> Party:
+        return Party(
+            legal_name=self.legal_name,
+            country=self.country,
+            vat_id=self.vat_id,
+            address=self.address,
+            email=self.email,
+            siren=customer_siren(self.country, self.vat_id),
+            identifier=self.tenant,
+        )
+
+
+@dataclass
+class MonthPlan:
+    period: Period
+    pending: list[Invoice] = field(default_factory=list)
+    issued: list[IssuedDocument] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_rates(path: Path) -> RateCard:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
+    return parse_rates(text, file=path)
+
+
+def supplier_party(s: Supplier) -> Party:
+    return Party(
+        legal_name=s.legal_name,
+        country=s.country,
+        vat_id=s.vat_id.replace(" ", "").upper(),
+        address=s.address,
+        city=s.city,
+        postcode=s.postcode,
+        siren=s.siren.replace(" ", ""),
+        legal_form=s.legal_form,
+        share_capital=s.share_capital,
+        rcs=s.rcs,
+        email=s.email,
+        iban=s.iban,
+    )
+
+
+def _prefixes(config: Config) -> dict[Kind, str]:
+    """Number prefixes; ``[billing] invoice_prefix`` / ``credit_note_prefix`` may override."""
+    raw = config.raw.get("billing", {}) if isinstance(config.raw.get("billing"), dict) else {}
+    out = dict(DEFAULT_PREFIXES)
+    for kind, key in ((Kind.INVOICE, "invoice_prefix"), (Kind.CREDIT_NOTE, "credit_note_prefix")):
+        if key in raw:
+            try:
+                out[kind] = check_prefix(raw[key])
+            except BillingError as exc:
+                raise BillingError(f"[billing] {key}: {exc.message}", file=config.path, value=raw[key]) from exc
+    if out[Kind.INVOICE] == out[Kind.CREDIT_NOTE]:
+        raise BillingError("[billing] invoice and credit-note series need different prefixes", file=config.path)
+    return out
+
+
+def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, TenantRecord]:
+    return {
+        t: TenantRecord(t, name, country, vat or "", email or "", address or "")
+        for t, name, country, vat, email, address in store.run(con, "billing_tenants").fetchall()
+    }
+
+
+def default_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+    from metering.report import billable_usage
+
+    return billable_usage(con, month)
+
+
+# --- planning (pure) -------------------------------------------------------------------------
+
+
+def plan_month(
+    *,
+    period: Period,
+    groups: Iterable[UsageGroup],
+    card: RateCard,
+    tenants: Mapping[str, TenantRecord],
+    supplier: Party,
+    supplier_country: str,
+    payment_terms_days: int,
+    issued: list[IssuedDocument],
+    positions: Mapping[str, Mapping[LineKey, IssuedPosition]],
+) -> MonthPlan:
+    """Every document the month still needs, computed before anything is written."""
+    plan = MonthPlan(period, issued=issued)
+    for d in card.discounts.values():
+        if d.tenant not in tenants:
+            raise RatesError(
+                f"[[discount]] #{d.index} names tenant {d.tenant!r}, absent from tenants.csv",
+                file=card.file,
+                line=d.line,
+                value=d.tenant,
+            )
+    by_tenant: dict[str, list[UsageGroup]] = {}
+    for g in groups:
+        by_tenant.setdefault(g.tenant, []).append(g)
+    originals = {d.tenant: d for d in issued if d.kind == Kind.INVOICE.value and d.references_number is None}
+    for tenant in sorted(set(by_tenant) | set(positions)):
+        record = tenants.get(tenant)
+        lines = price_lines(by_tenant.get(tenant, []), card, tenant=tenant)
+        original = originals.get(tenant)
+        if original is None:
+            if tenant in positions:
+                raise StoreStateError(
+                    f"tenant {tenant!r} has issued documents for {period.month} but no original invoice",
+                    tenant=tenant,
+                    period=period.month,
+                )
+            if record is None:
+                raise BillingError(
+                    f"tenant {tenant!r} has billable usage but is not in tenants.csv "
+                    f"(job {by_tenant[tenant][0].first_job!r})",
+                    value=tenant,
+                    tenant=tenant,
+                )
+            vat = decide_vat(
+                supplier_country=supplier_country,
+                tenant=tenant,
+                tenant_country=record.country,
+                tenant_vat_id=record.vat_id,
+            )
+            if not record.address:
+                plan.warnings.append(f"tenant {tenant!r} has no address in tenants.csv (Art. 226(5) asks for one)")
+            if lines:
+                plan.pending.append(
+                    Invoice(Kind.INVOICE, tenant, period, supplier, record.party(), lines, vat, payment_terms_days)
+                )
+            continue
+        ups, downs = adjustments(lines, positions.get(tenant, {}))
+        if not ups and not downs:
+            continue
+        if record is None:
+            raise StoreStateError(
+                f"tenant {tenant!r} is no longer in tenants.csv but has invoice {original.number} for "
+                f"{period.month}; restore the tenant (and its jobs) before correcting that month",
+                tenant=tenant,
+                period=period.month,
+                value=original.number,
+            )
+        ref = Reference(original.number, original.issue_date)
+        vat = decision_for(original.vat_treatment, original.vat_rate)
+        customer = record.party()
+        for kind, adj in ((Kind.INVOICE, ups), (Kind.CREDIT_NOTE, downs)):
+            if adj:
+                plan.pending.append(
+                    Invoice(
+                        kind, tenant, period, supplier, customer, tuple(adj), vat, payment_terms_days, references=ref
+                    )
+                )
+    return plan
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def month_dir(config: Config, period: Period) -> Path:
+    return config.billing.output / period.month
+
+
+def draft_stem(inv: Invoice, *, second: bool) -> str:
+    safe = urllib.parse.quote(inv.tenant, safe="-_.")
+    return f"draft-{safe}" + ("-credit-note" if second else "")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_bytes(inv: Invoice) -> bytes:
+    return (json.dumps(to_json(inv), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_finalization(
+    con: duckdb.DuckDBPyConnection, invoice: Invoice, jbytes: bytes, pdf: bytes, moment: datetime
+) -> int:
+    """Log one finalization in the audit log (an ``invoice_finalized`` entry vouching for the
+    SHA-256 of the JSON and the PDF), inside the finalization transaction: if the log cannot
+    take it, nothing is issued. Returns the entry's index."""
+    from audit.record import record_invoice_finalized
+
+    assert invoice.number is not None
+    return record_invoice_finalized(
+        con,
+        number=invoice.number,
+        tenant=invoice.tenant,
+        period=invoice.period.month,
+        totals={"net": invoice.net, "vat": invoice.vat_amount, "total": invoice.total},
+        currency="EUR",
+        json_document=jbytes,
+        pdf_document=pdf,
+        kind=invoice.kind.value,
+        at=moment,
+    )
+
+
+def _fr_ctc_applies(inv: Invoice) -> bool:
+    """French CTC rules bind domestic French B2B e-invoices (others are e-reported)."""
+    return inv.supplier.country == "FR" and inv.customer.country == "FR" and bool(inv.customer.siren)
+
+
+def _validation_text(checks: tuple[str, ...], skipped: tuple[str, ...]) -> str:
+    text = "+".join(checks) + " passed"
+    if skipped:
+        text += f"; {'+'.join(skipped)} skipped (saxonche not installed)"
+    return text
+
+
+def invoice_month(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    month: str,
+    finalize: bool,
+    *,
+    usage: UsageSource | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[InvoiceResult]:
+    """Draft (or, with ``finalize``, issue) the month's documents; see the module docstring."""
+    say = progress or (lambda _msg: None)
+    period = Period.parse(month)
+    store.require_schema(con)
+    card = read_rates(config.billing.rates)
+    supplier = supplier_party(config.billing.supplier)
+    prefixes = _prefixes(config)
+    say(f"reading billable usage for {period.month}")
+    groups = aggregate_usage((usage or default_usage)(con, period.month))
+    tenants = read_tenants(con)
+    issued, positions = read_issued(con, period)
+    plan = plan_month(
+        period=period,
+        groups=groups,
+        card=card,
+        tenants=tenants,
+        supplier=supplier,
+        supplier_country=config.billing.supplier.country,
+        payment_terms_days=config.billing.supplier.payment_terms_days,
+        issued=issued,
+        positions=positions,
+    )
+    for w in plan.warnings:
+        say(f"warning: {w}")
+    out_dir = month_dir(config, period)
+    if not finalize:
+        drafts = _write_drafts(plan, out_dir, say)
+        earlier = [_issued_result(doc, out_dir) for doc in issued]
+        return sorted(drafts + earlier, key=lambda r: (r.tenant, r.number or "~"))
+    if now is not None and now.tzinfo is None:
+        raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
+    verify_supplier(supplier, file=str(config.path))
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    created = _issue(con, plan, prefixes, card, moment, out_dir, say)
+    for path, data in created.files:
+        _atomic_write(path, data)
+    for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
+        stale.unlink()
+    results = list(created.results)
+    issued_now = {r.number for r in results}
+    issued_after, _ = read_issued(con, period)
+    for doc in issued_after:
+        if doc.number in issued_now:
+            continue
+        results.append(_restore(con, doc, out_dir))
+    results.sort(key=lambda r: (r.tenant, r.number or ""))
+    say(f"{len(issued_now)} document(s) issued for {period.month}")
+    return results
+
+
+def _write_drafts(plan: MonthPlan, out_dir: Path, say: Progress) -> list[InvoiceResult]:
+    writes: list[tuple[Path, bytes]] = []
+    results: list[InvoiceResult] = []
+    seen: set[str] = set()
+    for inv in plan.pending:
+        stem = draft_stem(inv, second=inv.tenant in seen)
+        seen.add(inv.tenant)
+        say(f"draft {stem}")
+        jpath, ppath = out_dir / f"{stem}.json", out_dir / f"{stem}.pdf"
+        writes += [(jpath, json_bytes(inv)), (ppath, render_pdf(inv))]
+        results.append(_result(inv, jpath, ppath, created=True, validation="draft"))
+    for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
+        stale.unlink()
+    for path, data in writes:
+        _atomic_write(path, data)
+    return results
+
+
+def _result(inv: Invoice, jpath: Path, ppath: Path, *, created: bool, validation: str) -> InvoiceResult:
+    return InvoiceResult(
+        tenant=inv.tenant,
+        kind=inv.kind.value,
+        status=inv.status,
+        number=inv.number,
+        references=inv.references.number if inv.references else None,
+        net=inv.net,
+        vat=inv.vat_amount,
+        total=inv.total,
+        vat_treatment=inv.vat.treatment.value,
+        json_path=jpath,
+        pdf_path=ppath,
+        created=created,
+        validation=validation,
+    )
+
+
+@dataclass
+class _Issued:
+    results: list[InvoiceResult] = field(default_factory=list)
+    files: list[tuple[Path, bytes]] = field(default_factory=list)
+
+
+def _issue(
+    con: duckdb.DuckDBPyConnection,
+    plan: MonthPlan,
+    prefixes: Mapping[Kind, str],
+    card: RateCard,
+    moment: datetime,
+    out_dir: Path,
+    say: Progress,
+) -> _Issued:
+    out = _Issued()
+    if not plan.pending:
+        return out
+    issue_date = moment.date()
+    # Invoices first, then credit notes; tenants in order: the numbering is reproducible.
+    pending = sorted(plan.pending, key=lambda i: (i.kind is Kind.CREDIT_NOTE, i.tenant))
+    with store.transaction(con):
+        for inv in pending:
+            number = claim(
+                con, supplier_vat_id=inv.supplier.vat_id, kind=inv.kind, year=issue_date.year, prefix=prefixes[inv.kind]
+            )
+            final = inv.finalize(str(number), issue_date)
+            say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
+            xml = build_xml(final)
+            report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
+            pdf = facturx_pdf(render_pdf(final), xml, final)
+            jbytes = json_bytes(final)
+            store_document(con, final, number.seq, card.sha256, jbytes, pdf, xml, moment)
+            record_finalization(con, final, jbytes, pdf, moment)
+            jpath, ppath = out_dir / f"{final.number}.json", out_dir / f"{final.number}.pdf"
+            out.files += [(jpath, jbytes), (ppath, pdf)]
+            out.results.append(
+                _result(final, jpath, ppath, created=True, validation=_validation_text(report.checks, report.skipped))
+            )
+    return out
+
+
+def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path) -> InvoiceResult:
+    """An earlier document: rewrite its files from the store if missing or altered."""
+    jbytes, jsha, pdf, psha = issued_files(con, doc.number)
+    for name, data, sha in ((f"{doc.number}.json", jbytes, jsha), (f"{doc.number}.pdf", pdf, psha)):
+        if _sha256(data) != sha:
+            raise StoreStateError(f"stored bytes of {name} do not match their SHA-256", value=doc.number)
+        path = out_dir / name
+        if not path.exists() or _sha256(path.read_bytes()) != sha:
+            _atomic_write(path, data)
+    return _issued_result(doc, out_dir)
+
+
+def _issued_result(doc: IssuedDocument, out_dir: Path) -> InvoiceResult:
+    return InvoiceResult(
+        tenant=doc.tenant,
+        kind=doc.kind,
+        status="finalized",
+        number=doc.number,
+        references=doc.references_number,
+        net=doc.net,
+        vat=doc.vat,
+        total=doc.total,
+        vat_treatment=doc.vat_treatment,
+        json_path=out_dir / f"{doc.number}.json",
+        pdf_path=out_dir / f"{doc.number}.pdf",
+        created=False,
+        validation="issued earlier",
+    )
+
+
+def validation_summary(results: Iterable[InvoiceResult]) -> str:
+    """One line for the CLI about what validation ran on the documents issued now."""
+    issued = [r for r in results if r.created and r.status == "finalized"]
+    if not issued:
+        return "validation: no document issued in this run"
+    if not saxon_available():
+        return "validation: XSD passed; EN 16931 schematron skipped (saxonche not installed)"
+    return f"validation: {len(issued)} document(s) passed XSD + EN 16931 schematron (+ French CTC for French customers)"

@@ -1,0 +1,4 @@
+-- The tenants of the current tenants.csv, for invoice parties.
+SELECT tenant, legal_name, country, vat_id, email, address
+FROM tenants
+ORDER BY tenant;

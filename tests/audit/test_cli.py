@@ -1,0 +1,180 @@
+"""``gpumeter audit …`` end to end.
+
+The real console script runs ``init``, the first export and a verify; the other commands
+run the same ``gpumeter.cli.main`` in this process (each new process imports every
+package, which costs seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gpumeter import store
+from tests.audit import fleet
+
+GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
+PASS = "a long test passphrase"
+CONFIG = f"""
+[store]
+database = "var/gpumeter.duckdb"
+
+[billing]
+supplier = {{ legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR40303265045" }}
+
+[audit]
+origin = "{fleet.ORIGIN}"
+signing_key = "keys/audit.key"
+allowed_countries = ["EU"]
+"""
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def script(site: Path, *args: str, passphrase: str | None = PASS) -> subprocess.CompletedProcess[str]:
+    """The installed ``gpumeter`` console script, in its own process."""
+    env = {k: v for k, v in os.environ.items() if k != "GPUMETER_AUDIT_PASSPHRASE"}
+    if passphrase is not None:
+        env["GPUMETER_AUDIT_PASSPHRASE"] = passphrase
+    return subprocess.run(
+        [GPUMETER, *args], cwd=site, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def errors(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A site after ``gpumeter init``, a metered July and ``audit export``; returns (folder, vkey)."""
+    d = tmp_path_factory.mktemp("site")
+    (d / "gpumeter.toml").write_text(CONFIG)
+    init = script(d, "init", "--config", "gpumeter.toml")
+    assert init.returncode == 0, init.stderr
+    assert (d / "keys" / "audit.key").stat().st_mode & 0o777 == 0o600
+    con = store.connect(d / "var" / "gpumeter.duckdb")
+    fleet.july(con)
+    con.close()
+    out = script(d, "audit", "export", "--month", "2026-07", "--out", "out/july.zip", "--config", "gpumeter.toml")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "out/july.zip" and "acme-train-2" in out.stderr
+    from audit.keys import load_keyring
+
+    vkey = load_keyring(d / "keys" / "audit.key").verifiers(fleet.ORIGIN)[0].vkey
+    ok = script(d, "audit", "verify", "out/july.zip", "--key", vkey, passphrase=None)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("OK out/july.zip") and "WARNING" not in ok.stdout
+    return d, vkey
+
+
+@pytest.fixture
+def gm(site: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``gpumeter.cli.main`` in this process, in the site folder."""
+    from gpumeter.cli import main
+
+    monkeypatch.chdir(site[0])
+
+    def run(*args: str, passphrase: str | None = PASS) -> subprocess.CompletedProcess[str]:
+        if passphrase is None:
+            monkeypatch.delenv("GPUMETER_AUDIT_PASSPHRASE", raising=False)
+        else:
+            monkeypatch.setenv("GPUMETER_AUDIT_PASSPHRASE", passphrase)
+        monkeypatch.setattr(sys, "argv", ["gpumeter", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run
+
+
+def test_keys_listing_and_pinning_by_file(site: tuple[Path, str], gm: Run) -> None:
+    d, vkey = site
+    listing = gm("audit", "keys", "--config", "gpumeter.toml")
+    assert listing.returncode == 0 and listing.stdout.startswith(vkey + "  SHA256:") and "current" in listing.stdout
+    (d / "pinned.vkey").write_text(f"# the operator's key\n{vkey}\n")
+    assert gm("audit", "verify", "out/july.zip", "--key", "pinned.vkey", passphrase=None).returncode == 0
+    ring = gm("audit", "verify", "out/july.zip", "--config", "gpumeter.toml", passphrase=None)  # pins the key ring
+    assert ring.returncode == 0 and ring.stdout.startswith("OK ") and "WARNING" not in ring.stdout
+
+
+def test_unpinned_verify_says_whose_key_it_trusted(gm: Run) -> None:
+    unpinned = gm("audit", "verify", "out/july.zip", passphrase=None)
+    assert unpinned.returncode == 0
+    assert "verified against the key in the bundle (fingerprint SHA256:" in unpinned.stdout
+    assert "pass --key to pin it" in unpinned.stdout
+
+
+def test_tenant_export_with_config_before_the_command(site: tuple[Path, str], gm: Run) -> None:
+    d, vkey = site
+    args = ("--config", "gpumeter.toml", "audit", "export", "--month", "2026-07", "--tenant", "acme")
+    tenant = gm(*args, "--out", "out/acme.zip")
+    assert tenant.returncode == 0, tenant.stderr
+    assert gm("audit", "verify", "out/acme.zip", "--key", vkey).returncode == 0
+    assert b"globex" not in (d / "out" / "acme.zip").read_bytes()
+
+
+def test_verify_names_the_first_failing_member_on_one_line(site: tuple[Path, str], gm: Run) -> None:
+    d, vkey = site
+    with zipfile.ZipFile(d / "out" / "july.zip") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    name = next(n for n, data in sorted(members.items()) if b'"in_eu":false' in data)
+    members[name] = members[name].replace(b'"in_eu":false', b'"in_eu":true ')  # hide a violation
+    with zipfile.ZipFile(d / "out" / "tampered.zip", "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    bad = gm("audit", "verify", "out/tampered.zip", "--key", vkey, passphrase=None)
+    assert bad.returncode == 3
+    lines = errors(bad)
+    assert len(lines) == 1 and name.replace(".json", ".tlog-proof") in lines[0], bad.stderr
+    wrong = gm("audit", "verify", "out/july.zip", "--key", fleet.signer(seed=42).vkey, passphrase=None)
+    assert wrong.returncode == 3 and errors(wrong) == ["error: checkpoint: note has no verifiable signatures"]
+    junk = gm("audit", "verify", "out/july.zip", "--key", "not-a-key", passphrase=None)
+    assert junk.returncode == 1 and len(errors(junk)) == 1
+    # the same through the real script: one line, exit 3
+    real = script(d, "audit", "verify", "out/tampered.zip", "--key", vkey, passphrase=None)
+    assert real.returncode == 3 and errors(real) == lines
+
+
+def test_check_checkpoint_rotate_next_month_and_tamper(site: tuple[Path, str], gm: Run) -> None:
+    d, _ = site
+    assert gm("audit", "check", "--config", "gpumeter.toml").returncode == 0
+    cp = gm("audit", "checkpoint", "--config", "gpumeter.toml")
+    assert cp.returncode == 0 and cp.stdout.startswith(fleet.ORIGIN + "\n") and "\n\n— " in cp.stdout
+    nopass = gm("audit", "checkpoint", "--config", "gpumeter.toml", passphrase=None)
+    assert nopass.returncode == 1 and "GPUMETER_AUDIT_PASSPHRASE" in nopass.stderr
+    wrong = gm("audit", "checkpoint", "--config", "gpumeter.toml", passphrase="wrong")
+    assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr and PASS not in wrong.stderr
+
+    rotated = gm("audit", "keys", "rotate", "--config", "gpumeter.toml")
+    assert rotated.returncode == 0, rotated.stderr
+    new_vkey = rotated.stdout.strip()
+    listing = gm("audit", "keys", "--config", "gpumeter.toml").stdout.splitlines()
+    assert len(listing) == 2 and "retired" in listing[0] and listing[1].startswith(new_vkey)
+    con = store.connect(d / "var" / "gpumeter.duckdb")
+    fleet.meter(con, fleet.T0.replace(month=8), {"acme-train-1": ("gpu-fr-1", 60)})
+    con.close()
+    aug = gm("audit", "export", "--month", "2026-08", "--out", "out/aug.zip", "--config", "gpumeter.toml")
+    assert aug.returncode == 0, aug.stderr
+    ok = gm("audit", "verify", "out/aug.zip", "--key", new_vkey, passphrase=None)
+    assert ok.returncode == 0, ok.stderr
+    assert "consistent with size" in ok.stdout
+    assert gm("audit", "check", "--config", "gpumeter.toml").returncode == 0
+
+    con = store.connect(d / "var" / "gpumeter.duckdb")
+    con.execute("UPDATE audit_entries SET entry = entry || ' '::BLOB WHERE idx = 4")
+    con.close()
+    broken = gm("audit", "check", "--config", "gpumeter.toml")
+    assert broken.returncode == 3
+    assert errors(broken) == ["error: entry 4 does not match its stored leaf hash: edited or moved"]

@@ -1,0 +1,148 @@
+"""A billing site on disk: gpumeter.toml, rates.toml, and a real DuckDB store.
+
+Usage is inserted into the real ``usage``, ``jobs``, ``tenants``, ``nodes`` and
+``collected_windows`` tables, and priced through ``metering.report.billable_usage`` like in
+production.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from gpumeter import store
+from gpumeter.config import Config, load_config
+
+H100 = "NVIDIA H100 80GB HBM3"
+A100 = "NVIDIA A100-SXM4-80GB"
+A30 = "NVIDIA A30"
+
+SUPPLIER_TOML = """
+[billing.supplier]
+legal_name = "Nuage GPU SAS"
+country = "FR"
+vat_id = "FR40303265045"
+siren = "303265045"
+address = "12 rue des Serveurs"
+postcode = "75011"
+city = "Paris"
+legal_form = "SAS"
+share_capital = "EUR 120 000"
+rcs = "Paris B 303 265 045"
+email = "billing@nuage.example.eu"
+iban = "FR7630006000011234567890189"
+payment_terms_days = 30
+"""
+
+RATES = """
+[[rate]]
+model = "NVIDIA H100 80GB HBM3"
+eur_per_gpu_hour = "2.80"
+
+[[rate]]
+model = "NVIDIA A100-SXM4-80GB"
+eur_per_gpu_hour = "1.90"
+
+[[rate]]
+model = "NVIDIA A30"
+eur_per_gpu_hour = "1.20"
+"""
+
+# tenant, legal_name, country, vat_id, address
+TENANTS = [
+    ("acme", "Acme Robotique SA", "FR", "FR44732829320", "5 avenue de la Gare, 69002 Lyon"),
+    ("berlin", "Berlin Vision GmbH", "DE", "DE136695976", "Torstrasse 1, 10119 Berlin"),
+    ("nyc", "Hudson Models Inc.", "US", "", "1 Broadway, New York NY 10004"),
+]
+
+
+@dataclass
+class Site:
+    root: Path
+    config: Config
+    con: duckdb.DuckDBPyConnection
+    _uuid: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def out(self) -> Path:
+        return self.config.billing.output
+
+    def write_rates(self, text: str) -> None:
+        (self.root / "rates.toml").write_text(text, encoding="utf-8")
+
+    def add_tenant(self, tenant: str, legal_name: str, country: str, vat_id: str, address: str | None) -> None:
+        self.con.execute(
+            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address) VALUES (?, ?, ?, ?, NULL, ?)",
+            [tenant, legal_name, country, vat_id, address],
+        )
+
+    def add_job(self, job: str, tenant: str, project: str = "proj") -> None:
+        self.con.execute(
+            "INSERT INTO jobs (job_id, tenant, project, data_locations) VALUES (?, ?, ?, [])", [job, tenant, project]
+        )
+
+    def add_usage(
+        self,
+        job: str,
+        model: str,
+        seconds: Decimal | int | str,  # never a float: test quantities are exact
+        *,
+        profile: str | None = None,
+        host: str = "par1-gpu01",
+        window: str = "2026-10-05T10:00:00",
+        energy_uj: int = 0,
+    ) -> None:
+        """One usage row (its own GPU UUID) of ``seconds`` held GPU time, exact to the ns."""
+        ns = int(Decimal(seconds) * 1_000_000_000)
+        ws = datetime.fromisoformat(window).replace(tzinfo=UTC)
+        self.con.execute(
+            "INSERT INTO collected_windows VALUES (?, 15000, 1, 'test', 1, 'simulated', now()) ON CONFLICT DO NOTHING",
+            [ws],
+        )
+        n = next(self._uuid)
+        self.con.execute(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, [?], ?, ?, ?)",
+            [ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, host, ns, ns // 2, energy_uj],
+        )
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = make_site(tmp_path / "site")
+    try:
+        yield s
+    finally:
+        s.con.close()
+
+
+def make_site(root: Path) -> Site:
+    """gpumeter.toml, rates.toml, a migrated store with nodes and the three tenants."""
+    root.mkdir()
+    (root / "gpumeter.toml").write_text(
+        '[store]\ndatabase = "var/gpumeter.duckdb"\n\n[billing]\nrates = "rates.toml"\noutput = "var/invoices"\n'
+        + SUPPLIER_TOML,
+        encoding="utf-8",
+    )
+    (root / "rates.toml").write_text(RATES, encoding="utf-8")
+    config = load_config(root / "gpumeter.toml")
+    con = store.connect(config.store.database)
+    store.migrate(con)
+    con.execute(
+        "INSERT INTO nodes VALUES (1, 'par1-gpu01', 'par1', 'FR', 'nuage'), (1, 'ams1-gpu01', 'ams1', 'NL', 'nuage')"
+    )
+    s = Site(root, config, con)
+    for t in TENANTS:
+        s.add_tenant(*t)
+    return s
+
+
+def at(day: int, hour: int = 9) -> datetime:
+    """A UTC instant in November 2026 (the month after the usage month)."""
+    return datetime(2026, 11, day, hour, tzinfo=UTC)

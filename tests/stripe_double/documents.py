@@ -1,0 +1,116 @@
+"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the SPEC's shape.
+
+- :func:`make_client`: the real ``stripe`` SDK pointed at a :class:`StripeDouble`;
+- :func:`add_tenants`: three tenants with names, e-mails and addresses, so tests can
+  prove none of it reaches Stripe;
+- :func:`invoice_json` / :func:`write_document`: finalized invoice JSON files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import stripe
+
+from .server import StripeDouble
+
+API_KEY = "sk_test_gpumeter_double_0001"
+CENT = Decimal("0.01")
+
+#: tenant -> (legal_name, country, vat_id, email, address): the PII that must stay home.
+TENANTS = {
+    "acme": ("ACME Informatique SAS", "FR", "FR40303265045", "billing@acme.example", "1 rue de la Paix, Paris"),
+    "bauer": ("Bauer Rechenzentrum GmbH", "DE", "DE136695976", "ap@bauer.example", "Hauptstr. 5, Berlin"),
+    "globex": ("Globex Corporation", "US", "", "ap@globex.example", "1 Main St, Springfield"),
+}
+TREATMENT = {"acme": "domestic", "bauer": "reverse_charge", "globex": "outside_scope"}
+H100 = "NVIDIA H100 80GB HBM3"
+A100 = "NVIDIA A100-SXM4-80GB"
+
+
+def make_client(double: StripeDouble, *, api_key: str = API_KEY, retries: int = 2) -> stripe.StripeClient:
+    return stripe.StripeClient(api_key, base_addresses={"api": double.url}, max_network_retries=retries)
+
+
+def add_tenants(con: duckdb.DuckDBPyConnection, stripe_customers: dict[str, str] | None = None) -> None:
+    for tenant, (name, country, vat_id, email, address) in TENANTS.items():
+        con.execute(
+            "INSERT INTO tenants VALUES ($t, $n, $c, $v, $e, $a, $s)",
+            {
+                "t": tenant,
+                "n": name,
+                "c": country,
+                "v": vat_id,
+                "e": email,
+                "a": address,
+                "s": (stripe_customers or {}).get(tenant),
+            },
+        )
+
+
+def invoice_json(
+    number: str,
+    tenant: str,
+    month: str,
+    lines: Sequence[tuple[str, str | None, str, str]],
+    *,
+    kind: str = "invoice",
+    references: str | None = None,
+    treatment: str | None = None,
+) -> dict[str, Any]:
+    """A finalized document as the SPEC's "Invoice JSON" (plus the PII billing adds).
+
+    ``lines``: (gpu_model, mig_profile, gpu_hours, unit_price); each amount is
+    hours × price rounded half-up once; VAT 20 % on the net when domestic.
+    """
+    treatment = treatment or TREATMENT[tenant]
+    out_lines: list[dict[str, Any]] = []
+    for model, profile, hours, price in lines:
+        amount = (Decimal(hours) * Decimal(price)).quantize(CENT, ROUND_HALF_UP)
+        out_lines.append(
+            {"gpu_model": model, "mig_profile": profile, "gpu_hours": hours, "unit_price": price, "amount": f"{amount}"}
+        )
+    net = sum((Decimal(x["amount"]) for x in out_lines), Decimal("0.00"))
+    rate = Decimal("20.00") if treatment == "domestic" else Decimal("0.00")
+    vat = (net * rate / 100).quantize(CENT, ROUND_HALF_UP)
+    name, country, vat_id, email, address = TENANTS[tenant]
+    return {
+        "number": number,
+        "status": "finalized",
+        "kind": kind,
+        "tenant": tenant,
+        "period": month,
+        "currency": "EUR",
+        "lines": out_lines,
+        "net": f"{net}",
+        "vat_treatment": treatment,
+        "vat_rate": f"{rate}",
+        "vat": f"{vat}",
+        "total": f"{net + vat}",
+        "references": references,
+        "customer": {
+            "tenant": tenant,
+            "legal_name": name,
+            "country": country,
+            "vat_id": vat_id,
+            "email": email,
+            "address": address,
+        },
+    }
+
+
+def write_document(root: Path, doc: dict[str, Any]) -> Path:
+    folder: Path = root / str(doc["period"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{doc['number']}.json"
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return path
+
+
+def cents(amount: str) -> int:
+    return int(Decimal(amount) * 100)
