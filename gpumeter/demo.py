@@ -111,7 +111,11 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
         pf.touch(mode=0o600)
         pf.write_text(passphrase + "\n")
         err.print(f"demo signing-key passphrase stored in {pf} (mode 0600)", highlight=False)
+    from audit import keys as audit_keys
+
+    audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
     _invoice(console, con, cfg)
+    _audit(console, con, cfg, out, passphrase)
 
 
 def _invoice(console: Console, con: object, cfg: Config) -> None:
@@ -134,3 +138,77 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
     console.print(table)
     if results:
         console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}", highlight=False)
+
+
+def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: str) -> None:
+    """Attest the month, sign, export a bundle, verify it, and show that one edited byte is caught."""
+    from audit import attest, keys, policy
+    from audit.bundle import export_bundle
+    from audit.errors import VerificationError
+    from audit.verify import verify_bundle
+
+    boundary = policy.policy(cfg.audit.allowed_countries)
+    signer = keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin)
+    attest.sync_inventory(con)  # type: ignore[arg-type]
+    attest.sync_usage_windows(con, DEMO_MONTH)  # type: ignore[arg-type]
+    attest.attest_month(con, DEMO_MONTH, boundary)  # type: ignore[arg-type]
+    bundle = out / f"audit-{DEMO_MONTH}.zip"
+    result = export_bundle(con, DEMO_MONTH, None, bundle, [signer], cfg.audit.origin, boundary, by="demo")  # type: ignore[arg-type]
+
+    jobs = report.job_month(con, DEMO_MONTH, boundary.countries)  # type: ignore[arg-type]
+    outside = jobs.filter(~jobs.get_column("in_eu"))
+    table = Table(title=f"Sovereignty: {jobs.height - outside.height} of {jobs.height} jobs inside {boundary.id}")
+    for c in ("job", "tenant", "hosts' countries", "data countries", "findings"):
+        table.add_column(c)
+    for row in outside.head(8).iter_rows(named=True):
+        table.add_row(
+            row["job_id"],
+            row["tenant"] or "(not in jobs.csv)",
+            ", ".join(row["countries"]),
+            ", ".join(row["data_countries"]),
+            "; ".join(row["findings"]),
+        )
+    if outside.height > 8:
+        table.add_row("…", f"{outside.height - 8} more", "", "", "")
+    console.print(table)
+
+    verified = verify_bundle(bundle, [signer.vkey], origin=cfg.audit.origin)
+    console.print(
+        f"Auditor bundle {bundle}: {result.entries} entries, {result.documents} documents, checkpoint size "
+        f"{result.checkpoint.size}; offline verification with the pinned key: [green]OK[/green] "
+        f"({verified.attestations} attestations)",
+        highlight=False,
+    )
+    tampered = out / f"audit-{DEMO_MONTH}-one-byte-edited.zip"
+    _edit_one_byte(bundle, tampered)
+    try:
+        verify_bundle(tampered, [signer.vkey], origin=cfg.audit.origin)
+    except VerificationError as exc:
+        console.print(f"The same bundle with one byte edited: [red]rejected[/red] — {exc.explain()}", highlight=False)
+    else:  # pragma: no cover - would be a verifier bug
+        raise RuntimeError("an edited bundle verified")
+    console.print(f"Verify it yourself: gpumeter audit verify {bundle} --key {out}/keys/audit.vkey", highlight=False)
+    (out / "keys" / "audit.vkey").write_text(signer.vkey + "\n")
+
+
+def _edit_one_byte(src: Path, dst: Path) -> None:
+    """Copy a bundle, changing one digit inside the first job attestation's entry."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        edited = False
+        for info in zin.infolist():
+            data = zin.read(info)
+            if (
+                not edited
+                and info.filename.startswith("entries/")
+                and info.filename.endswith(".json")
+                and b'"gpu_seconds"' in data
+            ):
+                at = data.index(b'"gpu_seconds"') + len(b'"gpu_seconds":')
+                while not data[at : at + 1].isdigit():
+                    at += 1
+                digit = data[at : at + 1]
+                data = data[:at] + (b"1" if digit != b"1" else b"2") + data[at + 1 :]
+                edited = True
+            zout.writestr(info, data)
