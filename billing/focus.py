@@ -31,7 +31,7 @@ from billing.errors import BillingError
 from billing.invoice import Period, aggregate_usage, price_lines
 from billing.money import exact, round_exact
 from billing.rates import PriceKey, contracted_price
-from billing.run import UsageSource, default_usage, read_rates, read_tenants
+from billing.run import UsageSource, read_rates, read_tenants
 from gpumeter import store
 from gpumeter.config import Config
 
@@ -128,6 +128,13 @@ def _utc(d: date) -> datetime:
     return datetime.combine(d, time(0), tzinfo=UTC)
 
 
+def _per_job_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+    """FOCUS rows are per job (ResourceId), so the per-job billable usage."""
+    from metering.report import billable_usage
+
+    return billable_usage(con, month)
+
+
 def focus_frame(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -143,7 +150,7 @@ def focus_frame(
     period = Period.parse(month)
     card = read_rates(config.billing.rates)
     supplier = config.billing.supplier.legal_name
-    frame = (usage or default_usage)(con, period.month)
+    frame = (usage or _per_job_usage)(con, period.month)
     tenants = read_tenants(con)
     groups = aggregate_usage(frame)
     start = _utc(period.start)

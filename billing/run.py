@@ -171,9 +171,10 @@ def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, TenantRecord]:
 
 
 def default_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
-    from metering.report import billable_usage
+    """Billable usage, summed per tenant x model x profile x site by the store itself."""
+    from metering.report import billable_groups
 
-    return billable_usage(con, month)
+    return billable_groups(con, month)
 
 
 # --- planning (pure) -------------------------------------------------------------------------

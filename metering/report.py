@@ -137,6 +137,14 @@ def billable_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     return store.frame(con, "report_billable", _params(month_span(month)))
 
 
+def billable_groups(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+    """Billable usage summed per tenant x model x MIG profile x site (what invoices price).
+
+    Same columns as :func:`billable_usage`; ``job_id`` is each group's first job.
+    """
+    return store.frame(con, "report_billable_groups", _params(month_span(month)))
+
+
 def gaps(con: duckdb.DuckDBPyConnection, month: str, interval_ms: int) -> pl.DataFrame:
     """``gpumeter usage --gaps``: hostname, uuid, start, end (UTC) of every coverage gap."""
     params = _params(month_span(month)) | {"interval_ms": interval_ms}
