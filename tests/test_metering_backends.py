@@ -189,3 +189,20 @@ def test_month_usage_gaps_and_verdicts(prometheus_url: str, scenarios: dict[str,
     found = [(r["hostname"], r["start"].isoformat(), r["end"].isoformat()) for r in g.iter_rows(named=True)]
     assert found == [("nl-ams-gpu01", "2026-10-03T01:10:00+00:00", "2026-10-03T01:30:00+00:00")]
     con.close()
+
+
+def test_label_values_reach_promql_escaped(backend: tuple[str, str], scenarios: dict[str, Scenario]) -> None:
+    """A job id with quotes, a backslash, a space and unicode selects exactly its series, and
+    a regex alternation over such values matches them literally."""
+    from metering.promql import quote, regex_alternation
+
+    _, url = backend
+    weird = 'we"ird\\job name/é'
+    at = scenarios["rename_escape"].start_ms + HOUR
+    with PromClient(url) as c:
+        got = c.instant(f"count(DCGM_FI_DEV_GPU_UTIL{{hpc_job={quote(weird)}}})", at)
+        assert got and float(got[0]["value"][1]) == 1
+        got = c.instant(f"count(DCGM_FI_DEV_GPU_UTIL{{hpc_job=~{regex_alternation([weird, 'job-rename'])}}})", at)
+        assert got and float(got[0]["value"][1]) == 2
+        # a regex metacharacter in a value is literal: "job.rename" must not match "job-rename"
+        assert c.instant(f"count(DCGM_FI_DEV_GPU_UTIL{{hpc_job=~{regex_alternation(['job.rename'])}}})", at) == []
