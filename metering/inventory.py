@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpumeter.config import InventoryConfig
-from gpumeter.countries import ISO_ALPHA2
+from gpumeter.countries import EU27, ISO_ALPHA2
 from gpumeter.errors import InputError
 
 NODES_COLUMNS = ("hostname", "site", "country", "provider")
@@ -205,38 +205,7 @@ def validate_vat_id(vat_id: str, country: str) -> str | None:
 
 
 # VAT number prefixes of the EU member states (Greece: EL).
-_EU_VAT_PREFIX = {
-    c: ("EL" if c == "GR" else c)
-    for c in [
-        "AT",
-        "BE",
-        "BG",
-        "HR",
-        "CY",
-        "CZ",
-        "DK",
-        "EE",
-        "FI",
-        "FR",
-        "DE",
-        "GR",
-        "HU",
-        "IE",
-        "IT",
-        "LV",
-        "LT",
-        "LU",
-        "MT",
-        "NL",
-        "PL",
-        "PT",
-        "RO",
-        "SK",
-        "SI",
-        "ES",
-        "SE",
-    ]
-}
+_EU_VAT_PREFIX = {c: ("EL" if c == "GR" else c) for c in EU27}
 
 
 def parse_tenants(src: SourceFile) -> dict[str, Tenant]:

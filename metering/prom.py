@@ -10,7 +10,6 @@ VictoriaMetrics), and converts results into :class:`metering.samples.Series`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,14 +26,6 @@ from metering.samples import Series
 from metering.windows import from_ms
 
 MAX_RESOLUTION = 11_000  # points per series a query_range may ask for (Prometheus API limit)
-
-
-@dataclass(frozen=True)
-class RangeVector:
-    """One result series of a query_range: labels and {eval_ms: value}."""
-
-    labels: dict[str, str]
-    points: dict[int, float]
 
 
 class _FastJSONResponse(requests.Response):
@@ -108,31 +99,13 @@ class PromClient:
         )
         return result
 
-    def range_query(self, query: str, start_ms: int, end_ms: int, step_s: int) -> list[RangeVector]:
-        """``/api/v1/query_range``; start/end must be whole seconds, within 11,000 steps."""
-        if start_ms % 1000 or end_ms % 1000:
-            raise TelemetryError("query_range times must be whole seconds (the client rounds them)")
-        steps = (end_ms - start_ms) // 1000 // step_s
-        if steps > MAX_RESOLUTION:
-            raise TelemetryError(f"query_range of {steps} steps exceeds Prometheus' limit of {MAX_RESOLUTION}")
-        raw = self._call(
-            "a range query",
-            self._conn.custom_query_range,
-            query,
-            start_time=from_ms(start_ms),
-            end_time=from_ms(end_ms),
-            step=str(step_s),
-        )
-        out = []
-        for item in raw:
-            pts = {round(float(t) * 1000): _value(v) for t, v in item["values"]}
-            out.append(RangeVector(dict(item["metric"]), pts))
-        return out
-
     def range_frame(
         self, query: str, start_ms: int, end_ms: int, step_s: int
     ) -> tuple[list[dict[str, str]], pl.DataFrame]:
-        """Like :meth:`range_query`, as (labels per series, frame of idx, t_ms, value)."""
+        """``/api/v1/query_range`` as (labels per series, frame of idx, t_ms, value).
+
+        start/end must be whole seconds (the client rounds them), within 11,000 steps.
+        """
         if start_ms % 1000 or end_ms % 1000:
             raise TelemetryError("query_range times must be whole seconds (the client rounds them)")
         steps = (end_ms - start_ms) // 1000 // step_s

@@ -57,29 +57,13 @@ def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
-    """A Prometheus 2.42 serving an existing TSDB folder, yielding its base URL."""
-    binary = need("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    port = free_port()
-    log = workdir / "prometheus.log"
+def serve(argv: list[str], ready_path: str, port: int, log: Path) -> Iterator[str]:
+    """Run a server process on 127.0.0.1:port until the block ends; yields its base URL."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tsdb}",
-                "--storage.tsdb.retention.time=100y",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--query.max-samples=200000000",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(f"{url}/-/ready", proc, log)
+        _wait(url + ready_path, proc, log)
         yield url
     finally:
         proc.terminate()
@@ -90,35 +74,37 @@ def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
+    """A Prometheus 2.42 serving an existing TSDB folder, yielding its base URL."""
+    config = workdir / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    port = free_port()
+    argv = [
+        need("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tsdb}",
+        "--storage.tsdb.retention.time=100y",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--query.max-samples=200000000",
+    ]
+    with serve(argv, "/-/ready", port, workdir / "prometheus.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
 def victoria(workdir: Path) -> Iterator[str]:
     """An empty VictoriaMetrics single node, yielding its base URL."""
-    binary = need("victoria-metrics")
     port = free_port()
-    log = workdir / "victoria.log"
-    data = workdir / "vmdata"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"-httpListenAddr=127.0.0.1:{port}",
-                f"-storageDataPath={data}",
-                "-retentionPeriod=100y",
-                "-search.disableCache",
-                "-search.latencyOffset=0s",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(f"{url}/health", proc, log)
+    argv = [
+        need("victoria-metrics"),
+        f"-httpListenAddr=127.0.0.1:{port}",
+        f"-storageDataPath={workdir / 'vmdata'}",
+        "-retentionPeriod=100y",
+        "-search.disableCache",
+        "-search.latencyOffset=0s",
+    ]
+    with serve(argv, "/health", port, workdir / "victoria.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def load_victoria(url: str, series: Iterable[Series]) -> None:

@@ -58,7 +58,7 @@ def test_label_values_are_escaped_in_promql() -> None:
 def test_query_range_refuses_more_than_11000_steps() -> None:
     c = PromClient("http://127.0.0.1:9")
     with pytest.raises(TelemetryError, match="11000"):
-        c.range_query("up", 0, 11_001 * 15_000, 15)
+        c.range_frame("up", 0, 11_001 * 15_000, 15)
 
 
 def test_config_errors_name_the_file(tmp_path: Path) -> None:
