@@ -47,7 +47,7 @@ def _passphrase() -> str | None:
 
 @contextmanager
 def _store(cfg: Config, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0 if read_only else 0.0)
+    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0)
     try:
         store.require_schema(con)
         yield con

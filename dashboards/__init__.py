@@ -1,1 +1,25 @@
-"""dashboards package."""
+"""The dashboards: Finance, Utilisation, Compliance, Auditor (and Access for admins).
+
+One Streamlit entrypoint (``app.py``, served by ``gpumeter dashboard``) registers with
+``st.navigation`` the pages of the signed-in user's role (:mod:`dashboards.roles`); the
+page scripts in ``screens/`` only draw what :mod:`dashboards.views` hands them.
+
+=====================  =======================================================================
+``views``              each page's data, cached on the data's version (``st.cache_data``)
+``finance``            revenue lines, per-site split, unbilled usage (billing's pricing), PDFs
+``utilisation``        per-month usage aggregates; held/busy/idle, energy, coverage gaps
+``compliance``         verdicts and violation evidence; the audit log against its checkpoint
+``exports``            auditor bundles built on download, each one an ``export`` log entry
+``reader``             short read-only sessions and short writes beside ``collect``; versions
+``auth``               users (argon2id), sign-in, refusals recorded and logged
+``ratelimit``          per-user and per-client backoff (pure)
+``roles``              roles, their pages, who may export what (pure)
+``settings``           ``[dashboard]`` of gpumeter.toml; the :class:`~dashboards.settings.Site`
+``charts``, ``ui``     Altair charts; tables with CSV download, month pickers, errors
+``commands``           ``gpumeter dashboard``, ``gpumeter users add|list|remove``
+``errors``             :class:`~dashboards.errors.DashboardError` and its tree
+=====================  =======================================================================
+
+No SQL text and no pricing live in the pages: queries are ``sql/queries/dash_*.sql``,
+prices come from billing. Decisions: docs/adr/0006-dashboards.md.
+"""

@@ -29,7 +29,7 @@ from metering.windows import Span, month_span, parse_instant
 
 @contextmanager
 def open_store(cfg: Config, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0 if read_only else 0.0)
+    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0)
     try:
         store.require_schema(con)
         yield con

@@ -16,10 +16,15 @@ sums AS (
     FROM scoped
     GROUP BY job_id, gpu_model, mig_profile
 ),
+row_hosts AS (
+    -- unnest before joining nodes: a join inside the lateral unnest runs row by row
+    SELECT DISTINCT job_id, gpu_model, mig_profile, unnest(hosts) AS host, nodes_version
+    FROM scoped
+),
 host_rows AS (
-    SELECT DISTINCT s.job_id, s.gpu_model, s.mig_profile, h.host, n.country
-    FROM scoped AS s, unnest(s.hosts) AS h(host)
-    LEFT JOIN nodes AS n ON n.hostname = h.host AND n.version = s.nodes_version
+    SELECT DISTINCT rh.job_id, rh.gpu_model, rh.mig_profile, rh.host, n.country
+    FROM row_hosts AS rh
+    LEFT JOIN nodes AS n ON n.hostname = rh.host AND n.version = rh.nodes_version
 ),
 places AS (
     SELECT job_id, gpu_model, mig_profile,

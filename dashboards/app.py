@@ -1,0 +1,98 @@
+"""The gpumeter dashboards: the one Streamlit entrypoint (``gpumeter dashboard`` runs it).
+
+Each run: read the configuration named by ``GPUMETER_DASHBOARD_CONFIG`` (set by the CLI for
+this process; with the audit passphrase, the only environment this package reads), take
+one reference time, make sure the session's user still exists with the same role, and
+register with ``st.navigation`` exactly the pages that role may open — a signed-out
+session has only the sign-in page. Pages live in ``screens/`` and only draw; their data
+comes from :mod:`dashboards.views`.
+
+The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder
+beside the entrypoint as its old multipage layout, which runs a page script requested by
+URL *without* the entrypoint, and so without the navigation that keeps a role to its pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import streamlit as st
+
+from dashboards import auth, ui, views
+from dashboards.roles import ICONS, TITLES, pages_for
+from dashboards.settings import CONFIG_ENV, PASSPHRASE_ENV, Site, open_site
+from gpumeter.config import load_config
+from gpumeter.errors import ConfigError, GpumeterError
+
+SCREENS = Path(__file__).resolve().parent / "screens"
+
+
+def _logging() -> None:
+    """Sign-in lines go to stderr, once per process (this script runs on every rerun)."""
+    logger = logging.getLogger("gpumeter.dashboards")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _site() -> Site:
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"{CONFIG_ENV} is not set; start the dashboards with `gpumeter dashboard`")
+    return open_site(load_config(Path(path)), passphrase=os.environ.get(PASSPHRASE_ENV) or None)
+
+
+def _sign_out() -> None:
+    viewer = st.session_state.pop(ui.VIEWER_KEY, None)
+    if viewer is not None and viewer.via == "oidc":
+        st.logout()
+
+
+def main() -> None:
+    st.set_page_config(page_title="gpumeter", page_icon=":material/memory:", layout="wide")
+    _logging()
+    now = datetime.now(UTC)
+    try:
+        site = _site()
+    except GpumeterError as exc:
+        st.error(exc.explain())
+        st.stop()
+    with site.access.session():  # this run's reads share one short read-only connection
+        _run(site, now)
+
+
+def _run(site: Site, now: datetime) -> None:
+    try:
+        views.version(site)  # the store is there and migrated, or one line says what to do
+        viewer = auth.refresh(site.access, st.session_state.get(ui.VIEWER_KEY))
+    except GpumeterError as exc:
+        st.error(exc.explain())
+        st.stop()
+    st.session_state[ui.SITE_KEY] = site
+    st.session_state[ui.NOW_KEY] = now
+    if viewer is None:
+        st.session_state.pop(ui.VIEWER_KEY, None)
+        st.navigation([st.Page(SCREENS / "sign_in.py", title="Sign in", icon=":material/login:")]).run()
+        return
+    st.session_state[ui.VIEWER_KEY] = viewer
+    pages = [
+        st.Page(SCREENS / f"{page.value}.py", title=TITLES[page], icon=ICONS[page], url_path=page.value)
+        for page in pages_for(viewer)
+    ]
+    navigation = st.navigation(pages)
+    with st.sidebar:
+        scope = f", tenant {viewer.tenant}" if viewer.tenant else ""
+        st.caption(f"Signed in as **{viewer.name}** ({viewer.role.value}{scope})")
+        st.button("Sign out", on_click=_sign_out, icon=":material/logout:")
+        st.caption(f"Times in UTC. {site.config.audit.origin}")
+    navigation.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""``gpumeter dashboard`` and ``gpumeter users add|list|remove``.
+
+``dashboard`` checks the configuration and the store, then replaces itself with
+``streamlit run dashboards/app.py`` (headless, bound to ``--host``/``--port``), passing the
+configuration's path in ``GPUMETER_DASHBOARD_CONFIG``; the audit passphrase, when set,
+passes through unchanged so the dashboards can sign bundles.
+
+``users add`` reads the password from ``GPUMETER_PASSWORD`` or prompts for it twice,
+hidden; only its argon2id hash is stored.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from dashboards import auth
+from dashboards.settings import CONFIG_ENV, dashboard_settings
+from gpumeter import store
+from gpumeter.cli import ConfigOpt, app, err, get_config
+
+PASSWORD_ENV = "GPUMETER_PASSWORD"  # noqa: S105 - the name of the variable, not a secret
+APP = Path(__file__).resolve().with_name("app.py")
+
+users_app = typer.Typer(
+    name="users",
+    help="Dashboard users: add, list, remove (roles finance, compliance, auditor, admin).",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
+
+
+def streamlit_argv(host: str, port: int) -> list[str]:
+    """The command that serves the dashboards (no telemetry, no file watching, no browser)."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--client.showErrorDetails",
+        "none",
+        "--global.developmentMode",
+        "false",
+    ]
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
+    config: ConfigOpt = None,
+) -> None:
+    """Serve the Finance, Utilisation, Compliance and Auditor dashboards (Streamlit)."""
+    cfg = get_config(config)
+    dashboard_settings(cfg)  # a bad [dashboard] table stops here, with its key named
+    con = store.connect(cfg.store.database, read_only=True, wait_s=30.0)
+    try:
+        store.require_schema(con)
+        users = auth.list_users(con)
+    finally:
+        con.close()
+    if not users:
+        err.print(
+            "warning: no dashboard user yet; add one with `gpumeter users add NAME --role admin`", highlight=False
+        )
+    env = dict(os.environ)
+    env[CONFIG_ENV] = str(cfg.path)
+    err.print(f"serving the dashboards of {cfg.path} on http://{host}:{port}", highlight=False)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    argv = streamlit_argv(host, port)
+    os.execve(argv[0], argv, env)  # noqa: S606 - replaces this process; argv is fixed, no shell
+
+
+def _password() -> str:
+    given = os.environ.get(PASSWORD_ENV)
+    if given:
+        return given
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name (with OIDC: the identity's e-mail).")],
+    role: Annotated[str, typer.Option("--role", help="finance, compliance, auditor or admin.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Scope an auditor to this tenant's bundles.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Change an existing user's role and password.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a dashboard user; the password comes from GPUMETER_PASSWORD or a hidden prompt."""
+    cfg = get_config(config)
+    auth.check_name(name)
+    password = _password()
+    auth.check_password_policy(password)
+    con = store.connect(cfg.store.database, wait_s=30.0)
+    try:
+        store.require_schema(con)
+        user = auth.add_user(con, name, role, tenant, password, at=datetime.now(UTC), replace=replace)
+    finally:
+        con.close()
+    scope = f" for tenant {user.tenant}" if user.tenant else ""
+    err.print(f"dashboard user {user.name!r}: role {user.role.value}{scope}", highlight=False, markup=False)
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None) -> None:
+    """List dashboard users (never their hashes)."""
+    cfg = get_config(config)
+    con = store.connect(cfg.store.database, read_only=True, wait_s=30.0)
+    try:
+        store.require_schema(con)
+        users = auth.list_users(con)
+    finally:
+        con.close()
+    table = Table("name", "role", "tenant", "created (UTC)", "last sign-in (UTC)")
+    for u in users:
+        table.add_row(
+            u.name,
+            u.role.value,
+            u.tenant or "",
+            f"{u.created_at:%Y-%m-%d %H:%M}",
+            f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "",
+        )
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="The user to remove.")], config: ConfigOpt = None) -> None:
+    """Remove a dashboard user; their open sessions end at their next page load."""
+    cfg = get_config(config)
+    con = store.connect(cfg.store.database, wait_s=30.0)
+    try:
+        store.require_schema(con)
+        auth.remove_user(con, name)
+    finally:
+        con.close()
+    err.print(f"dashboard user {name!r} removed", highlight=False, markup=False)

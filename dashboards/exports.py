@@ -1,0 +1,139 @@
+"""The Auditor page's data and its one write: building an auditor bundle.
+
+A bundle is built when it is downloaded — the page hands ``st.download_button`` a
+function, not bytes — so every download is one run of :func:`build_bundle`, and every
+run appends its own ``export`` entry to the audit log (by ``dashboard:<user>``), signs a
+checkpoint and records the export, exactly as ``gpumeter audit export`` does.
+
+The steps are those of the CLI: log new inventory versions and the month's usage windows,
+attest the month's jobs, then :func:`audit.bundle.export_bundle`. The audit package offers
+no single function for that sequence, so :func:`export_month` is a thin adapter over its
+public functions (``audit.attest`` and ``audit.bundle``). It runs on one short read-write
+connection; ``collect`` waits for it like it waits for any writer.
+
+A scoped auditor's function is bound to its tenant when the page is drawn, and the tenant
+is checked again here (:func:`dashboards.roles.verify_export`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from audit import attest, keys, policy
+from audit.bundle import ExportResult, export_bundle
+from audit.note import Signer
+from dashboards.reader import StoreAccess, forget_version
+from dashboards.roles import Viewer, verify_export
+from gpumeter import store
+from gpumeter.config import Config
+from gpumeter.errors import GpumeterError
+
+
+@dataclass(frozen=True)
+class ExportReadiness:
+    """Whether this dashboard can sign bundles (the key and its passphrase are there)."""
+
+    passed: bool
+    reason: str
+
+
+def check_signing(config: Config, passphrase: str | None) -> ExportReadiness:
+    if not passphrase:
+        return ExportReadiness(
+            False, "the dashboard was started without GPUMETER_AUDIT_PASSPHRASE, so it cannot sign bundles"
+        )
+    try:
+        keys.load_signer(config.audit.signing_key, passphrase, config.audit.origin)
+    except GpumeterError as exc:
+        return ExportReadiness(False, exc.explain())
+    return ExportReadiness(True, "ready")
+
+
+def export_month(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    signer: Signer,
+    month: str,
+    tenant: str | None,
+    out: Path,
+    *,
+    by: str,
+    at: datetime,
+) -> ExportResult:
+    """What ``gpumeter audit export`` does, on an open read-write connection."""
+    boundary = policy.policy(config.audit.allowed_countries)
+    store.require_schema(con)
+    attest.sync_inventory(con, at=at)
+    attest.sync_usage_windows(con, month, at=at)
+    attest.attest_month(con, month, boundary, at=at)
+    return export_bundle(con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    file_name: str
+    data: bytes
+    export_index: int
+    checkpoint_size: int
+
+
+def bundle_name(month: str, tenant: str | None) -> str:
+    scope = "log" if tenant is None else "".join(c if c.isalnum() or c in "-_." else "_" for c in tenant)
+    return f"gpumeter-audit-{month}-{scope}.zip"
+
+
+def build_bundle(
+    access: StoreAccess,
+    config: Config,
+    passphrase: str | None,
+    viewer: Viewer,
+    month: str,
+    tenant: str | None,
+    *,
+    now: datetime | None = None,
+) -> Bundle:
+    """Check the viewer may, build the bundle (recording the export), return its bytes."""
+    verify_export(viewer, tenant)
+    signer = keys.load_signer(config.audit.signing_key, passphrase, config.audit.origin)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    with tempfile.TemporaryDirectory(prefix="gpumeter-bundle-") as tmp:
+        out = Path(tmp) / bundle_name(month, tenant)
+        with access.write() as con:
+            result = export_month(con, config, signer, month, tenant, out, by=f"dashboard:{viewer.name}", at=moment)
+        data = out.read_bytes()
+    forget_version(access)
+    return Bundle(bundle_name(month, tenant), data, result.export_index, result.checkpoint.size)
+
+
+def tenants(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [str(t) for t, _ in store.run(con, "dash_tenants").fetchall()]
+
+
+def recent_exports(con: duckdb.DuckDBPyConnection, month: str | None) -> pl.DataFrame:
+    """Bundles made (for ``month``, or all), newest first: who, when, which checkpoint."""
+    return store.frame(con, "dash_exports", {"month": month}).with_columns(pl.col("tenant").fill_null("(whole log)"))
+
+
+def visible_exports(frame: pl.DataFrame, viewer: Viewer) -> pl.DataFrame:
+    """A scoped auditor sees only its tenant's bundles (who made the others is not its business)."""
+    if viewer.tenant is None:
+        return frame
+    return frame.filter(pl.col("tenant") == viewer.tenant)
+
+
+def months(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every month the store knows anything about, newest first."""
+    return [str(m) for (m,) in store.run(con, "dash_months").fetchall()]
+
+
+def bundle_bytes(
+    access: StoreAccess, config: Config, passphrase: str | None, viewer: Viewer, month: str, tenant: str | None
+) -> bytes:
+    """:func:`build_bundle`'s bytes: what the page's deferred download button calls on each click."""
+    return build_bundle(access, config, passphrase, viewer, month, tenant).data

@@ -1,0 +1,43 @@
+"""Sign in: a name and password form, or OpenID Connect when ``[dashboard] oidc = true``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import auth, ui
+
+site, now = ui.site_and_now()
+st.title("gpumeter")
+st.caption(f"Metering, invoicing and sovereignty audit of {site.config.audit.origin}")
+
+if site.settings.oidc:
+    if not st.user.is_logged_in:
+        st.button(
+            "Sign in with your identity provider",
+            on_click=st.login,
+            args=(site.settings.oidc_provider or None,) if site.settings.oidc_provider else (),
+            type="primary",
+        )
+    else:
+        identity = str(st.user.get(site.settings.oidc_claim) or "")
+        if st.session_state.get("oidc-refused") != identity:  # record a refusal once, not on every rerun
+            with ui.shown_errors():
+                result = auth.sign_in_oidc(site.access, identity, client=ui.client_address(), now=now)
+            if result.viewer is not None:
+                st.session_state[ui.VIEWER_KEY] = result.viewer
+                st.rerun()
+            st.session_state["oidc-refused"] = identity
+        st.error(f"{identity or 'This identity'} is not a dashboard user; ask an admin to run `gpumeter users add`.")
+        st.button("Sign out", on_click=st.logout)
+else:
+    with st.form("sign-in"):
+        name = st.text_input("User name", key="sign-in-name")
+        password = st.text_input("Password", type="password", key="sign-in-password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        with ui.shown_errors():
+            result = auth.sign_in(site.access, name, password, client=ui.client_address(), now=now)
+        if result.viewer is not None:
+            st.session_state[ui.VIEWER_KEY] = result.viewer
+            st.rerun()
+        st.error(result.message)

@@ -1,0 +1,71 @@
+"""Fixtures of the dashboard tests: a demo site (built once, copied per test), an empty
+site, and the Streamlit app under ``AppTest`` signed in as any user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.settings import CONFIG_ENV, PASSPHRASE_ENV
+from tests.dashboards.fixtures import PASSPHRASE, PASSWORD, build_demo, build_empty, copy_site
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+
+OpenApp = Callable[..., AppTest]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo(tmp_path_factory.mktemp("demo-template") / "site")
+
+
+@pytest.fixture
+def demo_site(demo_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo site: its gpumeter.toml."""
+    return copy_site(demo_template, tmp_path / "demo")
+
+
+@pytest.fixture(scope="session")
+def empty_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_empty(tmp_path_factory.mktemp("empty-template") / "site")
+
+
+@pytest.fixture
+def empty_site(empty_template: Path, tmp_path: Path) -> Path:
+    """A private copy of a migrated store with users and no data: its gpumeter.toml."""
+    return copy_site(empty_template, tmp_path / "empty")
+
+
+@pytest.fixture
+def open_app(monkeypatch: pytest.MonkeyPatch) -> OpenApp:
+    """``open_app(config, user=None)``: the entrypoint under AppTest, signed in when a user is named."""
+
+    def run(config: Path, user: str | None = None, *, password: str = PASSWORD, signing: bool = True) -> AppTest:
+        monkeypatch.setenv(CONFIG_ENV, str(config))
+        if signing:
+            monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+        else:
+            monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        if user is not None:
+            sign_in(at, user, password)
+        return at
+
+    return run
+
+
+def sign_in(at: AppTest, name: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="sign-in-name").input(name)
+    at.text_input(key="sign-in-password").input(password)
+    at.button[0].click().run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No Python exception and no error line on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

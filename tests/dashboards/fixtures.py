@@ -1,0 +1,150 @@
+"""A complete demo site for the dashboard tests, built once and copied per test.
+
+``gpumeter demo --days 3`` meters three days of October 2026 on the simulated fleet (with
+its sovereignty violations); then, through the packages' own functions, the tests' site
+gets a signing key, the month's invoices, a credit note (one job's usage withdrawn and the
+month invoiced again), Stripe payment states, job attestations and a signed checkpoint,
+and one dashboard user per role.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from audit import attest, keys, policy
+from audit.log import AuditLog
+from billing.run import invoice_month
+from dashboards.auth import add_user
+from gpumeter import store
+from gpumeter.config import Config, load_config
+
+GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
+PASSWORD = "correct horse battery staple"
+PASSPHRASE = "a long dashboards test passphrase"
+MONTH = "2026-10"
+SCOPED_TENANT = "laguna-lab"
+USERS = {
+    "ada": ("admin", None),
+    "fin": ("finance", None),
+    "comp": ("compliance", None),
+    "aud": ("auditor", None),
+    "aud-laguna": ("auditor", SCOPED_TENANT),
+}
+CREATED = datetime(2026, 11, 1, 8, tzinfo=UTC)
+
+
+def run_gpumeter(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "GPUMETER_AUDIT_PASSPHRASE": PASSPHRASE, **env}
+    proc = subprocess.run([GPUMETER, *args], env=full, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"gpumeter {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def add_users(cfg: Config, *, scoped: bool = True) -> None:
+    """One user per role; the tenant-scoped auditor only where its tenant exists."""
+    con = store.connect(cfg.store.database)
+    try:
+        for name, (role, tenant) in USERS.items():
+            if tenant is None or scoped:
+                add_user(con, name, role, tenant, PASSWORD, at=CREATED)
+    finally:
+        con.close()
+
+
+def build_demo(root: Path) -> Path:
+    """The demo site with invoices, a credit note, payments and a signed log; returns gpumeter.toml."""
+    run_gpumeter("demo", "--out", str(root), "--days", "3")
+    cfg = load_config(root / "gpumeter.toml")
+    keys.ensure_key(cfg.audit.signing_key, PASSPHRASE, cfg.audit.origin)
+    signer = keys.load_signer(cfg.audit.signing_key, PASSPHRASE, cfg.audit.origin)
+    con = store.connect(cfg.store.database)
+    try:
+        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 2, 9, tzinfo=UTC))
+        # Withdraw the largest job of the scoped tenant, as a re-metering would, and invoice
+        # again: billing issues a credit note against that tenant's invoice.
+        job = con.execute(
+            "SELECT job_id FROM usage JOIN jobs USING (job_id) WHERE tenant = ? "
+            "GROUP BY job_id ORDER BY sum(gpu_ns) DESC, job_id LIMIT 1",
+            [SCOPED_TENANT],
+        ).fetchall()[0][0]
+        con.execute("DELETE FROM usage WHERE job_id = ?", [job])
+        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+        documents = store.run(con, "dash_documents", {"month": MONTH}).fetchall()
+        for i, (number, kind, tenant, period, *_, total, _finalized) in enumerate(documents[:3]):
+            store.run(
+                con,
+                "stripe_document_upsert",
+                {
+                    "number": number,
+                    "kind": kind,
+                    "tenant": tenant,
+                    "period": period,
+                    "references_number": None,
+                    "stripe_customer_id": f"cus_test{i}",
+                    "stripe_id": f"in_test{i}",
+                    "total_cents": int(total * 100),
+                    "stripe_status": "open",
+                    "at": datetime(2026, 11, 3, 10, tzinfo=UTC),
+                },
+            )
+        store.run(
+            con,
+            "stripe_event_payment",
+            {"payment_status": "paid", "at": datetime(2026, 11, 5, tzinfo=UTC), "stripe_id": "in_test0"},
+        )
+        boundary = policy.policy(cfg.audit.allowed_countries)
+        moment = datetime(2026, 11, 3, 12, tzinfo=UTC)
+        attest.sync_inventory(con, at=moment)
+        attest.sync_usage_windows(con, MONTH, at=moment)
+        attest.attest_month(con, MONTH, boundary, at=moment)
+        AuditLog(con).sign_checkpoint([signer], cfg.audit.origin, at=moment)
+    finally:
+        con.close()
+    add_users(cfg)
+    return root / "gpumeter.toml"
+
+
+EMPTY_CONFIG = """
+[store]
+database = "var/gpumeter.duckdb"
+
+[billing]
+rates = "rates.toml"
+supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR40303265045" }
+
+[audit]
+origin = "dashboards.test/audit"
+signing_key = "keys/audit.key"
+allowed_countries = ["EU"]
+"""
+
+RATES = """
+[[rate]]
+model = "NVIDIA H100 80GB HBM3"
+eur_per_gpu_hour = "2.80"
+"""
+
+
+def build_empty(root: Path, extra: str = "") -> Path:
+    """A site after ``gpumeter init`` with users and nothing else; returns gpumeter.toml."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gpumeter.toml").write_text(EMPTY_CONFIG + extra, encoding="utf-8")
+    (root / "rates.toml").write_text(RATES, encoding="utf-8")
+    cfg = load_config(root / "gpumeter.toml")
+    con = store.connect(cfg.store.database)
+    try:
+        store.migrate(con)
+    finally:
+        con.close()
+    add_users(cfg, scoped=False)
+    return root / "gpumeter.toml"
+
+
+def copy_site(template: Path, dest: Path) -> Path:
+    shutil.copytree(template.parent, dest, symlinks=True)
+    return dest / template.name

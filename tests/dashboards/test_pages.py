@@ -1,0 +1,353 @@
+"""Every page under Streamlit's AppTest, for every role: what each role can reach, and that
+pages show the right figures (computed here independently) without an exception on a
+populated month, a month with violations, a fresh month and an empty store."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.roles import Page
+from gpumeter import store
+from gpumeter.config import load_config
+from metering import report
+from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
+from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
+
+ALL_PAGES = tuple(Page)
+REACHABLE = {
+    "ada": ALL_PAGES,
+    "fin": (Page.FINANCE, Page.UTILISATION),
+    "comp": (Page.COMPLIANCE, Page.UTILISATION),
+    "aud": (Page.AUDITOR, Page.COMPLIANCE),
+    "aud-laguna": (Page.AUDITOR,),
+}
+TITLES = {
+    Page.FINANCE: "Finance",
+    Page.UTILISATION: "Utilisation",
+    Page.COMPLIANCE: "Compliance",
+    Page.AUDITOR: "Auditor bundles",
+    Page.ACCESS: "Access",
+}
+
+
+def page_path(page: Page) -> str:
+    return f"screens/{page.value}.py"
+
+
+def titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r} in {[m.label for m in at.metric]}"
+    return str(found[0])
+
+
+def select(at: AppTest, key: str, value: str) -> AppTest:
+    at.selectbox(key=key).select(value).run()
+    return at
+
+
+def read(config: Path) -> duckdb.DuckDBPyConnection:
+    return store.connect(load_config(config).store.database, read_only=True)
+
+
+def test_signed_out_session_has_only_the_sign_in_page(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site)
+    assert_clean(at)
+    assert titles(at) == ["gpumeter"]
+    for page in ALL_PAGES:
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(page_path(page))
+
+
+@pytest.mark.parametrize("user", sorted(REACHABLE))
+def test_each_role_reaches_exactly_its_pages(user: str, demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, user)
+    assert_clean(at)
+    assert titles(at) == [TITLES[REACHABLE[user][0]]]  # the role's first page opens first
+    for page in ALL_PAGES:
+        if page in REACHABLE[user]:
+            at.switch_page(page_path(page)).run()
+            assert_clean(at)
+            assert titles(at) == [TITLES[page]]
+        else:
+            with pytest.raises(ValueError, match="Could not find a navigation page"):
+                at.switch_page(page_path(page))
+
+
+def test_wrong_password_is_refused_on_the_page(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "fin", password="not the password at all")
+    assert not at.exception
+    assert [e.value for e in at.error] == ["unknown user or wrong password"]
+    assert titles(at) == ["gpumeter"]
+
+
+def test_finance_figures_match_the_store(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "fin")
+    at.switch_page(page_path(Page.FINANCE)).run()
+    assert_clean(at)
+    con = read(demo_site)
+    try:
+        rows = con.execute("SELECT kind, net FROM billing_documents WHERE period = ?", [MONTH]).fetchall()
+        paid = con.execute("SELECT number FROM stripe_documents WHERE payment_status = 'paid'").fetchall()
+    finally:
+        con.close()
+    revenue = sum((-net if kind == "credit_note" else net for kind, net in rows), Decimal(0))
+    assert metric(at, "Revenue issued, all months") == f"EUR {revenue:,.2f}"
+    assert metric(at, "Credit notes issued") == "1"
+    invoices = next(d.value for d in at.dataframe if "payment_status" in d.value.columns)
+    assert len(invoices) == len(rows)
+    statuses = dict(zip(invoices["number"], invoices["payment_status"], strict=True))
+    assert statuses[paid[0][0]] == "paid"
+    assert sorted(set(statuses.values())) == ["not sent to Stripe", "open", "paid"]
+    labels = [b.label for b in at.get("download_button")]
+    assert any(label.startswith("Download GM-2026-") and label.endswith(".pdf") for label in labels), labels
+    assert "Download revenue by site (CSV)" in labels
+
+
+def test_finance_by_site_adds_up_to_the_invoiced_cents(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "ada")
+    by_site = next(d.value for d in at.dataframe if "site" in d.value.columns and "net_eur" in d.value.columns)
+    by_month = next(d.value for d in at.dataframe if "month" in d.value.columns and "net_eur" in d.value.columns)
+    assert sum(by_site["net_eur"], Decimal(0)) == sum(by_month["net_eur"], Decimal(0))
+    assert len(by_site) > 1
+
+
+def test_unbilled_usage_of_a_month_not_yet_invoiced(demo_site: Path, open_app: OpenApp) -> None:
+    """Remove the month's documents: the page prices what invoicing would issue, via billing."""
+    from billing.invoice import Period, aggregate_usage, price_lines
+    from billing.run import default_usage, read_rates
+
+    cfg = load_config(demo_site)
+    con = store.connect(cfg.store.database)
+    try:
+        con.execute("DELETE FROM billing_document_lines")
+        con.execute("DELETE FROM billing_documents")
+        card = read_rates(cfg.billing.rates)
+        groups = aggregate_usage(default_usage(con, Period.parse(MONTH).month))
+    finally:
+        con.close()
+    expected = Decimal(0)
+    for tenant in sorted({g.tenant for g in groups}):
+        expected += sum(
+            (ln.amount for ln in price_lines([g for g in groups if g.tenant == tenant], card, tenant=tenant)),
+            Decimal(0),
+        )
+    at = open_app(demo_site, "fin")
+    select(at, "finance-unbilled-month", MONTH)
+    assert_clean(at)
+    assert metric(at, f"Unbilled so far, {MONTH}") == f"EUR {expected:,.2f}"
+    assert expected > 0
+
+
+def test_utilisation_figures_match_the_store(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "comp")
+    at.switch_page(page_path(Page.UTILISATION)).run()
+    assert_clean(at)
+    con = read(demo_site)
+    try:
+        held_ns, busy_ns, energy_uj = con.execute(
+            "SELECT sum(gpu_ns), sum(busy_ns), sum(energy_uj) FROM usage "
+            "WHERE window_start >= '2026-10-01T00:00:00Z' AND window_start < '2026-11-01T00:00:00Z'"
+        ).fetchall()[0]
+        gaps = report.gaps(con, MONTH, 15_000)
+    finally:
+        con.close()
+    assert metric(at, "GPU-hours held") == f"{held_ns / 3.6e12:,.1f}"
+    assert metric(at, "GPU-hours busy") == f"{busy_ns / 3.6e12:,.1f}"
+    assert metric(at, "Energy") == f"{energy_uj / 3.6e12:,.1f} kWh"
+    assert gaps.height > 0  # the simulated fleet has exporter outages
+    all_gaps = next(d.value for d in at.dataframe if "uuid" in d.value.columns and "minutes" in d.value.columns)
+    assert len(all_gaps) == gaps.height
+
+
+def test_compliance_shows_every_violation_with_evidence(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "comp")
+    assert_clean(at)
+    cfg = load_config(demo_site)
+    con = read(demo_site)
+    try:
+        jobs = report.job_month(con, MONTH, report.allowed_set(cfg.audit.allowed_countries))
+    finally:
+        con.close()
+    outside = jobs.filter(~jobs["in_eu"])
+    assert outside.height > 0
+    assert metric(at, "Jobs inside") == f"{(jobs.height - outside.height) / jobs.height:.2%}"
+    findings = sum(len(f) for f in outside["findings"].to_list())
+    assert metric(at, "Findings") == str(findings)
+    violations = next(d.value for d in at.dataframe if "finding" in d.value.columns)
+    assert len(violations) == findings
+    hosts = violations[violations["finding"] == "host_outside"]
+    assert len(hosts) > 0
+    assert hosts["country"].notna().all() and hosts["first_window"].notna().all() and hosts["host"].notna().all()
+    assert set(hosts["country"]) <= {"US", "CH"}
+    data = violations[violations["finding"].str.startswith("data")]
+    assert data["data_location"].notna().all()
+    assert any("local log verifies" in s.value for s in at.success), [s.value for s in at.success]
+    keys = next(d.value for d in at.dataframe if "fingerprint" in d.value.columns)
+    assert len(keys) == 1 and keys["fingerprint"][0].startswith("SHA256:")
+
+
+def test_compliance_reports_a_log_that_no_longer_verifies(demo_site: Path, open_app: OpenApp) -> None:
+    cfg = load_config(demo_site)
+    con = store.connect(cfg.store.database)
+    try:
+        con.execute("UPDATE audit_entries SET entry = entry || ' '::BLOB WHERE idx = 3")
+    finally:
+        con.close()
+    at = open_app(demo_site, "comp")
+    assert not at.exception
+    assert any("does NOT verify" in e.value for e in at.error)
+    assert any("entry 3" in m.value for m in at.markdown)
+
+
+def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
+    scoped = open_app(demo_site, "aud-laguna")
+    assert_clean(scoped)
+    box = scoped.selectbox(key="auditor-tenant")
+    assert box.options == [f"tenant {SCOPED_TENANT}"] and box.disabled
+    assert scoped.selectbox(key="auditor-month").value == MONTH
+    full = open_app(demo_site, "aud")
+    box = full.selectbox(key="auditor-tenant")
+    assert box.options[0] == "the whole log" and f"tenant {SCOPED_TENANT}" in box.options and not box.disabled
+    button = next(b for b in full.get("download_button") if b.label == "Build and download bundle")
+    assert not button.disabled
+
+
+def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "aud", signing=False)
+    assert not at.exception
+    assert any("GPUMETER_AUDIT_PASSPHRASE" in w.value for w in at.warning)
+    button = next(b for b in at.get("download_button") if b.label == "Build and download bundle")
+    assert button.disabled
+
+
+def test_access_page_lists_users_and_refusals(demo_site: Path, open_app: OpenApp) -> None:
+    open_app(demo_site, "fin", password="wrong password, twice over")
+    at = open_app(demo_site, "ada")
+    at.switch_page(page_path(Page.ACCESS)).run()
+    assert_clean(at)
+    users, refusals = (d.value for d in at.dataframe)
+    assert sorted(users["name"]) == ["ada", "aud", "aud-laguna", "comp", "fin"]
+    assert "password_hash" not in users.columns
+    assert list(refusals[["name", "reason"]].itertuples(index=False, name=None)) == [("fin", "bad_password")]
+
+
+def test_a_removed_user_is_signed_out_at_the_next_run(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site, "fin")
+    assert titles(at) == ["Finance"]
+    con = store.connect(load_config(demo_site).store.database)
+    try:
+        store.run(con, "dash_user_delete", {"name": "fin"})
+    finally:
+        con.close()
+    at.run()
+    assert titles(at) == ["gpumeter"]
+
+
+def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
+    """December has been metered (one empty window) but nothing ran and nothing was billed."""
+    con = store.connect(load_config(demo_site).store.database)
+    try:
+        con.execute(
+            "INSERT INTO collected_windows VALUES ('2026-12-01T00:00:00Z', 15000, 0, 'empty', 1, 'simulated', now())"
+        )
+    finally:
+        con.close()
+    at = open_app(demo_site, "ada")
+    for page, key in (
+        (Page.UTILISATION, "util-month"),
+        (Page.COMPLIANCE, "compliance-month"),
+        (Page.AUDITOR, "auditor-month"),
+    ):
+        at.switch_page(page_path(page)).run()
+        assert at.selectbox(key=key).value == "2026-12"  # the newest metered month opens first
+        assert_clean(at)
+    at.switch_page(page_path(Page.UTILISATION)).run()
+    assert metric(at, "GPU-hours held") == "0.0"
+    assert any("No metered usage in 2026-12" in i.value for i in at.info)
+    at.switch_page(page_path(Page.COMPLIANCE)).run()
+    assert metric(at, "Jobs inside") == "n/a"
+    at.switch_page(page_path(Page.FINANCE)).run()
+    select(at, "finance-unbilled-month", "2026-12")
+    assert_clean(at)
+    assert metric(at, "Unbilled so far, 2026-12") == "EUR 0.00"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES)
+def test_every_page_on_an_empty_store(page: Page, empty_site: Path, open_app: OpenApp) -> None:
+    at = open_app(empty_site, "ada")
+    at.switch_page(page_path(page)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert titles(at) == [TITLES[page]]
+    if page is Page.FINANCE:
+        assert any("No invoice has been issued yet" in i.value for i in at.info)
+    if page is Page.COMPLIANCE:  # no key ring, no checkpoint: said, not crashed
+        assert any("no signed checkpoint" in w.value for w in at.warning)
+        assert any("could not be checked" in w.value for w in at.warning)
+
+
+def test_store_without_migrations_is_one_line(tmp_path: Path, open_app: OpenApp) -> None:
+    from tests.dashboards.fixtures import EMPTY_CONFIG
+
+    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG, encoding="utf-8")
+    at = open_app(tmp_path / "gpumeter.toml")
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"no database at {tmp_path / 'var' / 'gpumeter.duckdb'}; run `gpumeter init` first"
+    ]
+
+
+def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboards.settings import CONFIG_ENV
+    from tests.dashboards.conftest import APP
+    from tests.dashboards.fixtures import build_empty
+
+    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
+    con = store.connect(load_config(config).store.database)
+    try:
+        from dashboards.auth import add_user
+        from tests.dashboards.fixtures import CREATED, PASSWORD
+
+        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
+    finally:
+        con.close()
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    known = AppTest.from_file(str(APP), default_timeout=60)
+    known.user = {"is_logged_in": True, "email": "ops@example.eu", "name": "Ops"}
+    known.run()
+    assert_clean(known)
+    assert titles(known) == ["Compliance"]
+    stranger = AppTest.from_file(str(APP), default_timeout=60)
+    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
+    stranger.run()
+    assert not stranger.exception
+    assert titles(stranger) == ["gpumeter"]
+    assert any("mallory@example.com is not a dashboard user" in e.value for e in stranger.error)
+    con = store.connect(load_config(config).store.database, read_only=True)
+    try:
+        assert store.run(con, "dash_login_failures", {"limit": 10}).fetchall()[0][1:] == (
+            "mallory@example.com",
+            "local",
+            "oidc_unknown",
+        )
+    finally:
+        con.close()
+    logged_out = AppTest.from_file(str(APP), default_timeout=60)
+    logged_out.user = {"is_logged_in": False}
+    logged_out.run()
+    assert not logged_out.exception
+    assert [b.label for b in logged_out.button] == ["Sign in with your identity provider"]
+
+
+def test_sign_in_form_never_echoes_the_password(demo_site: Path, open_app: OpenApp) -> None:
+    at = open_app(demo_site)
+    sign_in(at, "fin", "hunter2-hunter2-hunter2")
+    assert not any("hunter2" in str(e.value) for e in [*at.error, *at.markdown, *at.caption])
