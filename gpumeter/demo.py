@@ -9,7 +9,6 @@ auditor bundle is written and verified.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
@@ -66,14 +65,31 @@ def demo(
             err.print(f"warning: job {job!r} appears in telemetry but not in jobs.csv", highlight=False, markup=False)
         _print_tenants(console, con, cfg)
         _after_metering(console, con, cfg, out)
+        password_file = _dashboard_user(con, out)
     finally:
         con.close()
     console.print(
         f"\nDemo site in [bold]{out}[/bold]. Look around with:\n"
         f"  gpumeter usage --config {out}/gpumeter.toml --month {DEMO_MONTH}\n"
-        f"  gpumeter dashboard --config {out}/gpumeter.toml   # then open http://127.0.0.1:8501",
+        f"  gpumeter audit verify {out}/audit-{DEMO_MONTH}.zip --key {out}/keys/audit.vkey\n"
+        f"  GPUMETER_AUDIT_PASSPHRASE=$(cat {out}/keys/demo-passphrase.txt) "
+        f"gpumeter dashboard --config {out}/gpumeter.toml\n"
+        f"and open http://127.0.0.1:8501 — user 'admin', password in {password_file}",
         highlight=False,
     )
+
+
+def _dashboard_user(con: object, out: Path) -> Path:
+    """A demo admin for the dashboards, its random password in a 0600 file (never printed)."""
+    from dashboards.auth import add_user
+
+    password = secrets.token_urlsafe(12)
+    add_user(con, "admin", "admin", None, password, at=datetime.now(UTC), replace=True)  # type: ignore[arg-type]
+    path = out / "keys" / "dashboard-admin-password.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    return path
 
 
 def _print_tenants(console: Console, con: object, cfg: Config) -> None:
@@ -102,12 +118,14 @@ def _print_tenants(console: Console, con: object, cfg: Config) -> None:
 
 def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> None:
     """Billing and audit steps of the demo (each runs when its package is present)."""
-    passphrase = os.environ.get("GPUMETER_AUDIT_PASSPHRASE")
-    if not passphrase:
+    # The demo's own key: its passphrase lives in a 0600 file beside it (a real site sets
+    # GPUMETER_AUDIT_PASSPHRASE from its secret store instead).
+    pf = out / "keys" / "demo-passphrase.txt"
+    if pf.exists():
+        passphrase = pf.read_text().strip()
+    else:
         passphrase = secrets.token_urlsafe(18)
-        os.environ["GPUMETER_AUDIT_PASSPHRASE"] = passphrase
-        (out / "keys").mkdir(parents=True, exist_ok=True)
-        pf = out / "keys" / "demo-passphrase.txt"
+        pf.parent.mkdir(parents=True, exist_ok=True)
         pf.touch(mode=0o600)
         pf.write_text(passphrase + "\n")
         err.print(f"demo signing-key passphrase stored in {pf} (mode 0600)", highlight=False)

@@ -1,0 +1,52 @@
+"""``gpumeter demo`` as a newcomer runs it: the whole chain on the simulated fleet."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from facturx import get_facturx_xml_from_pdf
+
+GPUMETER = str(Path(sys.executable).parent / "gpumeter")
+
+
+def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    p = subprocess.run(
+        [GPUMETER, "demo", "--out", str(out), "--days", "2"], capture_output=True, text=True, timeout=600
+    )
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    assert "GPU usage per tenant, 2026-10" in text
+    assert "Invoices issued for 2026-10" in text and "reverse_charge" in text and "domestic" in text
+    assert "outside" in text.lower() and "rejected" in text
+    pdfs = sorted((out / "var" / "invoices" / "2026-10").glob("GM-2026-*.pdf"))
+    assert pdfs, "no finalized invoice PDFs"
+    name, xml = get_facturx_xml_from_pdf(pdfs[0].read_bytes(), check_xsd=True)
+    assert name == "factur-x.xml" and b"CrossIndustryInvoice" in xml
+    for secret in ("keys/audit.key", "keys/demo-passphrase.txt", "keys/dashboard-admin-password.txt"):
+        assert stat.S_IMODE((out / secret).stat().st_mode) == 0o600, secret
+    bundle = out / "audit-2026-10.zip"
+    ok = subprocess.run(
+        [GPUMETER, "audit", "verify", str(bundle), "--key", str(out / "keys" / "audit.vkey")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run(
+        [
+            GPUMETER,
+            "audit",
+            "verify",
+            str(out / "audit-2026-10-one-byte-edited.zip"),
+            "--key",
+            str(out / "keys" / "audit.vkey"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "entries/" in bad.stderr
