@@ -24,8 +24,9 @@ I/O edge:
 ``record``          ``record_*`` helpers other packages call; metering's ``after_collect`` hook
 ``attest``          usage windows, inventory versions, job attestations from the store
 ``bundle``          ``export_bundle`` (``gpumeter audit export``)
-``archive``         bounded, checked reading of a bundle zip
-``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``)
+``archive``         bounded, checked reading of a bundle zip (``SafeZip``; ``ZipIndex``, mapped once)
+``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``): batched, else reference
+``gcpause``         pausing the cyclic garbage collector while a batch builds many objects
 ``commands``        the ``gpumeter audit`` CLI
 ==================  ==========================================================================
 """

@@ -1,23 +1,36 @@
 """Reading a bundle zip as hostile input: layout, paths, sizes and counts are bounded.
 
-Nothing is extracted to disk. Before :mod:`zipfile` parses the central directory, the
-end-of-central-directory record (and its Zip64 form) is read to refuse archives with too
-many members or an oversized directory. Each member must have a name from the bundle
+Nothing is extracted to disk. Two readers share the rules below.
+
+:class:`SafeZip` is the reference: before :mod:`zipfile` parses the central directory,
+the end-of-central-directory record (and its Zip64 form) is read to refuse archives with
+too many members or an oversized directory. Each member must have a name from the bundle
 layout (so ``..``, absolute paths, backslashes and stray files are refused), must not be a
 symlink, encrypted, duplicated or use a compression other than stored/deflate, and is read
 with a size cap by kind — :mod:`zipfile` never returns more than the declared size and
 checks the CRC, so a lying header cannot inflate memory. Every refusal names the member.
+
+:class:`ZipIndex` is the fast reader ``audit verify`` tries first: it maps the file once,
+parses the central directory itself with :mod:`struct` under the same limits and name
+rules, and slices stored members (inflating deflated ones with :mod:`zlib`, bounded by the
+declared size), checking each local header against its directory record and every CRC.
+It only accepts archives in the plain form gpumeter and common tools write (no comments,
+extra fields, data descriptors, encryption, NUL or non-ASCII names, gaps before the
+directory); on anything else — malformed or merely unusual — it raises
+:class:`Unsupported` and the caller falls back to :class:`SafeZip`, whose refusals are the
+ones users see. So the fast reader can only ever be stricter than the reference.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import re
 import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -198,3 +211,342 @@ class SafeZip:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- fast reader
+
+
+class Unsupported(Exception):
+    """The fast reader does not vouch for this archive; :class:`SafeZip` decides."""
+
+
+# a central directory record: sig, needed, flags, method, crc, csize, usize, nl, el, cl, disk, attr, off
+_CD = struct.Struct("<4s2xHHH4xLLLHHHH2xLL")
+_CD_SIG = b"PK\x01\x02"
+_LH_SIG = b"PK\x03\x04"
+_CD_FIXED = 46  # directory record bytes before the name
+_LH_FIXED = 30  # local header bytes before the name; its bytes 4..30 are the record's 6..32
+_MAX_EXTRACT_VERSION = 63  # zipfile refuses newer
+_UTF8_NAME = 0x800
+_LIMIT32 = 0xFFFFFFFF
+_ENTRY_NAME = re.compile(rb"entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)")
+_PLAIN_NAME = re.compile(rb"[\x21-\x7e]+")  # printable ASCII without space: every layout name is
+_S_IFMT, _S_IFLNK = 0o170000, 0o120000
+_DIGITS = b"0123456789"
+# Directory-record bytes that may differ between members of one run (see ZipIndex._pairs):
+# made-by version, time and date, CRC and sizes, internal attributes, local header offset.
+_VARIABLE = (*range(4, 6), *range(12, 28), *range(36, 38), *range(42, 46))
+_FIRST_WINDOW, _MAX_WINDOW = 16, 1 << 16
+
+# (method, CRC-32, compressed size, size, offset of the data); the local header was checked
+Member = tuple[int, int, int, int, int]
+
+
+def _end_records(mm: mmap.mmap, size: int) -> tuple[int, int, int]:
+    """(members, directory size, directory offset) of a plain archive: the end record last,
+    without a comment, its Zip64 form (when present) right before it, no disk spanning, and
+    the directory ending where the end records begin (nothing prepended)."""
+    if size < 22:
+        raise Unsupported
+    sig, disk, cd_disk, here, count, cd_size, cd_off, comment = struct.unpack("<4s4H2LH", mm[size - 22 : size])
+    if sig != _EOCD or comment or disk or cd_disk or here != count:
+        raise Unsupported
+    end = size - 22
+    loc = end - 20
+    if loc >= 0 and mm[loc : loc + 4] == _ZIP64_LOCATOR:
+        _, disk64, rec_at, disks = struct.unpack("<4sLQL", mm[loc : loc + 20])
+        end = loc - 56
+        if disk64 or disks > 1 or end < 0 or rec_at != end:
+            raise Unsupported
+        sig, _, _, _, disk, cd_disk, here, count, cd_size, cd_off = struct.unpack("<4sQ2H2L4Q", mm[end:loc])
+        if sig != _ZIP64_EOCD or disk or cd_disk or here != count:
+            raise Unsupported
+    if cd_off + cd_size != end:
+        raise Unsupported
+    return count, cd_size, cd_off
+
+
+def _columns(seg: bytes, at: int, width: int, stride: int, k: int) -> bytes:
+    """Bytes ``at .. at+width`` of each of ``k`` records of ``stride`` bytes, concatenated."""
+    out = bytearray(width * k)
+    last = (k - 1) * stride + 1
+    for b in range(width):
+        out[b::width] = seg[at + b : at + b + last : stride]
+    return bytes(out)
+
+
+def _u32(seg: bytes, at: int, stride: int, k: int) -> tuple[int, ...]:
+    return struct.unpack(f"<{k}L", _columns(seg, at, 4, stride, k))
+
+
+class _Record:
+    """One directory record, parsed and checked on its own."""
+
+    __slots__ = ("end", "header", "index", "is_json", "member", "name")
+
+    def __init__(self, cd: bytes, p: int, data_end: int) -> None:
+        if p + _CD_FIXED > len(cd):
+            raise Unsupported
+        sig, needed, flags, method, crc, csize, usize, nl, el, cl, disk, attr, off = _CD.unpack_from(cd, p)
+        if (
+            sig != _CD_SIG
+            or needed > _MAX_EXTRACT_VERSION
+            or flags & ~_UTF8_NAME
+            or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+            or el
+            or cl
+            or disk
+            or _LIMIT32 in (csize, usize, off)
+            or (attr >> 16) & _S_IFMT == _S_IFLNK
+            or (method == zipfile.ZIP_STORED and csize != usize)
+        ):
+            raise Unsupported
+        name = cd[p + _CD_FIXED : p + _CD_FIXED + nl]
+        if len(name) != nl or not _PLAIN_NAME.fullmatch(name):
+            raise Unsupported
+        self.name = name
+        self.end = p + _CD_FIXED + nl
+        self.header = _LH_SIG + cd[p + 6 : p + 32] + name
+        start = off + len(self.header)
+        if start + csize > data_end:
+            raise Unsupported
+        self.member: Member = (method, crc, csize, usize, start)
+        m = _ENTRY_NAME.fullmatch(name)
+        self.index = int(m[1]) if m else -1
+        self.is_json = m is not None and m[2] == b"json"
+
+
+class ZipIndex:
+    """A bundle mapped once, its directory parsed with :mod:`struct` (see the module doc).
+
+    ``members`` holds every member but the entries; ``entry_json`` and ``entry_proof``
+    hold ``entries/<i>.json`` and ``entries/<i>.tlog-proof`` by index. Any deviation from
+    the plain form, and any rule of :class:`SafeZip` broken, raises :class:`Unsupported`.
+
+    The directory of a bundle is mostly pairs of records ``entries/<i>.json`` and
+    ``entries/<i>.tlog-proof`` of the same shape. After one such pair has been checked
+    record by record, the following pairs with the same name lengths are checked together
+    (:meth:`_pairs`): every byte that must equal the first pair's is compared column by
+    column, the varying fields are unpacked column by column, and the local headers are
+    compared, all at once, with the ones the records imply.
+    """
+
+    def __init__(self, path: Path, limits: Limits | None = None) -> None:
+        self.limits = limits = limits or Limits()
+        try:
+            with open(path, "rb") as fp:
+                count, cd_size = _directory_size(fp)  # the reference's own reading of the end records
+                if count > limits.members or cd_size > limits.central_directory:
+                    raise Unsupported
+                size = fp.seek(0, 2)
+                if size == 0:
+                    raise Unsupported
+                # mapped in one go: first touching 10^5 pages one by one costs more than reading them
+                populate = getattr(mmap, "MAP_POPULATE", 0)
+                self._mm = mmap.mmap(fp.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+        except (OSError, ValueError, BundleError, struct.error) as exc:
+            raise Unsupported from exc
+        try:
+            self._index(size, count, cd_size)
+        except BaseException:
+            self._mm.close()
+            raise
+
+    def _index(self, size: int, count: int, cd_size: int) -> None:
+        mm = self._mm
+        try:
+            count64, cd_size64, cd_off = _end_records(mm, size)
+        except struct.error as exc:
+            raise Unsupported from exc
+        if (count64, cd_size64) != (count, cd_size):
+            raise Unsupported
+        self._data_end = cd_off
+        cd = mm[cd_off : cd_off + cd_size]
+        self.members: dict[str, Member] = {}
+        self._read: dict[str, bytes] = {}
+        self.entry_json: dict[int, Member] = {}
+        self.entry_proof: dict[int, Member] = {}
+        self._seen = self._total = 0
+        p, window = 0, _FIRST_WINDOW
+        while p < cd_size:
+            pair_start = p
+            first = _Record(cd, p, cd_off)
+            self._add(first)
+            p = first.end
+            if not first.is_json or p >= cd_size:
+                continue
+            second = _Record(cd, p, cd_off)
+            self._add(second)
+            p = second.end
+            if second.index != first.index or second.is_json:
+                continue
+            template = cd[pair_start:p]
+            split, digits = first.end - pair_start, len(first.name) - len(b"entries/.json")
+            while True:  # further pairs of the same shape, in windows that double while they last
+                k = self._pairs(cd, p, template, split, digits, window)
+                p += k * len(template)
+                if k < window or p >= cd_size:
+                    window = _FIRST_WINDOW
+                    break
+                window = min(2 * window, _MAX_WINDOW)
+        if p != cd_size or self._seen != count or self._total > self.limits.total:
+            raise Unsupported
+
+    def _add(self, rec: _Record) -> None:
+        """Check one record's rules and local header, and keep it."""
+        mm, limits = self._mm, self.limits
+        usize, start = rec.member[3:]
+        if mm[start - len(rec.header) : start] != rec.header:
+            raise Unsupported
+        self._seen += 1
+        self._total += usize
+        if rec.index >= 0:
+            cap, table = (limits.entry, self.entry_json) if rec.is_json else (limits.proof, self.entry_proof)
+            if usize > cap or table.setdefault(rec.index, rec.member) is not rec.member:
+                raise Unsupported
+            return
+        name = rec.name.decode("ascii")
+        try:
+            check_name(name)
+        except BundleError as exc:
+            raise Unsupported from exc
+        if name.endswith("/"):  # a folder of the layout (check_name allows no other)
+            if usize:
+                raise Unsupported
+            return
+        if name.startswith("entries/") or name in self.members:
+            raise Unsupported
+        if usize > limits.cap(name):
+            raise Unsupported
+        self.members[name] = rec.member
+
+    def _pairs(self, cd: bytes, start: int, template: bytes, split: int, digits: int, window: int) -> int:
+        """Take up to ``window`` pairs at ``start`` shaped like ``template`` (a checked pair of
+        records ``entries/<i>.json`` + ``entries/<i>.tlog-proof`` whose second record starts at
+        ``split``, names with ``digits`` digits); returns how many were taken, 0 if unsure."""
+        stride = len(template)
+        k = min(window, (len(cd) - start) // stride)
+        if k <= 0:
+            return 0
+        seg = cd[start : start + k * stride]
+        variable = {*_VARIABLE, *(split + c for c in _VARIABLE)}
+        variable.update(range(_CD_FIXED + 8, _CD_FIXED + 8 + digits))  # the index in each name
+        variable.update(range(split + _CD_FIXED + 8, split + _CD_FIXED + 8 + digits))
+        for c in range(stride):
+            if c not in variable:
+                column = seg[c::stride]
+                same = len(column) - len(column.lstrip(template[c : c + 1]))
+                if same < k:
+                    k = same
+                    if not k:
+                        return 0
+        seg = seg[: k * stride]
+        idx_json = _columns(seg, _CD_FIXED + 8, digits, stride, k)
+        if idx_json != _columns(seg, split + _CD_FIXED + 8, digits, stride, k) or idx_json.translate(None, _DIGITS):
+            return 0
+        if digits > 1 and b"0" in idx_json[::digits]:
+            return 0  # a leading zero
+        first = int(idx_json[:digits])
+        if idx_json == b"".join(b"%d" % i for i in range(first, first + k)):
+            indices: Sequence[int] = range(first, first + k)
+        else:
+            indices = [int(idx_json[t : t + digits]) for t in range(0, k * digits, digits)]
+        limits, mm = self.limits, self._mm
+        taken: list[tuple[dict[int, Member], list[Member], int]] = []
+        for at, table, cap in ((0, self.entry_json, limits.entry), (split, self.entry_proof, limits.proof)):
+            method = template[at + 10]  # the method is one of the bytes that must not vary
+            name_len = template[at + 28] | template[at + 29] << 8
+            crcs, csizes, sizes, offsets = (_u32(seg, at + c, stride, k) for c in (16, 20, 24, 42))
+            if (
+                max(sizes) > cap
+                or (method == zipfile.ZIP_STORED and csizes != sizes)
+                or _LIMIT32 in (*csizes, *offsets)
+            ):
+                return 0
+            width = _LH_FIXED + name_len
+            header = bytearray(width * k)
+            for b, sig in enumerate(_LH_SIG):
+                header[b::width] = bytes((sig,)) * k
+            for b in range(4, width):
+                src = at + 2 + b if b < _LH_FIXED else at + _CD_FIXED + b - _LH_FIXED
+                header[b::width] = seg[src : src + (k - 1) * stride + 1 : stride]
+            if b"".join([mm[o : o + width] for o in offsets]) != header:
+                return 0
+            if max(map(int.__add__, offsets, csizes)) + width > self._data_end:
+                return 0
+            starts = list(map(width.__add__, offsets))
+            members = list(zip([method] * k, crcs, csizes, sizes, starts, strict=True))
+            taken.append((table, members, sum(sizes)))
+        for table, members, total in taken:
+            before = len(table)
+            table.update(zip(indices, members, strict=True))
+            if len(table) != before + k:
+                raise Unsupported  # an index seen before
+            self._seen += k
+            self._total += total
+        return k
+
+    # -- the SafeZip interface, for the checks both verifiers share
+
+    def names(self, prefix: str = "") -> Iterator[str]:
+        return (n for n in self.members if n.startswith(prefix))
+
+    def has(self, name: str) -> bool:
+        return name in self.members
+
+    def read(self, name: str) -> bytes:
+        data = self._read.get(name)
+        if data is None:
+            member = self.members.get(name)
+            if member is None:
+                raise Unsupported
+            data = self._read[name] = self.contents([member])[0]
+        return data
+
+    # -- bulk access
+
+    def contents(self, members: Sequence[Member]) -> list[bytes]:
+        """Members' bytes: exact size, CRC checked (local headers were checked when indexing)."""
+        mm = self._mm
+        out = [mm[start : start + csize] for _, _, csize, _, start in members]
+        for k, (method, _, _, size, _) in enumerate(members):
+            if method:
+                out[k] = _inflate(out[k], size)
+        if list(map(zlib.crc32, out)) != [m[1] for m in members]:
+            raise Unsupported
+        return out
+
+    def all_equal(self, members: Sequence[Member], expected: Sequence[bytes]) -> bool:
+        """True when each member holds exactly the expected bytes, CRCs included."""
+        if list(map(zlib.crc32, expected)) != [m[1] for m in members]:
+            return False
+        if list(map(len, expected)) != [m[3] for m in members]:
+            return False
+        mm = self._mm
+        if any(m[0] for m in members):
+            return all(
+                (_inflate(mm[start : start + csize], size) if method else mm[start : start + csize]) == want
+                for (method, _, csize, size, start), want in zip(members, expected, strict=True)
+            )
+        return [mm[start : start + csize] for _, _, csize, _, start in members] == expected
+
+    def close(self) -> None:
+        self._mm.close()
+
+    def __enter__(self) -> ZipIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _inflate(raw: bytes, size: int) -> bytes:
+    """A raw deflate stream that holds exactly ``size`` bytes and nothing after it."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = d.decompress(raw, size + 1)
+    except zlib.error as exc:
+        raise Unsupported from exc
+    if len(data) != size or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise Unsupported
+    return data

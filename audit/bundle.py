@@ -14,7 +14,9 @@ of the report files and the previous checkpoint. Proofs are against the global r
 One transaction: log keys, append the export entry, sign the checkpoint, record the
 export, compute every proof in one bulk read, write the zip to a temporary file; then
 commit and rename the zip into place. Members are written in a fixed order with fixed
-timestamps, so the same log state gives the same bytes.
+timestamps, so the same log state gives the same bytes. Entries and their proofs are
+stored uncompressed (each is small; a verifier slices them straight out of the file),
+the rest deflated.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ def _previous_checkpoint(con: duckdb.DuckDBPyConnection, month: str, tenant: str
     return found
 
 
-def _zip_member(out: zipfile.ZipFile, name: str, data: bytes) -> None:
+def _zip_member(out: zipfile.ZipFile, name: str, data: bytes, *, stored: bool = False) -> None:
     info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
     info.external_attr = 0o100644 << 16
     out.writestr(info, data)
 
@@ -185,10 +187,10 @@ def export_bundle(
                     _zip_member(out, "consistency.json", consistency)
                 for name in ("policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md"):
                     _zip_member(out, name, files[name])
-                for i, data in scope:
-                    _zip_member(out, f"entries/{i}.json", data)
+                for i, data in scope:  # stored: small, and a verifier reads them without inflating
+                    _zip_member(out, f"entries/{i}.json", data, stored=True)
                     text = format_proof(TlogProof(i, tuple(proofs[i]), checkpoint.note))
-                    _zip_member(out, f"entries/{i}.tlog-proof", text.encode("utf-8"))
+                    _zip_member(out, f"entries/{i}.tlog-proof", text.encode("utf-8"), stored=True)
                 for name in sorted(stored_docs):
                     _zip_member(out, name, stored_docs[name])
         os.replace(tmp_name, out_path)

@@ -8,7 +8,8 @@ standard library's ``json.dumps(sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)`` produces the same bytes (same escapes, code-point order equals
 UTF-16 order for ASCII keys, no floats involved) about five times faster, so it is used
 there; anything else (floats, large integers, non-ASCII keys) goes through ``rfc8785``.
-A property test holds the two equal.
+Values made of exactly those built-in types (no subclasses) are written by orjson, which
+gives the same bytes again several times faster. A property test holds them all equal.
 
 An entry is a JSON object with at least ``type`` (a non-empty string) and ``time`` (an
 RFC 3339 date-time in UTC: ``Z`` or ``+00:00``). Exact quantities (GPU-seconds, money)
@@ -21,9 +22,11 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
+import orjson
 import rfc8785
 
 from audit.errors import EntryError
@@ -59,6 +62,24 @@ def parse_time(text: str) -> datetime:
         raise EntryError(f"time is not a real date-time: {exc}", value=text) from exc
 
 
+@lru_cache(maxsize=4096)
+def _real_date(year: int, month: int, day: int) -> bool:
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_time(text: str) -> bool:
+    """True when :func:`parse_time` would accept ``text`` (False: ask it why not)."""
+    m = _RFC3339_UTC.match(text)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
+    return hour < 24 and minute < 60 and second < 60 and _real_date(year, month, day)
+
+
 @dataclass(frozen=True)
 class EntryCheck:
     """Whether a value is a valid audit entry, and why not."""
@@ -78,7 +99,7 @@ def check_entry(entry: object) -> EntryCheck:
     when = entry.get("time")
     if not isinstance(when, str):
         findings.append("time must be an RFC 3339 UTC string")
-    else:
+    elif not _is_time(when):
         try:
             parse_time(when)
         except EntryError as exc:
@@ -109,8 +130,38 @@ def _plain(value: object) -> bool:
     return False
 
 
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _exact(value: object) -> bool:
+    """True for values made only of exactly ``str``, ``int``, ``bool``, ``None``, ``list`` and
+    ``dict`` with ASCII string keys (no subclasses, no floats); integers are bounded by
+    orjson's OPT_STRICT_INTEGER. For those orjson writes what ``json.dumps`` writes in
+    :func:`_dumps` (same escapes, keys in code-point order, no spaces)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return True
+    if t is dict:
+        for k, v in value.items():  # type: ignore[attr-defined]
+            tv = type(v)
+            if type(k) is not str or not k.isascii():
+                return False
+            if not (tv is str or tv is int or tv is bool or v is None or _exact(v)):
+                return False
+        return True
+    if t is list:
+        return all(map(_exact, value))  # type: ignore[call-overload]
+    return False
+
+
 def _dumps(value: Any) -> bytes:
     """RFC 8785 bytes of any JSON value; raises :class:`EntryError` if it has none."""
+    if _exact(value):
+        try:
+            # copied: orjson's bytes keep their ~4 KiB output buffer, and logs keep entry bytes
+            return memoryview(orjson.dumps(value, option=_OPTIONS)).tobytes()
+        except orjson.JSONEncodeError:  # an integer beyond 53 bits, a lone surrogate: as below
+            pass
     try:
         if _plain(value):
             return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")

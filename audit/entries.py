@@ -48,9 +48,16 @@ KINDS = (
 
 
 def check_month(month: str) -> str:
+    if type(month) is str and month in _MONTHS_SEEN:
+        return month
     if not isinstance(month, str) or not _MONTH.match(month):
         raise EntryError("month must be YYYY-MM", value=month)
+    if len(_MONTHS_SEEN) < 4096:
+        _MONTHS_SEEN.add(month)
     return month
+
+
+_MONTHS_SEEN: set[str] = set()  # months that passed check_month (str only: nothing else is added)
 
 
 def decimal_text(value: Decimal | int | str) -> str:
@@ -125,8 +132,13 @@ def meta(entry: Mapping[str, Any]) -> EntryMeta:
     month = entry.get("month") or entry.get("period")
     if month is None:
         month = str(entry.get("window_start") if kind == "usage_window" else entry["time"])[:7]
-    parts = [entry.get(k) for k in _SUBJECT.get(kind, ())]
-    subject = "/".join(str(p) for p in parts) if parts and all(p is not None for p in parts) else None
+    keys = _SUBJECT.get(kind, ())
+    if len(keys) == 1:
+        part = entry.get(keys[0])
+        subject = None if part is None else str(part)
+    else:
+        parts = [entry.get(k) for k in keys]
+        subject = "/".join(str(p) for p in parts) if parts and all(p is not None for p in parts) else None
     tenant = entry.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise EntryError("tenant must be a string or null", value=tenant)

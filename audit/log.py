@@ -21,19 +21,20 @@ columns), ``audit_tree`` (every complete perfect subtree, level 0 = leaf hashes)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import duckdb
-import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from audit import entries as kinds
 from audit.canonical import canonical
 from audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from audit.errors import AuditError, EntryError, VerificationError
+from audit.gcpause import gc_paused
 from audit.merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -82,11 +83,16 @@ def stored_checkpoint(row: Sequence[Any] | None) -> StoredCheckpoint | None:
     return StoredCheckpoint(int(row[0]), int(row[1]), bytes(row[2]), str(row[3]), row[4])
 
 
-@dataclass(frozen=True)
-class _Encoded:
+class _Encoded(NamedTuple):
     data: bytes
     meta: kinds.EntryMeta
     refs: tuple[tuple[str, str], ...]
+
+
+def encode_many(entries: Iterable[Mapping[str, Any]]) -> list[_Encoded]:
+    """:func:`encode` of each entry (with the cyclic garbage collector paused)."""
+    with gc_paused():
+        return [encode(e) for e in entries]
 
 
 def encode(entry: Mapping[str, Any]) -> _Encoded:
@@ -100,8 +106,17 @@ def encode(entry: Mapping[str, Any]) -> _Encoded:
     return _Encoded(data, info, refs)
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, table: pl.DataFrame) -> None:
+def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
     con.register(name, table)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _timestamps(moment: datetime, n: int) -> pa.Array:
+    """``n`` copies of a UTC instant as an Arrow ``timestamp[us, UTC]`` column."""
+    return pa.array([(moment - _EPOCH) // _MICROSECOND] * n, pa.int64()).cast(pa.timestamp("us", "UTC"))
 
 
 class AuditLog:
@@ -128,7 +143,7 @@ class AuditLog:
 
     def _hashes_bulk(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         by_pos = {position(lv, i): (lv, i) for lv, i in ids}
-        wanted = pl.DataFrame({"pos": pl.Series(list(by_pos), dtype=pl.Int64)})
+        wanted = pa.table({"pos": pa.array(list(by_pos), pa.int64())})
         _register(self.con, "audit_wanted", wanted)
         try:
             result = store.frame(self.con, "audit_tree_hashes_staged")
@@ -141,6 +156,17 @@ class AuditLog:
         size = self.size() if size is None else size
         self._check_size(size)
         return resolve(root_plan(size), self)[0] if size else EMPTY_ROOT
+
+    def _roots(self, sizes: Sequence[int]) -> list[bytes] | None:
+        """Roots of trees of ``sizes`` (each at most the log's size) from one read of stored
+        subtrees; None when a size is beyond the log or a subtree is missing (then
+        :meth:`root` says which)."""
+        plans = [root_plan(n) for n in sizes]
+        ids = list(dict.fromkeys(node for plan in plans for item in plan for node in item))
+        found = self.hashes(ids)
+        if len(found) != len(ids):
+            return None
+        return [fold([found[node] for node in plan[0]]) if plan else EMPTY_ROOT for plan in plans]
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         size = self.size() if size is None else size
@@ -217,7 +243,7 @@ class AuditLog:
         at: datetime | None = None,
     ) -> list[int]:
         """Append entries in order, in one transaction; returns their indices."""
-        return self.append_encoded([encode(e) for e in entries], documents, at=at)
+        return self.append_encoded(encode_many(entries), documents, at=at)
 
     def append_encoded(
         self,
@@ -239,50 +265,38 @@ class AuditLog:
             if name not in wanted:
                 raise EntryError("a document was given that no entry names", value=name)
         with atomic(self.con):
-            stored = dict(store.run(self.con, "audit_document_digests", {"names": list(wanted)}).fetchall())
-            for name, digest in wanted.items():
-                if name in stored:
-                    if stored[name] != digest:
-                        raise EntryError("the log already keeps different content under this name", value=name)
-                    continue
-                content = docs.get(name)
-                if content is None:
-                    raise EntryError("an entry names a document that was not given", value=name)
-                if kinds.sha256_hex(content) != digest:
-                    raise EntryError("document content does not match the SHA-256 its entry names", value=name)
-                store.run(
-                    self.con,
-                    "audit_insert_document",
-                    {"name": name, "sha256": digest, "content": content, "stored_at": moment},
-                )
+            if wanted:
+                self._store_documents(wanted, docs, moment)
             size = self.size()
             frontier = self._frontier(size)
             sha = hashlib.sha256
-            leaves = [sha(b"\x00" + item.data).digest() for item in items]
-            levels: list[int] = [0] * len(leaves)
-            idxs: list[int] = list(range(size, size + len(leaves)))
+            datas = [item.data for item in items]
+            leaves = [sha(b"\x00" + data).digest() for data in datas]
+            n = len(items)
+            levels: list[int] = [0] * n
+            idxs: list[int] = list(range(size, size + n))
             hashes: list[bytes] = list(leaves)
             for level, first, made in frontier.extend(leaves):
                 levels += [level] * len(made)
                 idxs += range(first, first + len(made))
                 hashes += made
-            n = len(items)
-            staged = pl.DataFrame(
+            metas = [item.meta for item in items]
+            staged = pa.table(
                 {
-                    "idx": pl.Series(range(size, size + n), dtype=pl.Int64),
-                    "entry": pl.Series([i.data for i in items], dtype=pl.Binary),
-                    "entry_type": pl.Series([i.meta.entry_type for i in items], dtype=pl.String),
-                    "month": pl.Series([i.meta.month for i in items], dtype=pl.String),
-                    "tenant": pl.Series([i.meta.tenant for i in items], dtype=pl.String),
-                    "subject": pl.Series([i.meta.subject for i in items], dtype=pl.String),
-                    "appended_at": pl.Series([moment], dtype=pl.Datetime("us", "UTC")).extend_constant(moment, n - 1),
+                    "idx": pa.array(range(size, size + n), pa.int64()),
+                    "entry": pa.array(datas, pa.binary()),
+                    "entry_type": pa.array([m.entry_type for m in metas], pa.string()),
+                    "month": pa.array([m.month for m in metas], pa.string()),
+                    "tenant": pa.array([m.tenant for m in metas], pa.string()),
+                    "subject": pa.array([m.subject for m in metas], pa.string()),
+                    "appended_at": _timestamps(moment, n),
                 }
             )
-            tree = pl.DataFrame(
+            tree = pa.table(
                 {
-                    "level": pl.Series(levels, dtype=pl.UInt8),
-                    "idx": pl.Series(idxs, dtype=pl.Int64),
-                    "hash": pl.Series(hashes, dtype=pl.Binary),
+                    "level": pa.array(levels, pa.uint8()),
+                    "idx": pa.array(idxs, pa.int64()),
+                    "hash": pa.array(hashes, pa.binary()),
                 }
             )
             _register(self.con, "audit_staged_entries", staged)
@@ -294,6 +308,25 @@ class AuditLog:
                 self.con.unregister("audit_staged_entries")
                 self.con.unregister("audit_staged_tree")
         return list(range(size, size + len(items)))
+
+    def _store_documents(self, wanted: Mapping[str, str], docs: Mapping[str, bytes], moment: datetime) -> None:
+        """Keep each document an entry names, unless the log already keeps it (same content)."""
+        stored = dict(store.run(self.con, "audit_document_digests", {"names": list(wanted)}).fetchall())
+        for name, digest in wanted.items():
+            if name in stored:
+                if stored[name] != digest:
+                    raise EntryError("the log already keeps different content under this name", value=name)
+                continue
+            content = docs.get(name)
+            if content is None:
+                raise EntryError("an entry names a document that was not given", value=name)
+            if kinds.sha256_hex(content) != digest:
+                raise EntryError("document content does not match the SHA-256 its entry names", value=name)
+            store.run(
+                self.con,
+                "audit_insert_document",
+                {"name": name, "sha256": digest, "content": content, "stored_at": moment},
+            )
 
     def _frontier(self, size: int) -> Frontier:
         ids = Frontier.ids(size)
@@ -322,7 +355,7 @@ class AuditLog:
         new = [
             kinds.key_event(at=moment, event="key_added", key=s.vkey)
             for s in signers
-            if self.latest("key_event", s.vkey) is None
+            if store.run(self.con, "audit_key_logged", {"subject": s.vkey}).fetchone() is None
         ]
         return self.append_many(new, at=moment) if new else []
 
@@ -346,6 +379,7 @@ class AuditLog:
             self.record_keys(signers, at=moment)
             size = self.size()
             latest = self.latest_checkpoint()
+            roots = self._roots([size] if latest is None else [size, latest.size])
             if latest is not None:
                 if latest.size > size:
                     raise VerificationError(
@@ -353,14 +387,14 @@ class AuditLog:
                         "run gpumeter audit check",
                         entry=size,
                     )
-                if self.root(latest.size) != latest.root:
+                if (roots[1] if roots else self.root(latest.size)) != latest.root:
                     raise VerificationError(
                         f"stored tree no longer matches checkpoint #{latest.id}; refusing to sign; "
                         "run gpumeter audit check"
                     )
                 if parse_checkpoint(parse_note(latest.note).text).origin != origin:
                     raise AuditError("the configured origin differs from the log's previous checkpoints", value=origin)
-            cp = Checkpoint(origin, size, self.root(size))
+            cp = Checkpoint(origin, size, roots[0] if roots else self.root(size))
             note = sign_checkpoint(cp, signers)
             row = store.run(
                 self.con,

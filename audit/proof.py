@@ -12,18 +12,32 @@
 Verification order (spec): (1) hash the entry as a leaf; (2) the checkpoint's origin is
 the expected one and a trusted log key signed it; (3) witness cosignatures meet the
 quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
+
+:class:`ExpectedProofs` checks many proofs of one checkpoint at once: it builds the tree
+over the entries once and writes the exact file each entry's proof must be, so a bundle
+verifier compares bytes instead of parsing and rehashing every path.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from audit.checkpoint import SignedCheckpoint, open_checkpoint
 from audit.errors import VerificationError
-from audit.merkle import HASH_SIZE, MAX_PROOF_HASHES, InclusionBatch, leaf_hash, verify_inclusion
+from audit.merkle import (
+    HASH_SIZE,
+    MAX_PROOF_HASHES,
+    InclusionBatch,
+    decompose_inclusion,
+    leaf_hash,
+    node_hash,
+    verify_inclusion,
+)
 from audit.note import Verifier, b64decode, b64encode, decode_note
 
 HEADER = "c2sp.org/tlog-proof@v1"
@@ -124,3 +138,146 @@ def verify_proof(
     signed = open_checkpoint(proof.checkpoint, log_keys, origin=origin, witnesses=witnesses, quorum=quorum)
     verify_inclusion(proof.index, signed.checkpoint.size, leaf, proof.path, signed.checkpoint.root)
     return VerifiedProof(proof.index, leaf, signed)
+
+
+# ------------------------------------------------------------------------- many at once
+
+_HEAD = b"c2sp.org/tlog-proof@v1\nindex %d\n"
+_HASH_LINE = re.compile(rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\n")  # canonical base64 of 32 bytes, newline
+_LINE = 45
+_CHUNK = 12  # leaves of a perfect subtree are written 2**12 at a time
+
+
+class _Perfect:
+    """A perfect subtree over present leaves ``first .. first + 2**height``, every level kept."""
+
+    __slots__ = ("first", "hash", "levels")
+
+    def __init__(self, first: int, levels: list[list[bytes]]) -> None:
+        self.first, self.levels = first, levels
+        self.hash: bytes = levels[-1][0]
+
+
+class _Pair:
+    __slots__ = ("hash", "left", "right")
+
+    def __init__(self, left: _Node, right: _Node) -> None:
+        self.left, self.right = left, right
+        self.hash: bytes = node_hash(left.hash, right.hash)
+
+
+class _Given:
+    """A subtree holding no present leaf: its hash is the one the proofs name."""
+
+    __slots__ = ("hash",)
+
+    def __init__(self, value: bytes) -> None:
+        self.hash: bytes = value
+
+
+_Node = _Perfect | _Pair | _Given
+
+
+class _Unknown(Exception):
+    """A subtree hash that no well-formed proof line names."""
+
+
+class ExpectedProofs:
+    """The exact ``tlog-proof`` file of each of many entries against one checkpoint.
+
+    ``indices`` (ascending) and ``leaves`` are the entries at hand; ``note`` the signed
+    checkpoint every file carries. The RFC 6962 tree is rebuilt once over them: each
+    subtree whose leaves are all present is hashed level by level, and each subtree with
+    none present (absent from the bundle) takes the hash the first present entry's proof
+    gives for it — read from its line, which must be canonical base64 of 32 bytes.
+    ``matches_root`` tells whether that tree reaches ``root``. When it does, the file
+    :func:`format_proof` writes for entry ``i`` with its true path is, byte for byte, a
+    proof :func:`verify_proof_against` accepts; and a bundle's proof file that equals it
+    was therefore checked: header, index, path length, every hash, the checkpoint. A file
+    that differs (malformed, wrong, or carrying an optional ``extra`` line) needs
+    :func:`parse_proof` and :func:`verify_proof_against` to say which.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        root: bytes,
+        note: str,
+        indices: Sequence[int],
+        leaves: Sequence[bytes],
+        proof_of: Callable[[int], bytes],
+    ) -> None:
+        if not indices or len(indices) != len(leaves) or indices[0] < 0 or indices[-1] >= size:
+            raise ValueError("entries must be ascending indices inside the tree, one leaf each")
+        self.size, self.indices, self.leaves = size, indices, leaves
+        self._tail = b"\n" + note.encode("utf-8")
+        self._proof_of = proof_of
+        try:
+            self._top: _Node | None = self._build(0, size, 0, len(indices), 0)
+        except _Unknown:
+            self._top = None
+        self.matches_root = self._top is not None and self._top.hash == root
+
+    def _build(self, lo: int, hi: int, a: int, b: int, depth: int) -> _Node:
+        """The subtree over leaves [lo, hi), whose present entries are ``indices[a:b]`` (some)."""
+        n = hi - lo
+        if b - a == n and not n & (n - 1):
+            sha = hashlib.sha256
+            level = list(self.leaves[a:b])
+            levels = [level]
+            while len(level) > 1:
+                level = [sha(b"\x01" + level[j] + level[j + 1]).digest() for j in range(0, len(level), 2)]
+                levels.append(level)
+            return _Perfect(a, levels)
+        k = 1 << ((n - 1).bit_length() - 1)
+        m = bisect_left(self.indices, lo + k, a, b)
+        left = self._build(lo, lo + k, a, m, depth + 1) if m > a else self._given(self.indices[m], depth + 1)
+        right = self._build(lo + k, hi, m, b, depth + 1) if b > m else self._given(self.indices[a], depth + 1)
+        return _Pair(left, right)
+
+    def _given(self, index: int, depth: int) -> _Given:
+        """The hash entry ``index``'s proof names for its sibling subtree at ``depth``."""
+        inner, border = decompose_inclusion(index, self.size)
+        at = len(_HEAD % index) + _LINE * (inner + border - depth)
+        line = self._proof_of(index)[at : at + _LINE]
+        if not _HASH_LINE.fullmatch(line):
+            raise _Unknown
+        return _Given(binascii.a2b_base64(line))
+
+    def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(position in ``indices`` of the first, expected files) for every entry, in order."""
+        if not self.matches_root or self._top is None:
+            raise VerificationError("the entries do not lead to the checkpoint's root")
+        yield from self._emit(self._top, b"")
+
+    def _emit(self, node: _Node, suffix: bytes) -> Iterator[tuple[int, list[bytes]]]:
+        b2a = binascii.b2a_base64
+        if isinstance(node, _Pair):
+            yield from self._emit(node.left, b2a(node.right.hash) + suffix)
+            yield from self._emit(node.right, b2a(node.left.hash) + suffix)
+        elif isinstance(node, _Perfect):
+            height = len(node.levels) - 1
+            top = min(height, _CHUNK)
+            for q, upper in enumerate(self._down(node.levels, height, 0, [suffix], top)):
+                yield node.first + (q << top), self._files(node, top, q, upper)
+
+    @staticmethod
+    def _down(levels: list[list[bytes]], level: int, first: int, suffixes: list[bytes], stop: int) -> list[bytes]:
+        """Path text above each node of level ``stop`` under nodes ``first ..`` of ``level``."""
+        b2a = binascii.b2a_base64
+        for lv in range(level - 1, stop - 1, -1):
+            row = levels[lv]
+            first <<= 1
+            base = first
+            suffixes = [b2a(row[j ^ 1]) + suffixes[(j - base) >> 1] for j in range(base, base + 2 * len(suffixes))]
+        return suffixes
+
+    def _files(self, node: _Perfect, level: int, q: int, suffix: bytes) -> list[bytes]:
+        """The files of the leaves under node ``q`` of ``level`` of a perfect subtree."""
+        head, tail, indices = _HEAD, self._tail, self.indices
+        first = node.first + (q << level)
+        if level == 0:
+            return [head % indices[first] + suffix + tail]
+        above = self._down(node.levels, level, q, [suffix], 1)
+        b2a, row, base = binascii.b2a_base64, node.levels[0], q << level
+        return [head % indices[first + t] + b2a(row[(base + t) ^ 1]) + above[t >> 1] + tail for t in range(1 << level)]

@@ -204,4 +204,6 @@ the logged inventory (`inventory_snapshot` entries) and on the operator's contro
 
 def entry_list_digest(indices: Iterable[int]) -> str:
     """SHA-256 hex of the sorted indices, one decimal per line (the export entry's commitment)."""
-    return hashlib.sha256("".join(f"{i}\n" for i in sorted(indices)).encode("ascii")).hexdigest()
+    ordered = sorted(indices)
+    text = "\n".join(map(str, ordered)) + "\n" if ordered else ""
+    return hashlib.sha256(text.encode("ascii")).hexdigest()

@@ -9,6 +9,9 @@ Run: ``.venv/bin/python -m bench.audit`` (``--entries``/``--bundle`` to scale do
   ``verify_bundle`` checks it (zip reading, canonical JSON, every proof, the report).
 * floor: hashlib SHA-256 over the same leaf bytes (``0x00 ‖ entry``) plus the n − 1
   interior node hashes (65-byte inputs): the least any RFC 6962 implementation must hash.
+* diagnostics, in the same run: DuckDB alone storing the same rows in the same number of
+  transactions; the member-by-member reference verifier on the same bundle; parsing every
+  entry once with orjson and nothing else.
 
 Writes the ``## audit`` section of bench/RESULTS.md.
 """
@@ -26,17 +29,20 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import entries as kinds
 from audit.attest import policy_digest
 from audit.bundle import export_bundle
-from audit.log import AuditLog, encode
-from audit.note import Signer
+from audit.gcpause import gc_paused
+from audit.log import AuditLog, encode_many
+from audit.note import Signer, parse_vkey
 from audit.policy import policy
-from audit.verify import verify_bundle
+from audit.verify import _verify_reference, verify_bundle
 from bench.results import write_section
 from gpumeter import store
 
@@ -91,7 +97,7 @@ def attestation(k: int, digest: str) -> dict[str, object]:
 def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str, float]:
     dicts = [usage_entry(k) for k in range(n)]
     t = time.perf_counter()
-    encoded = [encode(e) for e in dicts]
+    encoded = encode_many(dicts)
     t_encode = time.perf_counter() - t
     del dicts
     con = store.connect(workdir / "append.duckdb")
@@ -111,6 +117,8 @@ def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str,
         log.inclusion_proof(i)
     t_proof = (time.perf_counter() - t) / 3
     size = log.size()
+    entries = con.sql("SELECT * FROM audit_entries ORDER BY idx").to_arrow_table()
+    tree = con.sql("SELECT * FROM audit_tree ORDER BY pos").to_arrow_table()
     con.close()
     return {
         "n": n,
@@ -120,8 +128,26 @@ def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str,
         "append": t_append,
         "floor": t_floor,
         "proof": t_proof,
+        "duckdb": duckdb_alone(workdir, entries, tree, checkpoints),
         "db_mb": (workdir / "append.duckdb").stat().st_size / 1e6,
     }
+
+
+def duckdb_alone(workdir: Path, entries: Any, tree: Any, batches: int) -> float:
+    """Seconds DuckDB takes to insert and commit the log's rows, in as many transactions."""
+    con = store.connect(workdir / "duckdb-alone.duckdb")
+    store.migrate(con)
+    e_step, t_step = -(-entries.num_rows // batches), -(-tree.num_rows // batches)
+    t = time.perf_counter()
+    for k in range(batches):
+        staged_entries = entries.slice(k * e_step, e_step)  # noqa: F841 - read by the SQL below
+        staged_tree = tree.slice(k * t_step, t_step)  # noqa: F841
+        with store.transaction(con):
+            con.execute("INSERT INTO audit_entries SELECT * FROM staged_entries")
+            con.execute("INSERT INTO audit_tree SELECT * FROM staged_tree")
+    elapsed = time.perf_counter() - t
+    con.close()
+    return elapsed
 
 
 def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
@@ -130,7 +156,7 @@ def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
     con = store.connect(workdir / "bundle.duckdb")
     store.migrate(con)
     log = AuditLog(con)
-    encoded = [encode(attestation(k, digest)) for k in range(n)]
+    encoded = encode_many(attestation(k, digest) for k in range(n))
     for lo in range(0, n, 10_000):
         log.append_encoded(encoded[lo : lo + 10_000], at=T0)
     out = workdir / "bundle.zip"
@@ -141,16 +167,29 @@ def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
     t_export = time.perf_counter() - t
     con.close()
     times = []
-    for _ in range(2):
+    for _ in range(3):
         t = time.perf_counter()
         verified = verify_bundle(out, [signer.vkey])
         times.append(time.perf_counter() - t)
     assert verified.entries == result.entries
-    t_floor = min(floor_seconds([e.data for e in encoded]) for _ in range(2))
+    assert verified.verifier == "batched", "the batched verifier gave up on the bench bundle"
+    t = time.perf_counter()
+    reference = _verify_reference(out, [parse_vkey(signer.vkey)], None, None)
+    t_reference = time.perf_counter() - t
+    assert reference == verified
+    t_floor = min(floor_seconds([e.data for e in encoded]) for _ in range(3))
+    datas = [e.data for e in encoded]
+    with gc_paused():  # as the verifier does
+        t = time.perf_counter()
+        parsed = [orjson.loads(d) for d in datas]
+        t_parse = time.perf_counter() - t
+        del parsed
     return {
         "n": result.entries,
         "export": t_export,
         "verify": min(times),
+        "reference": t_reference,
+        "parse": t_parse,
         "floor": t_floor,
         "zip_mb": out.stat().st_size / 1e6,
     }
@@ -184,9 +223,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"| **{append_ratio:.1f}×** | ≤ 3× |",
         f"| the same plus RFC 8785 encoding of the entry dicts ({a['encode']:.2f} s) | {a['n']:,.0f} "
         f"| {a['append'] + a['encode']:.2f} s | {a['floor']:.2f} s | {e2e_ratio:.1f}× | — |",
+        f"| *diagnostic:* DuckDB alone inserting and committing the same rows in {a['checkpoints']:,.0f} "
+        f"transactions | {a['n']:,.0f} | {a['duckdb']:.2f} s | {a['floor']:.2f} s "
+        f"| {a['duckdb'] / a['floor']:.1f}× | — |",
         f"| verify a whole-log bundle of job attestations ({v['zip_mb']:.0f} MB zip: every signature, proof, "
-        f"canonical entry and the report) | {v['n']:,.0f} | {v['verify']:.2f} s | {v['floor']:.3f} s "
-        f"| **{verify_ratio:.1f}×** | ≤ 2× |",
+        f"canonical entry and the report), batched verifier | {v['n']:,.0f} | {v['verify']:.2f} s "
+        f"| {v['floor']:.3f} s | **{verify_ratio:.1f}×** | ≤ 2× |",
+        f"| *diagnostic:* the same with the member-by-member reference verifier (what verify falls back to) "
+        f"| {v['n']:,.0f} | {v['reference']:.2f} s | {v['floor']:.3f} s | {v['reference'] / v['floor']:.1f}× | — |",
+        f"| *diagnostic:* parsing each entry's JSON once with orjson, nothing else | {v['n']:,.0f} "
+        f"| {v['parse']:.3f} s | {v['floor']:.3f} s | {v['parse'] / v['floor']:.1f}× | — |",
     ]
     body = "\n".join(
         [
@@ -196,22 +242,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"(a shared machine: compare ratios, not times); peak RSS {rss_mb:,.0f} MB.",
             "",
             "Floor: hashlib SHA-256 over the same leaf bytes (`0x00 ‖ entry`) plus the n − 1 interior node "
-            "hashes, in list comprehensions — the least any RFC 6962 implementation hashes.",
+            "hashes, in list comprehensions — the least any RFC 6962 implementation hashes. Diagnostic rows "
+            "ran in the same process.",
             "",
             *rows,
             "",
-            f"Appending goes through `append_many`-style batches of {args.batch:,} entries: one bulk insert per "
-            "table per batch (DuckDB row-by-row inserts cost about 0.1 ms each, 100× the floor on their own). "
+            f"Appending goes through batches of {args.batch:,} entries: leaf and subtree hashes level by level, "
+            "one Arrow table per table per batch, one insert each, the caller's transaction when there is one. "
             f"The store then holds {a['size']:,.0f} entries in {a['db_mb']:,.0f} MB; one inclusion proof read "
             f"from it takes {a['proof'] * 1000:.1f} ms. Exporting the {v['n']:,.0f}-entry bundle took "
             f"{v['export']:.2f} s.",
             "",
-            "Targets not met. Where the time goes: appending is dominated by DuckDB's insert and commit of the "
-            "entry bytes and the ~2n subtree rows (the hashing is done level by level at the floor's speed); "
-            "verifying by reading two zip members per entry through `zipfile`, parsing each proof file and "
-            "re-checking that each entry is canonical JSON. The Merkle work is close to the floor: proofs of "
-            "neighbouring entries share verified subtrees, so most leaves cost one hash plus byte comparisons. "
-            "Reaching 3× / 2× would take a native zip reader and the tree kept outside DuckDB.",
+            "Targets not met; see docs/adr/0004-audit-log.md (Consequences) for the analysis. Appending: DuckDB "
+            "alone, storing the same rows (the schema's entry bytes, index columns and ~2n subtree rows under "
+            "their primary keys) in the same transactions, costs the diagnostic row above — most of it its commits "
+            "and the automatic checkpoints its 16 MiB WAL threshold triggers every few batches — so 3× is out of "
+            "reach while the log lives in DuckDB with this schema; the audit code's own share is the difference. "
+            "Verifying: the batched verifier reads the zip once, hashes every entry and the tree once, and compares "
+            "every proof file with the bytes it must hold; what remains is per-entry Python work that every check "
+            "needs (parsing each entry — the orjson row alone —, re-encoding them for the canonical check, each "
+            "entry's type, time, scope and report row, CRC-32 and local header of 2 members per entry).",
         ]
     )
     print(body)

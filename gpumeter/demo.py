@@ -9,6 +9,7 @@ auditor bundle is written and verified.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
@@ -72,8 +73,12 @@ def demo(
         f"\nDemo site in [bold]{out}[/bold]. Look around with:\n"
         f"  gpumeter usage --config {out}/gpumeter.toml --month {DEMO_MONTH}\n"
         f"  gpumeter audit verify {out}/audit-{DEMO_MONTH}.zip --key {out}/keys/audit.vkey\n"
-        f"  GPUMETER_AUDIT_PASSPHRASE=$(cat {out}/keys/demo-passphrase.txt) "
-        f"gpumeter dashboard --config {out}/gpumeter.toml\n"
+        + (
+            "  "
+            if os.environ.get("GPUMETER_AUDIT_PASSPHRASE")
+            else f"  GPUMETER_AUDIT_PASSPHRASE=$(cat {out}/keys/demo-passphrase.txt) "
+        )
+        + f"gpumeter dashboard --config {out}/gpumeter.toml\n"
         f"and open http://127.0.0.1:8501 — user 'admin', password in {password_file}",
         highlight=False,
     )
@@ -121,7 +126,9 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
     # The demo's own key: its passphrase lives in a 0600 file beside it (a real site sets
     # GPUMETER_AUDIT_PASSPHRASE from its secret store instead).
     pf = out / "keys" / "demo-passphrase.txt"
-    if pf.exists():
+    if os.environ.get("GPUMETER_AUDIT_PASSPHRASE"):
+        passphrase = os.environ["GPUMETER_AUDIT_PASSPHRASE"]
+    elif pf.exists():
         passphrase = pf.read_text().strip()
     else:
         passphrase = secrets.token_urlsafe(18)

@@ -165,3 +165,50 @@ def _has_float(value: object) -> bool:
     if isinstance(value, dict):
         return any(_has_float(v) for v in value.values())
     return isinstance(value, list) and any(_has_float(v) for v in value)
+
+
+_exact_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)  # across the 53-bit bound
+    | st.text(st.characters(codec="utf-8"))  # control characters, quotes, backslashes, non-ASCII
+    | st.text(st.characters(min_codepoint=0, max_codepoint=0x7F)),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(st.characters(max_codepoint=0x7F)), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(st.characters(max_codepoint=0x7F)), _exact_json, max_size=6), st.integers(0, 2**53 + 2))
+def test_orjson_fast_path_bytes_equal_the_rfc8785_package(extra: dict[str, Any], n: int) -> None:
+    """Values of exactly str/int/bool/None/list/dict with ASCII keys are written by orjson."""
+    entry = {**extra, "n": n, "m": -n, "type": "t", "time": "2026-07-01T00:00:00Z"}
+    try:
+        want: bytes | None = rfc8785.dumps(entry)
+    except (rfc8785.CanonicalizationError, ValueError):
+        want = None
+    try:
+        got: bytes | None = canonical.canonical(entry)
+    except EntryError:
+        got = None
+    assert got == want
+
+
+def test_orjson_fast_path_leaves_other_types_to_the_reference() -> None:
+    class Text(str):
+        pass
+
+    when = datetime(2026, 7, 1, tzinfo=UTC)
+    for value in ((1, 2), when, Text("x"), 1.5, {"é": 1}, "\ud800"):
+        entry = {"type": "t", "time": "2026-07-01T00:00:00Z", "v": value}
+        try:
+            want: bytes | None = rfc8785.dumps(entry)
+        except (rfc8785.CanonicalizationError, ValueError, TypeError):
+            want = None
+        try:
+            got: bytes | None = canonical.canonical(entry)
+        except EntryError:
+            got = None
+        assert got == want, value

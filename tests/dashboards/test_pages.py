@@ -235,7 +235,7 @@ def test_access_page_lists_users_and_refusals(demo_site: Path, open_app: OpenApp
     at.switch_page(page_path(Page.ACCESS)).run()
     assert_clean(at)
     users, refusals = (d.value for d in at.dataframe)
-    assert sorted(users["name"]) == ["ada", "aud", "aud-laguna", "comp", "fin"]
+    assert sorted(users["name"]) == ["ada", "admin", "aud", "aud-laguna", "comp", "fin"]  # "admin": the demo's own
     assert "password_hash" not in users.columns
     assert list(refusals[["name", "reason"]].itertuples(index=False, name=None)) == [("fin", "bad_password")]
 
