@@ -210,3 +210,32 @@ def export_bundle(
         outside=tuple(str(e.get("job_id")) for _, e in atts if e.get("in_eu") is not True),
         previous_size=prev.size if prev else None,
     )
+
+
+@dataclass(frozen=True)
+class MonthExport:
+    attested: Any  # audit.attest.AttestResult
+    export: ExportResult
+
+
+def attest_and_export(
+    con: duckdb.DuckDBPyConnection,
+    month: str,
+    tenant: str | None,
+    out_path: Path,
+    signers: Sequence[Signer],
+    origin: str,
+    boundary: Policy,
+    *,
+    by: str,
+    at: datetime | None = None,
+) -> MonthExport:
+    """What ``gpumeter audit export`` does: log inventory versions, the month's usage
+    windows and job attestations, then sign a checkpoint and write the bundle."""
+    from audit import attest
+
+    attest.sync_inventory(con, at=at)
+    attest.sync_usage_windows(con, month, at=at)
+    attested = attest.attest_month(con, month, boundary, at=at)
+    result = export_bundle(con, month, tenant, out_path, signers, origin, boundary, by=by, at=at)
+    return MonthExport(attested, result)

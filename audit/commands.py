@@ -20,7 +20,7 @@ import duckdb
 import typer
 
 from audit import attest, keys, policy
-from audit.bundle import export_bundle
+from audit.bundle import attest_and_export
 from audit.check import check_log
 from audit.entries import key_event
 from audit.errors import KeyFileError, VerificationError
@@ -74,13 +74,9 @@ def export_command(
     cfg = get_config(config)
     boundary = policy.policy(cfg.audit.allowed_countries)
     signer = _signer(cfg)
-    with _store(cfg) as con:
-        with err.status("logging inventory, usage windows and job attestations"):
-            attest.sync_inventory(con)
-            attest.sync_usage_windows(con, month)
-            attested = attest.attest_month(con, month, boundary)
-        with err.status("signing a checkpoint and writing the bundle"):
-            result = export_bundle(con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser())
+    with _store(cfg) as con, err.status("logging usage and attestations, signing a checkpoint, writing the bundle"):
+        done = attest_and_export(con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser())
+    attested, result = done.attested, done.export
     _say(
         f"{month}: {attested.jobs} job(s) under {boundary.id}, {len(attested.appended)} new attestation(s); "
         f"bundle holds {result.entries} entries, {result.documents} document(s); "

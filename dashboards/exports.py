@@ -5,11 +5,10 @@ function, not bytes — so every download is one run of :func:`build_bundle`, an
 run appends its own ``export`` entry to the audit log (by ``dashboard:<user>``), signs a
 checkpoint and records the export, exactly as ``gpumeter audit export`` does.
 
-The steps are those of the CLI: log new inventory versions and the month's usage windows,
-attest the month's jobs, then :func:`audit.bundle.export_bundle`. The audit package offers
-no single function for that sequence, so :func:`export_month` is a thin adapter over its
-public functions (``audit.attest`` and ``audit.bundle``). It runs on one short read-write
-connection; ``collect`` waits for it like it waits for any writer.
+The steps are those of the CLI (:func:`audit.bundle.attest_and_export`: log new inventory
+versions and the month's usage windows, attest the month's jobs, sign and write the
+bundle), on one short read-write connection; ``collect`` waits for it like it waits for
+any writer.
 
 A scoped auditor's function is bound to its tenant when the page is drawn, and the tenant
 is checked again here (:func:`dashboards.roles.verify_export`).
@@ -25,8 +24,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from audit import attest, keys, policy
-from audit.bundle import ExportResult, export_bundle
+from audit import keys, policy
+from audit.bundle import ExportResult, attest_and_export
 from audit.note import Signer
 from dashboards.reader import StoreAccess, forget_version
 from dashboards.roles import Viewer, verify_export
@@ -69,10 +68,7 @@ def export_month(
     """What ``gpumeter audit export`` does, on an open read-write connection."""
     boundary = policy.policy(config.audit.allowed_countries)
     store.require_schema(con)
-    attest.sync_inventory(con, at=at)
-    attest.sync_usage_windows(con, month, at=at)
-    attest.attest_month(con, month, boundary, at=at)
-    return export_bundle(con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at)
+    return attest_and_export(con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at).export
 
 
 @dataclass(frozen=True)

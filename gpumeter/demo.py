@@ -167,18 +167,24 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
 
 def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: str) -> None:
     """Attest the month, sign, export a bundle, verify it, and show that one edited byte is caught."""
-    from audit import attest, keys, policy
-    from audit.bundle import export_bundle
+    from audit import keys, policy
+    from audit.bundle import attest_and_export
     from audit.errors import VerificationError
     from audit.verify import verify_bundle
 
     boundary = policy.policy(cfg.audit.allowed_countries)
     signer = keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin)
-    attest.sync_inventory(con)  # type: ignore[arg-type]
-    attest.sync_usage_windows(con, DEMO_MONTH)  # type: ignore[arg-type]
-    attest.attest_month(con, DEMO_MONTH, boundary)  # type: ignore[arg-type]
     bundle = out / f"audit-{DEMO_MONTH}.zip"
-    result = export_bundle(con, DEMO_MONTH, None, bundle, [signer], cfg.audit.origin, boundary, by="demo")  # type: ignore[arg-type]
+    result = attest_and_export(
+        con,  # type: ignore[arg-type]
+        DEMO_MONTH,
+        None,
+        bundle,
+        [signer],
+        cfg.audit.origin,
+        boundary,
+        by="demo",
+    ).export
 
     jobs = report.job_month(con, DEMO_MONTH, boundary.countries)  # type: ignore[arg-type]
     outside = jobs.filter(~jobs.get_column("in_eu"))
