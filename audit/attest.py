@@ -29,6 +29,7 @@ from audit.log import AuditLog, atomic, encode
 from audit.policy import Policy
 from audit.report import policy_json
 from gpumeter import store
+from metering import report
 
 JobMonth = Callable[[duckdb.DuckDBPyConnection, str, frozenset[str]], pl.DataFrame]
 
@@ -52,15 +53,6 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     start = datetime(year, mon, 1, tzinfo=UTC)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
     return start, end
-
-
-def default_job_month() -> JobMonth:
-    """``metering.report.job_month`` (imported late: metering may be absent in a slim install)."""
-    try:
-        from metering.report import job_month
-    except ImportError as exc:
-        raise AuditError("metering.report.job_month is not available; cannot attest jobs") from exc
-    return job_month
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -204,7 +196,7 @@ def attest_month(
 ) -> AttestResult:
     """One ``job_attestation`` per job of ``month``; changed jobs supersede their last one."""
     moment = at or datetime.now(UTC)
-    frame = (job_month or default_job_month())(con, month, boundary.countries)
+    frame = (job_month or report.job_month)(con, month, boundary.countries)
     rows = frame.to_dicts()
     with atomic(con):
         log = AuditLog(con)

@@ -2,21 +2,19 @@
 
 A thin layer: parse options, read ``GPUMETER_AUDIT_PASSPHRASE`` (only here), call the
 package, print. Data goes to stdout, progress and notices to stderr. Failures are
-:class:`~gpumeter.errors.GpumeterError` subclasses that ``gpumeter.cli.main`` prints as one
-line: a proof, signature or hash that fails exits 3, other errors 1.
+:class:`~gpumeter.errors.GpumeterError` subclasses that the app prints as one line: a proof,
+signature or hash that fails exits 3, other errors 1. The app mounts :data:`audit_app` as
+``gpumeter audit``.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
-import duckdb
 import typer
 
 from audit import attest, keys, policy
@@ -28,7 +26,7 @@ from audit.log import AuditLog, atomic
 from audit.note import Signer, parse_note
 from audit.verify import verify_bundle
 from gpumeter import store
-from gpumeter.cli import ConfigOpt, app, err, get_config, state
+from gpumeter.commandline import ConfigOpt, MonthOpt, config_path, err, get_config, say
 from gpumeter.config import Config
 
 audit_app = typer.Typer(
@@ -37,7 +35,6 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 keys_app = typer.Typer(help="Show the log's keys (vkeys, fingerprints), or rotate the signing key.")
-app.add_typer(audit_app, name="audit")
 audit_app.add_typer(keys_app, name="keys")
 
 
@@ -45,27 +42,13 @@ def _passphrase() -> str | None:
     return os.environ.get(keys.PASSPHRASE_ENV) or None
 
 
-@contextmanager
-def _store(cfg: Config, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0)
-    try:
-        store.require_schema(con)
-        yield con
-    finally:
-        con.close()
-
-
 def _signer(cfg: Config) -> Signer:
     return keys.load_signer(cfg.audit.signing_key, _passphrase(), cfg.audit.origin)
 
 
-def _say(text: str) -> None:
-    err.print(text, highlight=False, markup=False, soft_wrap=True)
-
-
 @audit_app.command("export")
 def export_command(
-    month: Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.")],
+    month: MonthOpt,
     out: Annotated[Path, typer.Option("--out", help="Where to write the bundle (a .zip).")],
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's entries.")] = None,
     config: ConfigOpt = None,
@@ -74,19 +57,22 @@ def export_command(
     cfg = get_config(config)
     boundary = policy.policy(cfg.audit.allowed_countries)
     signer = _signer(cfg)
-    with _store(cfg) as con, err.status("logging usage and attestations, signing a checkpoint, writing the bundle"):
+    with (
+        store.opened(cfg, "write") as con,
+        err.status("logging usage and attestations, signing a checkpoint, writing the bundle"),
+    ):
         done = attest_and_export(con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser())
     attested, result = done.attested, done.export
-    _say(
+    say(
         f"{month}: {attested.jobs} job(s) under {boundary.id}, {len(attested.appended)} new attestation(s); "
         f"bundle holds {result.entries} entries, {result.documents} document(s); "
         f"checkpoint size {result.checkpoint.size}"
         + (f"; consistent with size {result.previous_size}" if result.previous_size is not None else "")
     )
     if tenant is not None and result.attestations == 0:
-        _say(f"warning: tenant {tenant!r} has no job attestations in {month}")
+        say(f"warning: tenant {tenant!r} has no job attestations in {month}")
     if result.outside:
-        _say(f"{len(result.outside)} job(s) outside the boundary: {', '.join(result.outside)}")
+        say(f"{len(result.outside)} job(s) outside the boundary: {', '.join(result.outside)}")
     typer.echo(str(result.path))
 
 
@@ -118,7 +104,7 @@ def verify_command(
     """Check every signature, proof and hash in a bundle; exit 0 only if all hold."""
     pinned = _key_args(key or [])
     origin = None
-    if not pinned and (config or state.config_path):
+    if not pinned and config_path(config):
         cfg = get_config(config)
         ring = keys.load_keyring(cfg.audit.signing_key)
         pinned = [v.vkey for v in ring.verifiers(cfg.audit.origin)]
@@ -135,7 +121,7 @@ def verify_command(
     )
     if result.notice:
         typer.echo(f"WARNING: {result.notice}")
-        _say(f"warning: {result.notice}")
+        say(f"warning: {result.notice}")
 
 
 @audit_app.command("check")
@@ -146,11 +132,11 @@ def check_command(config: ConfigOpt = None) -> None:
     verifiers = ring.verifiers(cfg.audit.origin)
     if not verifiers:
         raise KeyFileError("the key ring is empty: no key to check checkpoints with", member=str(cfg.audit.signing_key))
-    with _store(cfg, read_only=True) as con, err.status("recomputing the tree"):
+    with store.opened(cfg, "read") as con, err.status("recomputing the tree"):
         result = check_log(con, verifiers, cfg.audit.origin)
     if not result.passed:
         for finding in result.findings:
-            _say(f"finding: {finding}")
+            say(f"finding: {finding}")
         raise VerificationError(result.findings[0], entry=result.first_bad_entry)
     typer.echo(
         f"OK: {result.size} entries match checkpoint #{result.checkpoint_id} (size {result.checkpoint_size}) "
@@ -163,20 +149,20 @@ def checkpoint_command(config: ConfigOpt = None) -> None:
     """Sign a checkpoint of the whole log now; prints the signed note."""
     cfg = get_config(config)
     signer = _signer(cfg)
-    with _store(cfg) as con:
+    with store.opened(cfg, "write") as con:
         note = AuditLog(con).sign_checkpoint(signer, cfg.audit.origin)
     typer.echo(note, nl=False)
 
 
 @audit_app.command("attest")
 def attest_command(
-    month: Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.")],
+    month: MonthOpt,
     config: ConfigOpt = None,
 ) -> None:
     """Log the month's usage windows, inventory versions and one attestation per job."""
     cfg = get_config(config)
     boundary = policy.policy(cfg.audit.allowed_countries)
-    with _store(cfg) as con:
+    with store.opened(cfg, "write") as con:
         attest.sync_inventory(con)
         windows = attest.sync_usage_windows(con, month)
         result = attest.attest_month(con, month, boundary)
@@ -210,7 +196,7 @@ def rotate_command(config: ConfigOpt = None) -> None:
     now = datetime.now(UTC)
     old, new = keys.start_rotation(path, passphrase, cfg.audit.origin)
     try:
-        with _store(cfg) as con, atomic(con):
+        with store.opened(cfg, "write") as con, atomic(con):
             log = AuditLog(con)
             log.record_keys([old], at=now)
             log.append(key_event(at=now, event="key_rotated", key=new.vkey, previous=old.vkey), at=now)
@@ -219,6 +205,6 @@ def rotate_command(config: ConfigOpt = None) -> None:
         keys.pending_path(path).unlink(missing_ok=True)
         raise
     retired = keys.finish_rotation(path, old, new, at=now)
-    _say(f"old key moved to {retired} (encrypted); destroy it once no one needs it to sign")
-    _say(f"checkpoint size {parse_note(note).text.splitlines()[1]} signed by both keys")
+    say(f"old key moved to {retired} (encrypted); destroy it once no one needs it to sign")
+    say(f"checkpoint size {parse_note(note).text.splitlines()[1]} signed by both keys")
     typer.echo(new.vkey)

@@ -1,32 +1,31 @@
-"""``gpumeter invoice --month YYYY-MM [--finalize]``: a thin layer over :mod:`billing.run`.
+"""Billing commands, as a ``typer.Typer`` the app mounts: ``invoice`` and ``stripe …``.
 
-The summary table goes to stdout (one row per document of the month); progress, warnings
-and the validation line go to stderr. Importing this module also registers the other
-billing commands (``gpumeter stripe …``) when their module is present.
+``gpumeter invoice --month YYYY-MM [--finalize]`` is a thin layer over :mod:`billing.run`:
+the summary table goes to stdout (one row per document of the month); progress, warnings
+and the validation line go to stderr.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console, JustifyMethod
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from billing.money import fmt_amount
 from billing.run import InvoiceResult, invoice_month, validation_summary
+from billing.stripe_commands import stripe_app
 from gpumeter import store
-from gpumeter.cli import ConfigOpt, app, err, get_config
+from gpumeter.commandline import ConfigOpt, MonthOpt, get_config, out, say
 
-# Data on stdout: never truncated to an 80-column guess when piped or captured.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+commands = typer.Typer(add_completion=False)
+commands.add_typer(stripe_app, name="stripe")
 
 
-@app.command("invoice")
+@commands.command("invoice")
 def invoice(
-    month: Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.")],
+    month: MonthOpt,
     finalize: Annotated[
         bool,
         typer.Option(
@@ -39,20 +38,15 @@ def invoice(
 ) -> None:
     """One invoice per tenant with usage in the month (drafts, or issued with --finalize)."""
     cfg = get_config(config)
-    con = store.connect(cfg.store.database)
-    try:
-        results = invoice_month(
-            con, cfg, month, finalize, progress=lambda msg: err.print(msg, highlight=False, markup=False)
-        )
-    finally:
-        con.close()
+    with store.opened(cfg, "write") as con:
+        results = invoice_month(con, cfg, month, finalize, progress=say)
     out.print(summary_table(results, month))
     if finalize:
-        err.print(validation_summary(results), highlight=False, markup=False)
+        say(validation_summary(results))
     if results:
-        err.print(f"files in {results[0].json_path.parent}", highlight=False, markup=False, soft_wrap=True)
+        say(f"files in {results[0].json_path.parent}")
     else:
-        err.print(f"no billable usage for {month}: nothing to invoice", highlight=False, markup=False)
+        say(f"no billable usage for {month}: nothing to invoice")
 
 
 def summary_table(results: list[InvoiceResult], month: str) -> Table:
@@ -83,10 +77,3 @@ def summary_table(results: list[InvoiceResult], month: str) -> Table:
             status,
         )
     return table
-
-
-try:  # the Stripe adapter's commands live in billing too
-    importlib.import_module("billing.stripe_commands")
-except ModuleNotFoundError as exc:
-    if exc.name != "billing.stripe_commands":
-        raise

@@ -34,6 +34,8 @@ from billing.rates import PriceKey, contracted_price
 from billing.run import UsageSource, read_rates, read_tenants
 from gpumeter import store
 from gpumeter.config import Config
+from metering import report
+from metering.windows import month_span
 
 QUANTITY_PLACES = 9
 COST_PLACES = 15
@@ -130,9 +132,7 @@ def _utc(d: date) -> datetime:
 
 def _per_job_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     """FOCUS rows are per job (ResourceId), so the per-job billable usage."""
-    from metering.report import billable_usage
-
-    return billable_usage(con, month)
+    return report.billable_usage(con, month)
 
 
 def focus_frame(
@@ -290,3 +290,10 @@ def write_focus(frame: pl.DataFrame, path: Path, fmt: str = "csv") -> None:
         frame.write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%SZ")
     else:
         raise BillingError("FOCUS export format is csv or parquet", value=fmt)
+
+
+def usage_focus(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> pl.DataFrame:
+    """``gpumeter usage --format focus``: the month's FOCUS rows with each job's verdict."""
+    allowed = report.allowed_set(config.audit.allowed_countries)
+    verdicts = report.verdicts(con, month_span(month), allowed)
+    return focus_frame(con, config, month, in_eu={job: v.in_boundary for job, (v, _) in verdicts.items()})

@@ -15,7 +15,6 @@ retry is replayed by Stripe, never executed twice.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from stripe._base_address import BaseAddresses  # the SDK exports the TypedDict 
 
 from billing import stripe_sync, stripe_webhook
 from gpumeter import store
-from gpumeter.cli import ConfigOpt, app, err, fail, get_config
+from gpumeter.commandline import ConfigOpt, MonthOpt, err, fail, get_config, say
 
 MAX_NETWORK_RETRIES = 3
 
@@ -36,7 +35,6 @@ stripe_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-app.add_typer(stripe_app, name="stripe")
 
 
 def client_from_env(env: Mapping[str, str]) -> stripe.StripeClient:
@@ -56,32 +54,25 @@ def client_from_env(env: Mapping[str, str]) -> stripe.StripeClient:
 
 @stripe_app.command("sync")
 def sync(
-    month: Annotated[str, typer.Option("--month", help="Calendar month (UTC), YYYY-MM.")],
+    month: MonthOpt,
     config: ConfigOpt = None,
 ) -> None:
     """Push the month's finalized invoices and credit notes to Stripe, idempotently."""
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-        raise typer.BadParameter("must be YYYY-MM", param_hint="--month")
     cfg = get_config(config)
     client = client_from_env(os.environ)
-    con = store.connect(cfg.store.database)
-    try:
-        with err.status(f"pushing {month} to Stripe…"):
-            report = stripe_sync.sync_month(
-                con,
-                client,
-                month,
-                invoices_dir=cfg.billing.output,
-                days_until_due=cfg.billing.supplier.payment_terms_days,
-            )
-    finally:
-        con.close()
+    with store.opened(cfg, "write") as con, err.status(f"pushing {month} to Stripe…"):
+        report = stripe_sync.sync_month(
+            con,
+            client,
+            month,
+            invoices_dir=cfg.billing.output,
+            days_until_due=cfg.billing.supplier.payment_terms_days,
+        )
     for doc in report.documents:
         typer.echo(f"{doc.number}\t{doc.kind}\t{doc.action}\t{doc.stripe_id}\t{doc.stripe_status}\t{doc.total_cents}")
-    err.print(
+    say(
         f"{len(report.documents)} documents: {report.count('created')} created, {report.count('resumed')} resumed, "
-        f"{report.count('unchanged')} unchanged; {report.requests} requests to Stripe",
-        highlight=False,
+        f"{report.count('unchanged')} unchanged; {report.requests} requests to Stripe"
     )
 
 
@@ -96,9 +87,6 @@ def webhook(
     secret = os.environ.get("GPUMETER_STRIPE_WEBHOOK_SECRET", "").strip()
     if not secret:
         raise fail("GPUMETER_STRIPE_WEBHOOK_SECRET is not set")
-    con = store.connect(cfg.store.database)
-    try:
-        store.require_schema(con)
-    finally:
-        con.close()
+    with store.opened(cfg, "read"):  # the store exists and its schema is current
+        pass
     stripe_webhook.serve(cfg.store.database, secret, host=host, port=port)

@@ -1,4 +1,4 @@
-"""``gpumeter dashboard`` and ``gpumeter users add|list|remove``.
+"""``gpumeter dashboard`` and ``gpumeter users add|list|remove``, as a ``typer.Typer``.
 
 ``dashboard`` checks the configuration and the store, then replaces itself with
 ``streamlit run dashboards/app.py`` (headless, bound to ``--host``/``--port``), passing the
@@ -23,17 +23,18 @@ from rich.table import Table
 from dashboards import auth
 from dashboards.settings import CONFIG_ENV, dashboard_settings
 from gpumeter import store
-from gpumeter.cli import ConfigOpt, app, err, get_config
+from gpumeter.commandline import ConfigOpt, get_config, out, say
 
 PASSWORD_ENV = "GPUMETER_PASSWORD"  # noqa: S105 - the name of the variable, not a secret
 APP = Path(__file__).resolve().with_name("app.py")
 
+commands = typer.Typer(add_completion=False)
 users_app = typer.Typer(
     name="users",
     help="Dashboard users: add, list, remove (roles finance, compliance, auditor, admin).",
     no_args_is_help=True,
 )
-app.add_typer(users_app, name="users")
+commands.add_typer(users_app, name="users")
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:
@@ -65,7 +66,7 @@ def streamlit_argv(host: str, port: int) -> list[str]:
     ]
 
 
-@app.command()
+@commands.command()
 def dashboard(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
@@ -74,19 +75,13 @@ def dashboard(
     """Serve the Finance, Utilisation, Compliance and Auditor dashboards (Streamlit)."""
     cfg = get_config(config)
     dashboard_settings(cfg)  # a bad [dashboard] table stops here, with its key named
-    con = store.connect(cfg.store.database, read_only=True, wait_s=30.0)
-    try:
-        store.require_schema(con)
+    with store.opened(cfg, "read") as con:
         users = auth.list_users(con)
-    finally:
-        con.close()
     if not users:
-        err.print(
-            "warning: no dashboard user yet; add one with `gpumeter users add NAME --role admin`", highlight=False
-        )
+        say("warning: no dashboard user yet; add one with `gpumeter users add NAME --role admin`")
     env = dict(os.environ)
     env[CONFIG_ENV] = str(cfg.path)
-    err.print(f"serving the dashboards of {cfg.path} on http://{host}:{port}", highlight=False)
+    say(f"serving the dashboards of {cfg.path} on http://{host}:{port}")
     sys.stderr.flush()
     sys.stdout.flush()
     argv = streamlit_argv(host, port)
@@ -114,26 +109,18 @@ def users_add(
     auth.check_name(name)
     password = _password()
     auth.check_password_policy(password)
-    con = store.connect(cfg.store.database, wait_s=30.0)
-    try:
-        store.require_schema(con)
+    with store.opened(cfg, "write") as con:
         user = auth.add_user(con, name, role, tenant, password, at=datetime.now(UTC), replace=replace)
-    finally:
-        con.close()
     scope = f" for tenant {user.tenant}" if user.tenant else ""
-    err.print(f"dashboard user {user.name!r}: role {user.role.value}{scope}", highlight=False, markup=False)
+    say(f"dashboard user {user.name!r}: role {user.role.value}{scope}")
 
 
 @users_app.command("list")
 def users_list(config: ConfigOpt = None) -> None:
     """List dashboard users (never their hashes)."""
     cfg = get_config(config)
-    con = store.connect(cfg.store.database, read_only=True, wait_s=30.0)
-    try:
-        store.require_schema(con)
+    with store.opened(cfg, "read") as con:
         users = auth.list_users(con)
-    finally:
-        con.close()
     table = Table("name", "role", "tenant", "created (UTC)", "last sign-in (UTC)")
     for u in users:
         table.add_row(
@@ -143,19 +130,13 @@ def users_list(config: ConfigOpt = None) -> None:
             f"{u.created_at:%Y-%m-%d %H:%M}",
             f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "",
         )
-    from rich.console import Console
-
-    Console().print(table)
+    out.print(table)
 
 
 @users_app.command("remove")
 def users_remove(name: Annotated[str, typer.Argument(help="The user to remove.")], config: ConfigOpt = None) -> None:
     """Remove a dashboard user; their open sessions end at their next page load."""
     cfg = get_config(config)
-    con = store.connect(cfg.store.database, wait_s=30.0)
-    try:
-        store.require_schema(con)
+    with store.opened(cfg, "write") as con:
         auth.remove_user(con, name)
-    finally:
-        con.close()
-    err.print(f"dashboard user {name!r} removed", highlight=False, markup=False)
+    say(f"dashboard user {name!r} removed")

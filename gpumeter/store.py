@@ -13,6 +13,7 @@ Decisions (docs/adr/0002-store.md):
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -20,12 +21,22 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 import polars as pl
 
 from gpumeter.errors import StoreError
+
+if TYPE_CHECKING:
+    from gpumeter.config import Config
+
+READ_WAIT_S = 30.0
+"""How long a reader waits for a writer's lock before giving up."""
+WRITE_WAIT_S = 60.0
+"""How long a writer (collect, invoice, stripe, users, audit) waits for another's lock."""
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _NAME = re.compile(r"^[a-z0-9_]+$")
@@ -60,13 +71,34 @@ def _configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
 
 
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _lock_message(path: Path, exc: duckdb.Error, waited_s: float) -> str:
+    """Who holds the store, in one line (DuckDB names the holder's program and PID)."""
+    m = _HOLDER.search(str(exc))
+    if m is None:
+        return f"cannot open {path}: {exc}"
+    return (
+        f"the store {path} is held by another process (PID {m.group('pid')}, {Path(m.group('exe')).name}); "
+        f"waited {waited_s:g} s for it to let go"
+    )
+
+
 def connect(path: Path | str, *, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
-    """Open the store. Readers may wait up to ``wait_s`` for a writer's lock to clear."""
+    """Open the store; wait up to ``wait_s`` for another process's lock to clear.
+
+    A database this call creates, and the folder it creates for it, are private to the
+    owner (0600 / 0700): the store holds tenants' data, password hashes and invoice bytes.
+    """
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"no database at {path}; run `gpumeter init` first")
+    created = False
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        created = not path.exists()
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -74,10 +106,35 @@ def connect(path: Path | str, *, read_only: bool = False, wait_s: float = 0.0) -
             break
         except duckdb.IOException as exc:
             if time.monotonic() >= deadline:
-                raise StoreError(f"cannot open {path}: {exc}") from exc
+                raise StoreError(_lock_message(path, exc, wait_s)) from exc
             time.sleep(0.1)
+    if created:
+        for file in (path, path.with_name(path.name + ".wal")):
+            if file.exists():
+                os.chmod(file, PRIVATE_FILE)
     _configure(con)
     return con
+
+
+Mode = Literal["read", "write"]
+
+
+@contextmanager
+def opened(cfg: Config, mode: Mode = "read", *, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store of ``cfg``, checked against the code's schema, closed on exit.
+
+    ``read`` opens read-only (the database must exist); ``write`` opens read-write. Both
+    wait a bounded time for another process's lock and then name the holder; both refuse
+    a schema older than the code (run ``gpumeter init``) or newer (upgrade gpumeter).
+    """
+    read_only = mode == "read"
+    wait = wait_s if wait_s is not None else (READ_WAIT_S if read_only else WRITE_WAIT_S)
+    con = connect(cfg.store.database, read_only=read_only, wait_s=wait)
+    try:
+        require_schema(con)
+        yield con
+    finally:
+        con.close()
 
 
 class Writer:
@@ -89,7 +146,7 @@ class Writer:
     lock rather than fail.
     """
 
-    def __init__(self, path: Path | str, *, wait_s: float = 60.0) -> None:
+    def __init__(self, path: Path | str, *, wait_s: float = WRITE_WAIT_S) -> None:
         self.path = Path(path)
         self.wait_s = wait_s
 
@@ -126,8 +183,10 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply pending migrations; returns the versions applied."""
+    """Apply pending migrations; returns the versions applied. A newer store is refused."""
     current = schema_version(con)
+    if current > code_version():
+        require_schema(con)
     applied = []
     for version, name, sql in migrations():
         if version <= current:
@@ -147,11 +206,22 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
+def code_version() -> int:
+    """The schema version this code was written for (its newest migration)."""
+    return max((v for v, _, _ in migrations()), default=0)
+
+
 def require_schema(con: duckdb.DuckDBPyConnection) -> None:
-    want = max((v for v, _, _ in migrations()), default=0)
+    """Refuse a store whose schema is older or newer than the code's."""
+    want = code_version()
     have = schema_version(con)
     if have < want:
         raise StoreError(f"store schema is at version {have}, code needs {want}: run `gpumeter init`")
+    if have > want:
+        raise StoreError(
+            f"store schema is at version {have}, newer than this gpumeter knows ({want}): "
+            "upgrade gpumeter before using this store"
+        )
 
 
 _PARAM = re.compile(r"\$([a-zA-Z_][a-zA-Z0-9_]*)")

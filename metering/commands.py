@@ -1,12 +1,16 @@
-"""Metering commands: ``init``, ``collect``, ``usage``."""
+"""Metering commands: ``collect`` and ``usage``, as a ``typer.Typer`` the app mounts.
+
+Metering knows nothing of the packages above it: what must happen after a collect (the
+audit log records it) and extra usage formats (billing's FOCUS) are handed in by the app
+through :func:`build`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -19,22 +23,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gpumeter import store
-from gpumeter.cli import ConfigOpt, app, err, get_config
+from gpumeter.commandline import ConfigOpt, MonthOpt, err, get_config, say
 from gpumeter.config import Config
 from gpumeter.errors import InputError
 from metering import report
+from metering.inventory import load_inventory
+from metering.run import CollectReport
 from metering.run import collect as run_collect
-from metering.windows import Span, month_span, parse_instant
+from metering.windows import Span, parse_instant
 
-
-@contextmanager
-def open_store(cfg: Config, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = store.connect(cfg.store.database, read_only=read_only, wait_s=30.0)
-    try:
-        store.require_schema(con)
-        yield con
-    finally:
-        con.close()
+AfterCollect = Callable[[duckdb.DuckDBPyConnection, Config, CollectReport], None]
+"""Called in one write session after a collect, e.g. to log the windows it wrote."""
+UsageFormat = Callable[[duckdb.DuckDBPyConnection, Config, str], pl.DataFrame]
+"""An extra ``usage --format``: the frame of a month (written as CSV)."""
 
 
 @contextmanager
@@ -57,112 +58,74 @@ def progress_bar(label: str) -> Iterator[Any]:
         yield update
 
 
-@app.command()
-def init(config: ConfigOpt = None) -> None:
-    """Create the database (apply sql/ migrations) and, if absent, the audit signing key."""
-    cfg = get_config(config)
-    con = store.connect(cfg.store.database)
-    try:
-        applied = store.migrate(con)
-    finally:
-        con.close()
-    err.print(
-        f"database {cfg.store.database}: "
-        + (f"applied migrations {', '.join(str(v) for v in applied)}" if applied else "schema up to date"),
-        highlight=False,
-    )
-    try:
-        from audit import keys as audit_keys
-    except ImportError:  # pragma: no cover - audit package always ships
-        return
-    if cfg.audit.signing_key.exists():
-        err.print(f"signing key {cfg.audit.signing_key}: present", highlight=False)
-        return
-    passphrase = os.environ.get("GPUMETER_AUDIT_PASSPHRASE")
-    if not passphrase:
-        err.print(
-            f"warning: no signing key at {cfg.audit.signing_key} and GPUMETER_AUDIT_PASSPHRASE is not set; "
-            "set it and run `gpumeter init` again to create the key",
-            highlight=False,
+BASE_FORMATS = ("table", "csv", "json", "parquet")
+FORMAT_HELP = "table, csv, json or parquet, or one the app adds (focus: FOCUS cost and usage rows)."
+
+
+def build(
+    *, after_collect: AfterCollect | None = None, usage_formats: Mapping[str, UsageFormat] | None = None
+) -> typer.Typer:
+    """The metering commands; ``after_collect`` and ``usage_formats`` come from the app."""
+    commands = typer.Typer(add_completion=False)
+    extra = dict(usage_formats or {})
+    formats = (*BASE_FORMATS, *extra)
+
+    @commands.command()
+    def collect(
+        start: Annotated[str, typer.Option("--start", help="ISO 8601 UTC start (inclusive), a whole hour.")],
+        end: Annotated[str, typer.Option("--end", help="ISO 8601 UTC end (exclusive), a whole hour.")],
+        chunk_hours: Annotated[
+            int, typer.Option("--chunk-hours", min=1, max=24 * 31, help="Hours metered and committed together.")
+        ] = 24,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Meter [start, end) from Prometheus into the store; re-running changes nothing."""
+        cfg = get_config(config)
+        span = Span.of(parse_instant(start), parse_instant(end))
+        inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
+        with store.opened(cfg, "write"):  # checks the schema; released before the long work
+            pass
+        writer = store.Writer(cfg.store.database)
+        with progress_bar("collect") as update:
+            rep = run_collect(writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
+        if after_collect is not None:
+            with writer.open() as con:
+                after_collect(con, cfg, rep)
+        for job in rep.unknown_jobs:
+            say(f"warning: job {job!r} appears in telemetry but not in jobs.csv (shown untenanted, never invoiced)")
+        say(
+            f"collected {rep.windows} windows from {rep.backend}: {rep.windows_written} written, "
+            f"{rep.windows_unchanged} unchanged, {rep.rows_written} usage rows; "
+            f"{rep.gpu_windows} GPU-windows, {rep.raw_gpu_windows} from raw samples"
         )
-        return
-    vkey = audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
-    err.print(f"signing key {cfg.audit.signing_key}: created; verifier key {vkey}", highlight=False)
 
-
-@app.command()
-def collect(
-    start: Annotated[str, typer.Option("--start", help="ISO 8601 UTC start (inclusive), a whole hour.")],
-    end: Annotated[str, typer.Option("--end", help="ISO 8601 UTC end (exclusive), a whole hour.")],
-    chunk_hours: Annotated[
-        int, typer.Option("--chunk-hours", min=1, max=24 * 31, help="Hours metered and committed together.")
-    ] = 24,
-    config: ConfigOpt = None,
-) -> None:
-    """Meter [start, end) from Prometheus into the store; re-running changes nothing."""
-    cfg = get_config(config)
-    span = Span.of(parse_instant(start), parse_instant(end))
-    from metering.inventory import load_inventory
-
-    inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
-    with open_store(cfg) as con:  # checks the schema; released before the long work
-        pass
-    writer = store.Writer(cfg.store.database)
-    with progress_bar("collect") as update:
-        rep = run_collect(writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
-    with writer.open() as con:
-        _after_collect(con, cfg, rep)
-    for job in rep.unknown_jobs:
-        err.print(
-            f"warning: job {job!r} appears in telemetry but not in jobs.csv (shown untenanted, never invoiced)",
-            highlight=False,
-            markup=False,
+    @commands.command()
+    def usage(
+        month: MonthOpt,
+        fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "table",
+        out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+        gaps: Annotated[bool, typer.Option("--gaps", help="List telemetry coverage gaps instead.")] = False,
+        config: ConfigOpt = None,
+    ) -> None:
+        """Per job x GPU model x MIG profile usage of a month (or its coverage gaps)."""
+        if fmt not in formats:
+            raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(formats)}", param_hint="'--format'")
+        cfg = get_config(config)
+        with store.opened(cfg, "read") as con:
+            if gaps:
+                frame = report.gaps(con, month, cfg.telemetry.scrape_interval_ms)
+            elif fmt in extra:
+                frame = extra[fmt](con, cfg, month)
+            else:
+                frame = report.month_usage(con, month, report.allowed_set(cfg.audit.allowed_countries))
+        emit(
+            frame,
+            fmt if fmt in BASE_FORMATS else "csv",
+            out,
+            title=f"coverage gaps {month}" if gaps else f"usage {month}",
         )
-    err.print(
-        f"collected {rep.windows} windows from {rep.backend}: {rep.windows_written} written, "
-        f"{rep.windows_unchanged} unchanged, {rep.rows_written} usage rows; "
-        f"{rep.gpu_windows} GPU-windows, {rep.raw_gpu_windows} from raw samples",
-        highlight=False,
-    )
 
-
-def _after_collect(con: duckdb.DuckDBPyConnection, cfg: Config, rep: Any) -> None:
-    """Hook for the audit log (usage windows and inventory snapshots), when available."""
-    try:
-        from audit import record
-    except ImportError:
-        return
-    hook = getattr(record, "after_collect", None)
-    if hook is not None:
-        hook(con, cfg)
-
-
-FORMATS = ("table", "csv", "json", "parquet", "focus")
-
-
-@app.command()
-def usage(
-    month: Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.")],
-    fmt: Annotated[str, typer.Option("--format", help="table, csv, json, parquet or focus.")] = "table",
-    out: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
-    gaps: Annotated[bool, typer.Option("--gaps", help="List telemetry coverage gaps instead.")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Per job x GPU model x MIG profile usage of a month (or its coverage gaps)."""
-    cfg = get_config(config)
-    if fmt not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}", value=fmt)
-    with open_store(cfg, read_only=True) as con:
-        if gaps:
-            frame = report.gaps(con, month, cfg.telemetry.scrape_interval_ms)
-        elif fmt == "focus":
-            from billing.focus import focus_frame
-
-            verdicts = report.verdicts(con, month_span(month), report.allowed_set(cfg.audit.allowed_countries))
-            frame = focus_frame(con, cfg, month, in_eu={job: v.in_boundary for job, (v, _) in verdicts.items()})
-        else:
-            frame = report.month_usage(con, month, report.allowed_set(cfg.audit.allowed_countries))
-    emit(frame, fmt, out, title=f"usage {month}" if not gaps else f"coverage gaps {month}")
+    return commands
 
 
 def emit(frame: pl.DataFrame, fmt: str, out: Path | None, *, title: str = "") -> None:
@@ -172,7 +135,7 @@ def emit(frame: pl.DataFrame, fmt: str, out: Path | None, *, title: str = "") ->
             raise InputError("--format parquet needs --out PATH")
         frame.write_parquet(out)
         return
-    if fmt in ("csv", "focus"):
+    if fmt == "csv":
         text = to_csv(frame)
     elif fmt == "json":
         text = to_json(frame)

@@ -134,7 +134,7 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(prometheus_url: str, tm
     p = run("collect", "--start", "2026-10-31T22:30:00Z", "--end", "2026-11-01T02:00:00Z", cwd=site, check=False)
     assert p.returncode == 1 and "whole UTC hours" in p.stderr
     p = run("usage", "--month", "2026-13", cwd=site, check=False)
-    assert p.returncode == 1 and "YYYY-MM" in p.stderr
+    assert p.returncode == 2 and "YYYY-MM" in p.stderr  # a malformed option is a usage mistake
 
 
 def test_prometheus_faults(prometheus_url: str, tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import billing.stripe_commands  # noqa: F401  (registers ``gpumeter stripe`` on the app, as billing.commands does)
+from app.cli import app
 from gpumeter import store
-from gpumeter.cli import app
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import API_KEY, H100, add_tenants, invoice_json, write_document
 

@@ -1,7 +1,7 @@
 """``gpumeter audit …`` end to end.
 
 The real console script runs ``init``, the first export and a verify; the other commands
-run the same ``gpumeter.cli.main`` in this process (each new process imports every
+run the same ``app.cli.main`` in this process (each new process imports every
 package, which costs seconds).
 """
 
@@ -76,8 +76,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture
 def gm(site: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """``gpumeter.cli.main`` in this process, in the site folder."""
-    from gpumeter.cli import main
+    """``app.cli.main`` in this process, in the site folder."""
+    from app.cli import main
 
     monkeypatch.chdir(site[0])
 

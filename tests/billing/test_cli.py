@@ -44,4 +44,4 @@ def test_invoice_drafts_then_finalize_and_a_bad_rates_file(site: Site) -> None:
     assert len(err) == 1 and "rates.toml:3:" in err[0] and "eur_per_gpu_hour" in err[0] and "2.8" in err[0]
 
     p = run("invoice", "--month", "2026-13", "--config", "gpumeter.toml", cwd=site.root)
-    assert p.returncode == 1 and "YYYY-MM" in p.stderr
+    assert p.returncode == 2 and "YYYY-MM" in p.stderr  # a malformed option is a usage mistake

@@ -134,13 +134,11 @@ def test_a_rehash_replaces_weaker_parameters(empty_site: Path) -> None:
 
 @pytest.fixture
 def cli() -> CliRunner:
-    from gpumeter import commands  # noqa: F401 - registers the commands
-
     return CliRunner()
 
 
 def test_users_cli(empty_site: Path, cli: CliRunner) -> None:
-    from gpumeter.cli import app
+    from app.cli import app
 
     cfg = ["--config", str(empty_site)]
     added = cli.invoke(app, ["users", "add", "erin", "--role", "compliance", *cfg], env={"GPUMETER_PASSWORD": PASSWORD})
@@ -168,8 +166,8 @@ def test_users_cli(empty_site: Path, cli: CliRunner) -> None:
 
 
 def test_dashboard_command_checks_before_serving(tmp_path: Path, cli: CliRunner) -> None:
+    from app.cli import app
     from dashboards.commands import streamlit_argv
-    from gpumeter.cli import app
     from gpumeter.errors import ConfigError, StoreError
     from tests.dashboards.fixtures import EMPTY_CONFIG
 

@@ -82,8 +82,8 @@ def test_pages_keep_working_while_collect_writes(tmp_path: Path, open_app: OpenA
         loads = 0
         refused_during_collect = None
         try:
-            # `collect` checks the schema with a read-write open that does not wait for readers
-            # (metering's open_store, wait_s=0); only its per-chunk writes wait. So the pages
+            # `collect` checks the schema with a read-write open (a bounded wait for readers);
+            # then only its per-chunk writes take the lock. So the pages
             # start once it has written, seen from the file alone, without opening it.
             deadline = time.monotonic() + 60
             while file_state(db) == before and collect.poll() is None:

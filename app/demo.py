@@ -21,16 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 from gpumeter import store
-from gpumeter.cli import app, err
+from gpumeter.commandline import err
 from gpumeter.config import Config, load_config
 from metering import report
+from metering.commands import progress_bar
 from metering.run import collect_samples
 from metering.windows import Span
 
 DEMO_MONTH = "2026-10"
 
 
-@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo site, store, invoices and bundle.")] = Path(
         "demo-out"
@@ -53,8 +53,6 @@ def demo(
     try:
         store.migrate(con)
         span = Span.of(start, start + timedelta(days=days))
-        from metering.commands import progress_bar
-
         with progress_bar("metering") as update:
             rep = collect_samples(con, cfg, span, fleet.series, progress=update)
         err.print(
