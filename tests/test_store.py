@@ -51,10 +51,10 @@ def test_a_newer_store_is_refused_with_both_versions(tmp_path: Path) -> None:
     future = store.code_version() + 1
     con.execute("INSERT INTO schema_migrations VALUES ($v, 'from_the_future', now())", {"v": future})
     con.close()
+    newer = rf"version {future}, newer than this gpumeter knows \({future - 1}\)"
     for mode in ("read", "write"):
-        with pytest.raises(StoreError, match=rf"version {future}, newer than this gpumeter knows \({future - 1}\)"):
-            with store.opened(cfg, mode):  # type: ignore[arg-type]
-                pass
+        with pytest.raises(StoreError, match=newer), store.opened(cfg, mode):  # type: ignore[arg-type]
+            pass
     con = store.connect(cfg.store.database)
     with pytest.raises(StoreError, match="newer"):
         store.migrate(con)
