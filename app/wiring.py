@@ -3,7 +3,7 @@
 - ``collect`` (metering) is followed by :func:`audit.record.after_collect`, which logs new
   inventory versions and (re)metered usage windows in the audit log;
 - ``usage --format focus`` (metering's command) is billing's FOCUS export;
-- ``init`` and ``demo`` span domains and live in the app.
+- ``init``, ``check`` and ``demo`` span domains and live in the app.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import duckdb
 import typer
 
-from app import demo, setup
+from app import check, demo, setup
 from audit import commands as audit_commands
 from audit import record
 from billing import commands as billing_commands
@@ -30,6 +30,7 @@ def _log_collect(con: duckdb.DuckDBPyConnection, cfg: Config, report: CollectRep
 def mount(root: typer.Typer) -> None:
     """Mount every domain's commands on ``root``, in the order ``--help`` lists them."""
     root.command("init")(setup.init)
+    root.command("check")(check.check)
     root.add_typer(metering_commands.build(after_collect=_log_collect, usage_formats={"focus": usage_focus}))
     root.add_typer(billing_commands.commands)
     root.add_typer(audit_commands.audit_app, name="audit")

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.canonical import format_time
 from audit.errors import KeyFileError
 from audit.note import SIG_ED25519, Signer, Verifier, b64decode, b64encode
+from gpumeter.findings import Finding, failed, passed
 
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 MAX_KEY_FILE = 64 * 1024
@@ -70,6 +71,22 @@ def write_key(path: Path, key: Ed25519PrivateKey, passphrase: str | bytes | None
 def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
     """Read and decrypt the signing key; clear errors, never key material."""
     secret = _passphrase(passphrase, path)
+    data = _read_key_file(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=secret)
+    except TypeError as exc:  # "Password was given but private key is not encrypted"
+        raise KeyFileError("signing key is not encrypted; re-create it with a passphrase", member=str(path)) from exc
+    except ValueError as exc:
+        raise KeyFileError(
+            "cannot decrypt the signing key: wrong passphrase or damaged file", member=str(path)
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError("signing key is not an Ed25519 key", member=str(path))
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key file's bytes: not through a symlink, private to its owner, of a key's size."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError as exc:
@@ -86,17 +103,33 @@ def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
         data = src.read(MAX_KEY_FILE + 1)
     if len(data) > MAX_KEY_FILE:
         raise KeyFileError("signing key file is too large to be a key", member=str(path))
+    return data
+
+
+def check_key(path: Path, passphrase: str | None) -> Finding:
+    """``gpumeter check``: the signing key is there, private, and (given the passphrase) opens.
+
+    Read-only, with the same rules as :func:`load_key`; without a passphrase the key is
+    not decrypted, only its file is checked.
+    """
+    name = "audit.signing_key"
+    if not (path.exists() or path.is_symlink()):
+        return failed(
+            name,
+            f"no audit signing key at {path}",
+            f"set {PASSPHRASE_ENV} and run `gpumeter init` to create it",
+            path=str(path),
+        )
     try:
-        key = serialization.load_pem_private_key(data, password=secret)
-    except TypeError as exc:  # "Password was given but private key is not encrypted"
-        raise KeyFileError("signing key is not encrypted; re-create it with a passphrase", member=str(path)) from exc
-    except ValueError as exc:
-        raise KeyFileError(
-            "cannot decrypt the signing key: wrong passphrase or damaged file", member=str(path)
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError("signing key is not an Ed25519 key", member=str(path))
-    return key
+        if passphrase:
+            load_key(path, passphrase)
+        else:
+            _read_key_file(path)
+    except KeyFileError as exc:
+        return failed(name, exc.explain(), "fix the key file as the message says", path=str(path))
+    mode = f"{stat.S_IMODE(path.stat().st_mode):04o}"
+    opened = f"opens with {PASSPHRASE_ENV}" if passphrase else f"not opened ({PASSPHRASE_ENV} is not set)"
+    return passed(name, f"{path} is present, mode {mode}, {opened}", path=str(path), mode=mode, opened=bool(passphrase))
 
 
 def load_signer(path: Path, passphrase: str | bytes | None, name: str) -> Signer:

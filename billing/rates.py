@@ -53,6 +53,7 @@ from typing import Any
 
 from billing.errors import PricingError, RatesError
 from billing.money import PRICE_MAX_PLACES, decimal_places, parse_decimal
+from gpumeter.errors import Problems, strict
 
 RATE_KEYS = frozenset({"model", "eur_per_gpu_hour", "mig_slices", "mig_profile", "site", "tier"})
 TIER_KEYS = frozenset({"from_gpu_hours", "eur_per_gpu_hour"})
@@ -406,8 +407,13 @@ class _Parser:
         return Discount(tenant, pct, index, start)
 
 
-def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
-    """Parse and check rates.toml; the first bad value raises :class:`RatesError`."""
+def parse_rates(text: str, *, file: str | Path = "rates.toml", problems: Problems | None = None) -> RateCard:
+    """Parse and check rates.toml; the first bad value raises :class:`RatesError`.
+
+    With ``Problems(keep=True)`` every bad table is reported there instead, and the card
+    holds the good ones. Text that is not TOML always raises.
+    """
+    problems = strict(problems)
     fname = str(file)
     try:
         doc = tomllib.loads(text)
@@ -417,40 +423,48 @@ def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
     p = _Parser(text, fname)
     for key in doc:
         if key not in TOP_KEYS:
-            raise RatesError(
-                f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
-                file=fname,
-                line=_key_line(text, 0, key) or None,
-                value=key,
+            problems.add(
+                RatesError(
+                    f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
+                    file=fname,
+                    line=_key_line(text, 0, key) or None,
+                    value=key,
+                )
             )
     raw_rates = doc.get("rate", [])
     raw_discounts = doc.get("discount", [])
     if not isinstance(raw_rates, list) or not raw_rates:
-        raise RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname)
+        problems.add(RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname))
+        raw_rates = []
     if not isinstance(raw_discounts, list):
-        raise RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts)
-    rates = [p.rate(t, i) for i, t in enumerate(raw_rates, start=1)]
+        problems.add(RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts))
+        raw_discounts = []
+    rates: list[Rate] = []
     seen: dict[tuple[str, str | None, str | None], Rate] = {}
-    for r in rates:
-        what = (r.model, r.mig_profile, r.site)
-        if what in seen:
-            raise RatesError(
-                f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
-            )
-        seen[what] = r
+    for i, t in enumerate(raw_rates, start=1):
+        with problems.guard():
+            r = p.rate(t, i)
+            what = (r.model, r.mig_profile, r.site)
+            if what in seen:
+                raise RatesError(
+                    f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
+                )
+            seen[what] = r
+            rates.append(r)
     discounts: dict[str, Discount] = {}
     for i, t in enumerate(raw_discounts, start=1):
-        d = p.discount(t, i)
-        if d.tenant in discounts:
-            raise RatesError(
-                f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
-                f"#{discounts[d.tenant].index})",
-                file=fname,
-                line=d.line,
-                value=d.tenant,
-            )
-        discounts[d.tenant] = d
-    _check_discounted_prices(rates, discounts.values(), fname)
+        with problems.guard():
+            d = p.discount(t, i)
+            if d.tenant in discounts:
+                raise RatesError(
+                    f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
+                    f"#{discounts[d.tenant].index})",
+                    file=fname,
+                    line=d.line,
+                    value=d.tenant,
+                )
+            _check_discounted_prices(rates, [d], fname)
+            discounts[d.tenant] = d
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return RateCard(tuple(rates), discounts, fname, digest)
 

@@ -65,6 +65,7 @@ from billing.validate import saxon_available, verify_facturx
 from billing.vat import decide_vat, decision_for
 from gpumeter import store
 from gpumeter.config import Config, Supplier
+from gpumeter.errors import Problems, read_text
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
 Progress = Callable[[str], None]
@@ -121,14 +122,9 @@ class MonthPlan:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_rates(path: Path) -> RateCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_rates(text, file=path)
+def read_rates(path: Path, problems: Problems | None = None) -> RateCard:
+    """rates.toml read and parsed (see :func:`billing.rates.parse_rates` for ``problems``)."""
+    return parse_rates(read_text(path, "rates file", RatesError), file=path, problems=problems)
 
 
 def supplier_party(s: Supplier) -> Party:
