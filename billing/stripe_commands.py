@@ -24,7 +24,8 @@ import stripe
 import typer
 from stripe._base_address import BaseAddresses  # the SDK exports the TypedDict only privately
 
-from billing import stripe_sync, stripe_webhook
+from billing.stripe.sync import sync_month
+from billing.stripe.webhook import serve
 from gpumeter import store
 from gpumeter.cli import ConfigOpt, app, err, fail, get_config
 
@@ -67,7 +68,7 @@ def sync(
     con = store.connect(cfg.store.database)
     try:
         with err.status(f"pushing {month} to Stripe…"):
-            report = stripe_sync.sync_month(
+            report = sync_month(
                 con,
                 client,
                 month,
@@ -101,4 +102,4 @@ def webhook(
         store.require_schema(con)
     finally:
         con.close()
-    stripe_webhook.serve(cfg.store.database, secret, host=host, port=port)
+    serve(cfg.store.database, secret, host=host, port=port)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import stripe
 
-from billing.stripe_sync import sync_month
+from billing.stripe.sync import sync_month
 from gpumeter import store
 from tests.stripe_double.documents import H100, cents, invoice_json, write_document
 

@@ -1,4 +1,4 @@
-"""billing.stripe_sync: the real stripe SDK over HTTP against the Stripe test double."""
+"""billing.stripe: the real stripe SDK over HTTP against the Stripe test double."""
 
 from __future__ import annotations
 
@@ -13,15 +13,10 @@ import pytest
 import stripe
 
 from audit.log import AuditLog
-from billing.stripe_sync import (
-    MAX_ITEMS_PER_INVOICE,
-    StripeRequestError,
-    StripeSyncError,
-    StripeTotalMismatch,
-    SyncReport,
-    payment_status,
-    sync_month,
-)
+from billing.errors import StripeRequestError, StripeSyncError, StripeTotalMismatch
+from billing.stripe.payments import payment_status
+from billing.stripe.plan import MAX_ITEMS_PER_INVOICE
+from billing.stripe.sync import SyncReport, sync_month
 from gpumeter import store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import (

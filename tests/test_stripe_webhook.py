@@ -1,4 +1,4 @@
-"""billing.stripe_webhook: signed events from the Stripe double, over HTTP, into the store."""
+"""billing.stripe.webhook: signed events from the Stripe double, over HTTP, into the store."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from billing.stripe_sync import payment_status, sync_month
-from billing.stripe_webhook import WebhookServer, make_server
+from billing.stripe.payments import payment_status
+from billing.stripe.sync import sync_month
+from billing.stripe.webhook import WebhookServer, make_server
 from gpumeter import store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import H100, add_tenants, invoice_json, make_client, write_document
