@@ -72,7 +72,6 @@ def sync(
                 con,
                 client,
                 month,
-                invoices_dir=cfg.billing.output,
                 days_until_due=cfg.billing.supplier.payment_terms_days,
             )
     finally:

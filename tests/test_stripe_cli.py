@@ -42,10 +42,10 @@ supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR403032650
     con = store.connect(tmp_path / "var" / "gpumeter.duckdb")
     store.migrate(con)
     add_tenants(con)
-    con.close()
     root = tmp_path / "var" / "invoices"
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
-    write_document(root, invoice_json("GM-2026-000002", "globex", MONTH, [(H100, "1g.10gb", "3", "0.40")]))
+    write_document(con, root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
+    write_document(con, root, invoice_json("GM-2026-000002", "globex", MONTH, [(H100, "1g.10gb", "3", "0.40")]))
+    con.close()
     return tmp_path / "gpumeter.toml"
 
 

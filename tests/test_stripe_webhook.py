@@ -31,9 +31,9 @@ def database(tmp_path: Path, stripe_double: StripeDouble) -> Path:
     store.migrate(con)
     add_tenants(con)
     root = tmp_path / "invoices"
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
-    write_document(root, invoice_json("GM-2026-000002", "bauer", MONTH, [(H100, None, "5", "2.80")]))
-    sync_month(con, make_client(stripe_double), MONTH, invoices_dir=root, audit=None)
+    write_document(con, root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
+    write_document(con, root, invoice_json("GM-2026-000002", "bauer", MONTH, [(H100, None, "5", "2.80")]))
+    sync_month(con, make_client(stripe_double), MONTH, audit=None)
     con.close()
     return db
 

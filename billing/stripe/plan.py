@@ -127,7 +127,6 @@ def plan_document(doc: Document) -> Plan:
             f"{' + VAT' if doc.vat_cents else ''}) exceed Stripe's {MAX_ITEMS_PER_INVOICE} per invoice; "
             "nothing was sent",
             number=doc.number,
-            file=doc.file,
         )
     for item in items:
         for k, v in item.metadata.items():

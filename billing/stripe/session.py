@@ -116,7 +116,6 @@ class Session:
             raise StripeRequestError(
                 f"Stripe {what} step {step} ({method} {path}){hint}: {exc.user_message or exc}",
                 number=doc.number,
-                file=doc.file,
             ) from exc
         object_id = getattr(obj, "id", None)
         response = getattr(obj, "last_response", None)

@@ -1,8 +1,9 @@
 """``sync_month``: push a month's issued invoices and credit notes to Stripe, idempotently.
 
-Order: every document of the month is read and planned first, so a bad document (or one
-over Stripe's 250 items) stops the run before the first request. Then invoices, in number
-order, then credit notes.
+Order: every document issued for the month is read from the store, checked against its
+stored SHA-256 (:mod:`billing.stripe.documents`) and planned first, so a bad document (or
+one over Stripe's 250 items) stops the run before the first request. Then invoices, in
+number order, then credit notes.
 
 An **invoice** becomes a Stripe draft carrying gpumeter's number, created with
 ``pending_invoice_items_behavior="exclude"`` (no stray pending item can slip in) and
@@ -32,7 +33,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
@@ -41,7 +41,7 @@ import stripe
 from audit.log import AuditLog
 from audit.record import record_stripe_sync
 from billing.errors import StripeSyncError, StripeTotalMismatch
-from billing.stripe.documents import load_month
+from billing.stripe.documents import issued_documents
 from billing.stripe.plan import Plan, adopt_items, eur, items_to_create, plan_document
 from billing.stripe.session import Session, metadata
 from gpumeter import store
@@ -269,22 +269,21 @@ def sync_month(
     client: stripe.StripeClient,
     month: Month | str,
     *,
-    invoices_dir: Path,
     days_until_due: int = 30,
     audit: AuditHook | None = audit_stripe_sync,
     clock: Callable[[], datetime] = _utcnow,
 ) -> SyncReport:
-    """Push the month's finalized documents (``<invoices_dir>/<month>/*.json``) to Stripe.
+    """Push the documents issued for ``month`` (as the store froze them) to Stripe.
 
-    Invoices go first (in number order), then credit notes. Every document is read and
-    planned before the first request, so a bad document or one over 250 items stops the
-    run with nothing sent. Re-running is safe at any point (see the module docstring).
-    After each document, ``audit`` records what was sent (default: one ``stripe_sync``
-    entry in the audit log, written once per document).
+    Invoices go first (in number order), then credit notes. Every document is read,
+    checked and planned before the first request, so a missing or altered document, a bad
+    one or one over 250 items stops the run with nothing sent. Re-running is safe at any
+    point (see the module docstring). After each document, ``audit`` records what was sent
+    (default: one ``stripe_sync`` entry in the audit log, written once per document).
     """
     period = Month.parse(month)
     store.require_schema(con)
-    plans = [plan_document(d) for d in load_month(Path(invoices_dir), period)]
+    plans = [plan_document(d) for d in issued_documents(con, period)]
     invoices = sorted((p for p in plans if p.doc.kind == "invoice"), key=lambda p: p.doc.number)
     notes = sorted((p for p in plans if p.doc.kind == "credit_note"), key=lambda p: p.doc.number)
     session = Session(con, client, clock)
@@ -295,7 +294,6 @@ def sync_month(
                 f"references invoice {p.doc.references}, which is neither in {period} nor already in Stripe; "
                 "nothing was sent",
                 number=p.doc.number,
-                file=p.doc.file,
             )
     pusher = _Pusher(session, days_until_due)
     results = []
