@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from billing.stripe.webhook import WebhookServer, make_server
 from gpumeter import store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import H100, add_tenants, invoice_json, make_client, write_document
+from tests.stripe_double.processes import WebhookProcess, webhook_command
 
 pytest_plugins = ["tests.stripe_double.fixtures"]
 
@@ -138,8 +138,6 @@ def test_other_events_and_paths(webhook: WebhookServer, stripe_double: StripeDou
 
 # --- hostile clients: bounded memory, time and threads; the store only for verified events ----------
 
-GPUMETER = str(Path(sys.executable).parent / "gpumeter")  # the console script of this venv
-
 
 def raw_request(port: int, head: bytes, body: bytes = b"", *, wait_s: float = 10.0) -> bytes:
     """Send bytes as they are (no client-side HTTP rules) and read the answer until the server closes."""
@@ -175,35 +173,18 @@ def peak_rss_kib(pid: int) -> int:
 
 
 @pytest.fixture
-def served(database: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """``gpumeter stripe webhook`` in its own process (its memory measurable), and its port."""
+def served(database: Path, tmp_path: Path) -> Iterator[WebhookProcess]:
+    """``gpumeter stripe webhook`` in its own process, so that its memory can be measured."""
     config = tmp_path / "gpumeter.toml"
     config.write_text(f'[store]\ndatabase = "{database.as_posix()}"\n', encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [GPUMETER, "stripe", "webhook", "--port", str(port), "--config", str(config)],
-        env={**os.environ, "GPUMETER_STRIPE_WEBHOOK_SECRET": SECRET},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert "listening on" in line, line
-        yield proc, port
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with webhook_command(config, SECRET) as process:
+        yield process
 
 
-def test_negative_content_length_is_refused_and_memory_stays_bounded(
-    served: tuple[subprocess.Popen[str], int],
-) -> None:
+def test_negative_content_length_is_refused_and_memory_stays_bounded(served: WebhookProcess) -> None:
     """``Content-Length: -1`` once made the server read the whole body, however large, into memory."""
-    proc, port = served
-    before = peak_rss_kib(proc.pid)
+    pid, port = served.proc.pid, served.port
+    before = peak_rss_kib(pid)
     chunk = b"x" * (1 << 20)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(post_head("-1"))
@@ -222,7 +203,7 @@ def test_negative_content_length_is_refused_and_memory_stays_bounded(
         sender.join(timeout=30)
     assert status_of(answer) == 400, answer[:200]
     assert b"Content-Length" in answer
-    grown_mib = (peak_rss_kib(proc.pid) - before) / 1024
+    grown_mib = (peak_rss_kib(pid) - before) / 1024
     assert grown_mib < 16, f"the server's peak RSS grew by {grown_mib:.0f} MiB"
 
 

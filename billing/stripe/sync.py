@@ -215,15 +215,7 @@ class _Pusher:
         doc = plan.doc
         customer = inv.customer if isinstance(inv.customer, str) else getattr(inv.customer, "id", "")
         self.session.save_document(doc, str(customer), inv.id, str(inv.status))
-        if inv.total != doc.total_cents:
-            raise StripeTotalMismatch(
-                f"Stripe invoice {inv.id} ({inv.status}) totals {eur(inv.total)} EUR, "
-                f"the legal invoice {eur(doc.total_cents)} EUR",
-                number=doc.number,
-            )
-        return DocumentResult(
-            doc.number, doc.kind, doc.tenant, str(customer), inv.id, action, doc.total_cents, inv.total, str(inv.status)
-        )
+        return _result(plan, str(customer), inv.id, action, inv.total, str(inv.status))
 
     # ---- credit notes ----
     def credit_note(self, plan: Plan) -> DocumentResult:
@@ -253,15 +245,20 @@ class _Pusher:
         s.save_document(doc, customer, note.id, str(note.status))
         # The credited invoice's status may have moved (an open invoice credited to zero is paid).
         s.save_status(ref.number, str(s.retrieve_invoice(doc, invoice_id).status))
-        if note.total != doc.total_cents:
-            raise StripeTotalMismatch(
-                f"Stripe credit note {note.id} totals {eur(note.total)} EUR, "
-                f"the legal credit note {eur(doc.total_cents)} EUR",
-                number=doc.number,
-            )
-        return DocumentResult(
-            doc.number, doc.kind, doc.tenant, customer, note.id, action, doc.total_cents, note.total, str(note.status)
+        return _result(plan, customer, note.id, action, note.total, str(note.status))
+
+
+def _result(plan: Plan, customer: str, stripe_id: str, action: Action, total: int, status: str) -> DocumentResult:
+    """The outcome of one document, once Stripe's total is the legal document's."""
+    doc = plan.doc
+    if total != doc.total_cents:
+        what = doc.kind.replace("_", " ")
+        raise StripeTotalMismatch(
+            f"Stripe {what} {stripe_id} ({status}) totals {eur(total)} EUR, "
+            f"the legal {what} {eur(doc.total_cents)} EUR",
+            number=doc.number,
         )
+    return DocumentResult(doc.number, doc.kind, doc.tenant, customer, stripe_id, action, doc.total_cents, total, status)
 
 
 def sync_month(
