@@ -12,7 +12,9 @@ Pure core (no I/O, no clock):
 
 I/O edge: :mod:`billing.run` (``invoice_month(con, config, month, finalize)``),
 :mod:`billing.numbering` (gapless series in the store), :mod:`billing.focus`
-(``focus_frame(con, config, month)``, ``write_focus``), :mod:`billing.commands` (CLI).
+(``focus_frame(con, config, month)``, ``write_focus``), :mod:`billing.stripe` (issued
+documents pushed to Stripe, payment webhooks), :mod:`billing.commands` and
+:mod:`billing.stripe_commands` (CLI).
 Errors: :mod:`billing.errors` (``BillingError`` and its tree). Decisions:
 docs/adr/0005-money-and-rounding.md.
 """

@@ -11,7 +11,9 @@ stay under 35 characters (BR-FR-01).
 
 Issued documents are only ever inserted (:func:`store_document`): lines and totals as
 DECIMAL, the exact JSON and PDF bytes and their SHA-256. :func:`read_issued` gives what a
-month already holds, which is what corrections are computed against.
+month already holds, which is what corrections are computed against. Whoever reads the
+frozen bytes back (to restore a file, to push to Stripe) takes them through
+:func:`check_frozen`: bytes that are missing or do not match their SHA-256 are refused.
 """
 
 from __future__ import annotations
@@ -189,6 +191,15 @@ def store_document(
                 "amount": ln.amount,
             },
         )
+
+
+def check_frozen(number: str, name: str, data: bytes | None, sha256: str) -> bytes:
+    """The frozen bytes ``name`` of issued document ``number``, if they match the SHA-256 stored with them."""
+    if not data:
+        raise StoreStateError(f"{number}: the stored bytes of {name} are missing", value=number)
+    if _sha256(data) != sha256:
+        raise StoreStateError(f"{number}: the stored bytes of {name} do not match their SHA-256", value=number)
+    return bytes(data)
 
 
 def issued_files(con: duckdb.DuckDBPyConnection, number: str) -> tuple[bytes, str, bytes, str]:

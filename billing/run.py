@@ -53,6 +53,7 @@ from billing.invoice import (
 from billing.numbering import (
     DEFAULT_PREFIXES,
     IssuedDocument,
+    check_frozen,
     check_prefix,
     claim,
     issued_files,
@@ -470,8 +471,7 @@ def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path)
     """An earlier document: rewrite its files from the store if missing or altered."""
     jbytes, jsha, pdf, psha = issued_files(con, doc.number)
     for name, data, sha in ((f"{doc.number}.json", jbytes, jsha), (f"{doc.number}.pdf", pdf, psha)):
-        if _sha256(data) != sha:
-            raise StoreStateError(f"stored bytes of {name} do not match their SHA-256", value=doc.number)
+        check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
             _atomic_write(path, data)

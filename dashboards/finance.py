@@ -11,7 +11,7 @@ Everything is read from what billing stored or computes; nothing here prices any
 * **unbilled** usage is what ``gpumeter invoice --finalize`` would issue now for the month
   (billing's own :func:`billing.run.plan_month` over the month's billable usage, minus
   what was already issued): a draft's net per tenant and line;
-* **invoices** with their Stripe payment status (:func:`billing.stripe_sync.payment_status`)
+* **invoices** with their Stripe payment status (:func:`billing.stripe.payments.payment_status`)
   and the PDF bytes frozen in the store (:func:`billing.numbering.issued_files`).
 """
 
@@ -31,7 +31,7 @@ from billing.errors import BillingError
 from billing.invoice import Kind, Period, aggregate_usage
 from billing.numbering import issued_files, read_issued
 from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
-from billing.stripe_sync import payment_status
+from billing.stripe.payments import payment_status
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.errors import GpumeterError
