@@ -55,6 +55,7 @@ def write_key(path: Path, key: Ed25519PrivateKey, passphrase: str | bytes | None
         serialization.BestAvailableEncryption(secret),
     )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)  # a folder that holds a private key is private, even one that existed
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError as exc:
