@@ -21,11 +21,12 @@ def mode(path: Path) -> int:
 
 def test_init_makes_the_store_and_the_keys_private(tmp_path: Path) -> None:
     (tmp_path / "gpumeter.toml").write_text(
-        '[store]\ndatabase = "var/site.duckdb"\n[audit]\norigin = "gpumeter.test/audit"\nsigning_key = "keys/audit.key"\n',
+        '[store]\ndatabase = "var/site.duckdb"\n'
+        '[audit]\norigin = "gpumeter.test/audit"\nsigning_key = "keys/audit.key"\n',
         encoding="utf-8",
     )
     (tmp_path / "keys").mkdir(mode=0o755)
-    os.chmod(tmp_path / "keys", 0o755)
+    os.chmod(tmp_path / "keys", 0o755)  # noqa: S103 - the permissive folder a user starts from
     env = {**os.environ, "GPUMETER_AUDIT_PASSPHRASE": "a passphrase for this test only"}
     p = subprocess.run(
         ["/bin/sh", "-c", f"umask 022 && exec {GPUMETER} init"],
