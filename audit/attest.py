@@ -29,6 +29,7 @@ from audit.log import AuditLog, atomic, encode
 from audit.policy import Policy
 from audit.report import policy_json
 from gpumeter import store
+from gpumeter.months import Month
 
 JobMonth = Callable[[duckdb.DuckDBPyConnection, str, frozenset[str]], pl.DataFrame]
 
@@ -43,15 +44,6 @@ JOB_MONTH_COLUMNS = (
     "in_eu",
     "findings",
 )
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month in UTC."""
-    entries.check_month(month)
-    year, mon = int(month[:4]), int(month[5:])
-    start = datetime(year, mon, 1, tzinfo=UTC)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def default_job_month() -> JobMonth:
@@ -118,7 +110,10 @@ def sync_usage_windows(
 ) -> SyncResult:
     """Log every metered hour of ``month`` (default: all) not yet logged with its current digest."""
     moment = at or datetime.now(UTC)
-    start, end = month_bounds(month) if month else (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+    if month is not None:
+        calendar = Month.parse(month)
+        month, start, end = str(calendar), calendar.start, calendar.end
     with atomic(con):
         log = AuditLog(con)
         latest = _latest_bodies(log, "usage_window", month)
@@ -203,6 +198,7 @@ def attest_month(
     at: datetime | None = None,
 ) -> AttestResult:
     """One ``job_attestation`` per job of ``month``; changed jobs supersede their last one."""
+    month = str(Month.parse(month))
     moment = at or datetime.now(UTC)
     frame = (job_month or default_job_month())(con, month, boundary.countries)
     rows = frame.to_dicts()

@@ -13,8 +13,6 @@ credit note (decreases), both referring to the original invoice.
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -40,6 +38,7 @@ from billing.money import (
 )
 from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price, split_quantity
 from billing.vat import VatDecision
+from gpumeter.months import Month
 
 SECONDS_PER_HOUR = 3600
 
@@ -56,17 +55,20 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Period:
+    """The invoicing period of a document: one :class:`~gpumeter.months.Month`, as EN 16931 dates."""
+
     month: str  # YYYY-MM
     start: date  # first day (BT-73)
     end: date  # last day, inclusive (BT-74)
 
     @classmethod
-    def parse(cls, month: str) -> Period:
-        m = re.fullmatch(r"(\d{4})-(\d{2})", month.strip()) if isinstance(month, str) else None
-        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
-            raise BillingError("month must be YYYY-MM (a calendar month in UTC)", value=month)
-        y, mo = int(m.group(1)), int(m.group(2))
-        return cls(f"{y:04d}-{mo:02d}", date(y, mo, 1), date(y, mo, calendar.monthrange(y, mo)[1]))
+    def of(cls, month: Month) -> Period:
+        return cls(str(month), month.first_day, month.last_day)
+
+    @classmethod
+    def parse(cls, month: object) -> Period:
+        """``'2026-10'`` -> the period of that month; a bad month raises :class:`~gpumeter.months.MonthError`."""
+        return cls.of(Month.parse(month))
 
 
 @dataclass(frozen=True)

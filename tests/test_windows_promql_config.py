@@ -10,6 +10,7 @@ import pytest
 
 from gpumeter.config import load_config
 from gpumeter.errors import ConfigError
+from gpumeter.months import MonthError
 from metering.errors import RangeError, TelemetryError
 from metering.prom import PromClient
 from metering.promql import quote, raw_selector, regex_alternation
@@ -24,8 +25,8 @@ def test_month_spans_are_utc_calendar_months() -> None:
         int(datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1000),
     )
     assert len(month_span("2026-02").windows()) == 28 * 24
-    for bad in ("2026-13", "2026-1", "26-01", "2026/01"):
-        with pytest.raises(RangeError):
+    for bad in ("2026-13", "2026-1", "26-01", "2026/01", "1999-12"):
+        with pytest.raises(MonthError):
             month_span(bad)
 
 
