@@ -37,11 +37,11 @@ from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
 from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
-from billing.rates import profile_slices
 from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
 from billing.validate import check_facturx, saxon_available
 from gpumeter import store
 from gpumeter.config import load_config
+from metering.mig import profile_slices
 
 TENANTS = 1_000
 JOBS = 200_000
