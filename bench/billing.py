@@ -37,7 +37,7 @@ from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
 from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
-from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
+from billing.run import default_usage, plan_month, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
 from gpumeter import store
 from gpumeter.config import load_config
@@ -196,7 +196,7 @@ def compute(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, Decimal]:
         groups=groups,
         card=card,
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
+        supplier=config.billing.supplier,
         supplier_country=config.billing.supplier.country,
         payment_terms_days=30,
         issued=issued,
@@ -274,7 +274,7 @@ def documents(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, float]:
         groups=aggregate_usage(default_usage(con, MONTH)),
         card=read_rates(config.billing.rates),
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
+        supplier=config.billing.supplier,
         supplier_country="FR",
         payment_terms_days=30,
         issued=[],

@@ -39,6 +39,7 @@ from billing.money import (
 from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price, split_quantity
 from billing.vat import VatDecision
 from gpumeter.months import Month
+from gpumeter.party import Party
 
 SECONDS_PER_HOUR = 3600
 
@@ -69,23 +70,6 @@ class Period:
     def parse(cls, month: object) -> Period:
         """``'2026-10'`` -> the period of that month; a bad month raises :class:`~gpumeter.months.MonthError`."""
         return cls.of(Month.parse(month))
-
-
-@dataclass(frozen=True)
-class Party:
-    legal_name: str
-    country: str
-    vat_id: str = ""
-    address: str = ""
-    city: str = ""
-    postcode: str = ""
-    siren: str = ""
-    legal_form: str = ""
-    share_capital: str = ""
-    rcs: str = ""
-    email: str = ""
-    iban: str = ""
-    identifier: str = ""  # gpumeter's tenant id for a customer
 
 
 @dataclass(frozen=True)

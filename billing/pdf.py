@@ -23,8 +23,9 @@ from functools import cache
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, Party, mentions
+from billing.invoice import Invoice, Kind, mentions
 from billing.money import HOURS_DISPLAY_PLACES, fmt_amount, fmt_decimal, fmt_places
+from gpumeter.party import Party
 
 FONT = "GpumeterVera"
 FONT_BOLD = "GpumeterVeraBd"

@@ -39,7 +39,6 @@ from billing.invoice import (
     IssuedPosition,
     Kind,
     LineKey,
-    Party,
     Period,
     Reference,
     UsageGroup,
@@ -64,7 +63,8 @@ from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
 from billing.vat import decide_vat, decision_for
 from gpumeter import store
-from gpumeter.config import Config, Supplier
+from gpumeter.config import Config
+from gpumeter.party import Party
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
 Progress = Callable[[str], None]
@@ -129,23 +129,6 @@ def read_rates(path: Path) -> RateCard:
     except UnicodeDecodeError as exc:
         raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
     return parse_rates(text, file=path)
-
-
-def supplier_party(s: Supplier) -> Party:
-    return Party(
-        legal_name=s.legal_name,
-        country=s.country,
-        vat_id=s.vat_id.replace(" ", "").upper(),
-        address=s.address,
-        city=s.city,
-        postcode=s.postcode,
-        siren=s.siren.replace(" ", ""),
-        legal_form=s.legal_form,
-        share_capital=s.share_capital,
-        rcs=s.rcs,
-        email=s.email,
-        iban=s.iban,
-    )
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:
@@ -343,7 +326,7 @@ def invoice_month(
     period = Period.parse(month)
     store.require_schema(con)
     card = read_rates(config.billing.rates)
-    supplier = supplier_party(config.billing.supplier)
+    supplier = config.billing.supplier
     prefixes = _prefixes(config)
     say(f"reading billable usage for {period.month}")
     groups = aggregate_usage((usage or default_usage)(con, period.month))
@@ -355,8 +338,8 @@ def invoice_month(
         card=card,
         tenants=tenants,
         supplier=supplier,
-        supplier_country=config.billing.supplier.country,
-        payment_terms_days=config.billing.supplier.payment_terms_days,
+        supplier_country=supplier.country,
+        payment_terms_days=config.billing.payment_terms_days,
         issued=issued,
         positions=positions,
     )

@@ -72,7 +72,7 @@ def sync(
                 client,
                 month,
                 invoices_dir=cfg.billing.output,
-                days_until_due=cfg.billing.supplier.payment_terms_days,
+                days_until_due=cfg.billing.payment_terms_days,
             )
     finally:
         con.close()

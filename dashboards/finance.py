@@ -30,7 +30,7 @@ import polars as pl
 from billing.errors import BillingError
 from billing.invoice import Kind, Period, aggregate_usage
 from billing.numbering import issued_files, read_issued
-from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
+from billing.run import default_usage, plan_month, read_rates, read_tenants
 from billing.stripe_sync import payment_status
 from gpumeter import store
 from gpumeter.config import Config
@@ -232,9 +232,9 @@ def unbilled(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> Unbi
             groups=groups,
             card=read_rates(config.billing.rates),
             tenants=read_tenants(con),
-            supplier=supplier_party(config.billing.supplier),
+            supplier=config.billing.supplier,
             supplier_country=config.billing.supplier.country,
-            payment_terms_days=config.billing.supplier.payment_terms_days,
+            payment_terms_days=config.billing.payment_terms_days,
             issued=issued,
             positions=positions,
         )

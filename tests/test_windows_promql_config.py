@@ -11,6 +11,7 @@ import pytest
 from gpumeter.config import load_config
 from gpumeter.errors import ConfigError
 from gpumeter.months import MonthError
+from gpumeter.party import Party
 from metering.errors import RangeError, TelemetryError
 from metering.prom import PromClient
 from metering.promql import quote, raw_selector, regex_alternation
@@ -76,3 +77,24 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config(cfg)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_the_supplier_is_a_party_and_its_payment_terms_apart(tmp_path: Path) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    cfg.write_text(
+        "[billing.supplier]\n"
+        'legal_name = "Nuage GPU SAS"\ncountry = "FR"\nvat_id = "fr 40 303265045"\nsiren = "303 265 045"\n'
+        "payment_terms_days = 45\n"
+    )
+    c = load_config(cfg)
+    assert c.billing.supplier == Party("Nuage GPU SAS", "FR", "FR40303265045", siren="303265045")
+    assert c.billing.payment_terms_days == 45
+    assert load_config(tmp_path / "gpumeter.toml").billing.supplier.identifier == ""
+    for bad, match in (
+        ('identifier = "acme"', "unknown keys"),
+        ('payment_terms_days = "30"', "payment_terms_days"),
+        ("siren = 303265045", "siren must be a string"),
+    ):
+        cfg.write_text(f'[billing.supplier]\nlegal_name = "N"\ncountry = "FR"\n{bad}\n')
+        with pytest.raises(ConfigError, match=match):
+            load_config(cfg)
