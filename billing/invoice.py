@@ -40,6 +40,7 @@ from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price
 from billing.vat import VatDecision
 from gpumeter.months import Month
 from gpumeter.party import Party
+from metering.inventory import Tenant, validate_vat_id
 
 SECONDS_PER_HOUR = 3600
 
@@ -405,8 +406,6 @@ def check_supplier(p: Party) -> list[str]:
     """Names of the [billing] supplier keys an issued invoice needs but lacks (or holds badly)."""
     from stdnum.fr import siren as fr_siren
 
-    from metering.inventory import validate_vat_id
-
     problems = []
     for key in _FR_REQUIRED if p.country == "FR" else _REQUIRED:
         if not str(getattr(p, key)).strip():
@@ -428,6 +427,19 @@ def verify_supplier(p: Party, *, file: str | None = None) -> None:
             file=file,
             value=None,
         )
+
+
+def customer_party(tenant: Tenant) -> Party:
+    """A tenant of tenants.csv as the customer of its invoices."""
+    return Party(
+        legal_name=tenant.legal_name,
+        country=tenant.country,
+        vat_id=tenant.vat_id,
+        address=tenant.address or "",
+        email=tenant.email or "",
+        siren=customer_siren(tenant.country, tenant.vat_id),
+        identifier=tenant.tenant,
+    )
 
 
 def customer_siren(country: str, vat_id: str) -> str:

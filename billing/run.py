@@ -44,7 +44,7 @@ from billing.invoice import (
     UsageGroup,
     adjustments,
     aggregate_usage,
-    customer_siren,
+    customer_party,
     price_lines,
     to_json,
     verify_supplier,
@@ -65,6 +65,7 @@ from billing.vat import decide_vat, decision_for
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.party import Party
+from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
 Progress = Callable[[str], None]
@@ -87,27 +88,6 @@ class InvoiceResult:
     pdf_path: Path
     created: bool  # written by this run (a draft, or a document issued now)
     validation: str  # e.g. "xsd+en16931+fr-ctc passed", "xsd passed; schematron skipped", "draft"
-
-
-@dataclass(frozen=True)
-class TenantRecord:
-    tenant: str
-    legal_name: str
-    country: str
-    vat_id: str
-    email: str
-    address: str
-
-    def party(self) -> Party:
-        return Party(
-            legal_name=self.legal_name,
-            country=self.country,
-            vat_id=self.vat_id,
-            address=self.address,
-            email=self.email,
-            siren=customer_siren(self.country, self.vat_id),
-            identifier=self.tenant,
-        )
 
 
 @dataclass
@@ -146,10 +126,11 @@ def _prefixes(config: Config) -> dict[Kind, str]:
     return out
 
 
-def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, TenantRecord]:
+def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, Tenant]:
+    """The tenants of the tenants.csv version in the store (the customers of this month)."""
     return {
-        t: TenantRecord(t, name, country, vat or "", email or "", address or "")
-        for t, name, country, vat, email, address in store.run(con, "billing_tenants").fetchall()
+        t: Tenant(t, name, country, vat or "", email, address, stripe_customer)
+        for t, name, country, vat, email, address, stripe_customer in store.run(con, "billing_tenants").fetchall()
     }
 
 
@@ -168,7 +149,7 @@ def plan_month(
     period: Period,
     groups: Iterable[UsageGroup],
     card: RateCard,
-    tenants: Mapping[str, TenantRecord],
+    tenants: Mapping[str, Tenant],
     supplier: Party,
     supplier_country: str,
     payment_terms_days: int,
@@ -217,7 +198,9 @@ def plan_month(
                 plan.warnings.append(f"tenant {tenant!r} has no address in tenants.csv (Art. 226(5) asks for one)")
             if lines:
                 plan.pending.append(
-                    Invoice(Kind.INVOICE, tenant, period, supplier, record.party(), lines, vat, payment_terms_days)
+                    Invoice(
+                        Kind.INVOICE, tenant, period, supplier, customer_party(record), lines, vat, payment_terms_days
+                    )
                 )
             continue
         ups, downs = adjustments(lines, positions.get(tenant, {}))
@@ -233,7 +216,7 @@ def plan_month(
             )
         ref = Reference(original.number, original.issue_date)
         vat = decision_for(original.vat_treatment, original.vat_rate)
-        customer = record.party()
+        customer = customer_party(record)
         for kind, adj in ((Kind.INVOICE, ups), (Kind.CREDIT_NOTE, downs)):
             if adj:
                 plan.pending.append(
