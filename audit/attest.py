@@ -30,29 +30,10 @@ from audit.policy import Policy
 from audit.report import policy_json
 from gpumeter import store
 from gpumeter.months import Month
+from metering.report import JOB_MONTH_COLUMNS
+from metering.report import job_month as metered_jobs
 
 JobMonth = Callable[[duckdb.DuckDBPyConnection, str, frozenset[str]], pl.DataFrame]
-
-JOB_MONTH_COLUMNS = (
-    "job_id",
-    "tenant",
-    "gpu_seconds",
-    "hosts",
-    "countries",
-    "data_locations",
-    "data_countries",
-    "in_eu",
-    "findings",
-)
-
-
-def default_job_month() -> JobMonth:
-    """``metering.report.job_month`` (imported late: metering may be absent in a slim install)."""
-    try:
-        from metering.report import job_month
-    except ImportError as exc:
-        raise AuditError("metering.report.job_month is not available; cannot attest jobs") from exc
-    return job_month
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -200,7 +181,7 @@ def attest_month(
     """One ``job_attestation`` per job of ``month``; changed jobs supersede their last one."""
     month = str(Month.parse(month))
     moment = at or datetime.now(UTC)
-    frame = (job_month or default_job_month())(con, month, boundary.countries)
+    frame = (job_month or metered_jobs)(con, month, boundary.countries)
     rows = frame.to_dicts()
     with atomic(con):
         log = AuditLog(con)
