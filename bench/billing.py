@@ -37,7 +37,8 @@ from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
 from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
-from billing.run import default_usage, plan_month, read_rates, read_tenants
+from billing.plan import plan_month
+from billing.run import default_usage, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
 from gpumeter import store
 from gpumeter.config import load_config
@@ -197,7 +198,6 @@ def compute(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, Decimal]:
         card=card,
         tenants=read_tenants(con),
         supplier=config.billing.supplier,
-        supplier_country=config.billing.supplier.country,
         payment_terms_days=30,
         issued=issued,
         positions=positions,
@@ -275,7 +275,6 @@ def documents(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, float]:
         card=read_rates(config.billing.rates),
         tenants=read_tenants(con),
         supplier=config.billing.supplier,
-        supplier_country="FR",
         payment_terms_days=30,
         issued=[],
         positions={},

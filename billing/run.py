@@ -3,7 +3,7 @@
 Order of work, so that bad input changes nothing:
 
 1. read everything: rates.toml, tenants, billable usage, what was already issued;
-2. compute every pending document in memory (pure :mod:`billing.invoice`): a full invoice
+2. compute every pending document in memory (pure :func:`billing.plan.plan_month`): a full invoice
    for a tenant with nothing issued for the month, else a supplementary invoice and/or a
    credit note for what moved since; any pricing or VAT error stops here;
 3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
@@ -36,22 +36,14 @@ from billing.errors import BillingError, RatesError, StoreStateError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
     Invoice,
-    IssuedPosition,
     Kind,
-    LineKey,
     Period,
-    Reference,
-    UsageGroup,
-    adjustments,
     aggregate_usage,
-    customer_party,
-    price_lines,
     to_json,
     verify_supplier,
 )
 from billing.numbering import (
     DEFAULT_PREFIXES,
-    IssuedDocument,
     check_prefix,
     claim,
     issued_files,
@@ -59,12 +51,11 @@ from billing.numbering import (
     store_document,
 )
 from billing.pdf import facturx_pdf, render_pdf
+from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
-from billing.vat import decide_vat, decision_for
 from gpumeter import store
 from gpumeter.config import Config
-from gpumeter.party import Party
 from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
@@ -88,14 +79,6 @@ class InvoiceResult:
     pdf_path: Path
     created: bool  # written by this run (a draft, or a document issued now)
     validation: str  # e.g. "xsd+en16931+fr-ctc passed", "xsd passed; schematron skipped", "draft"
-
-
-@dataclass
-class MonthPlan:
-    period: Period
-    pending: list[Invoice] = field(default_factory=list)
-    issued: list[IssuedDocument] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -139,92 +122,6 @@ def default_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     from metering.report import billable_groups
 
     return billable_groups(con, month)
-
-
-# --- planning (pure) -------------------------------------------------------------------------
-
-
-def plan_month(
-    *,
-    period: Period,
-    groups: Iterable[UsageGroup],
-    card: RateCard,
-    tenants: Mapping[str, Tenant],
-    supplier: Party,
-    supplier_country: str,
-    payment_terms_days: int,
-    issued: list[IssuedDocument],
-    positions: Mapping[str, Mapping[LineKey, IssuedPosition]],
-) -> MonthPlan:
-    """Every document the month still needs, computed before anything is written."""
-    plan = MonthPlan(period, issued=issued)
-    for d in card.discounts.values():
-        if d.tenant not in tenants:
-            raise RatesError(
-                f"[[discount]] #{d.index} names tenant {d.tenant!r}, absent from tenants.csv",
-                file=card.file,
-                line=d.line,
-                value=d.tenant,
-            )
-    by_tenant: dict[str, list[UsageGroup]] = {}
-    for g in groups:
-        by_tenant.setdefault(g.tenant, []).append(g)
-    originals = {d.tenant: d for d in issued if d.kind == Kind.INVOICE.value and d.references_number is None}
-    for tenant in sorted(set(by_tenant) | set(positions)):
-        record = tenants.get(tenant)
-        lines = price_lines(by_tenant.get(tenant, []), card, tenant=tenant)
-        original = originals.get(tenant)
-        if original is None:
-            if tenant in positions:
-                raise StoreStateError(
-                    f"tenant {tenant!r} has issued documents for {period.month} but no original invoice",
-                    tenant=tenant,
-                    period=period.month,
-                )
-            if record is None:
-                raise BillingError(
-                    f"tenant {tenant!r} has billable usage but is not in tenants.csv "
-                    f"(job {by_tenant[tenant][0].first_job!r})",
-                    value=tenant,
-                    tenant=tenant,
-                )
-            vat = decide_vat(
-                supplier_country=supplier_country,
-                tenant=tenant,
-                tenant_country=record.country,
-                tenant_vat_id=record.vat_id,
-            )
-            if not record.address:
-                plan.warnings.append(f"tenant {tenant!r} has no address in tenants.csv (Art. 226(5) asks for one)")
-            if lines:
-                plan.pending.append(
-                    Invoice(
-                        Kind.INVOICE, tenant, period, supplier, customer_party(record), lines, vat, payment_terms_days
-                    )
-                )
-            continue
-        ups, downs = adjustments(lines, positions.get(tenant, {}))
-        if not ups and not downs:
-            continue
-        if record is None:
-            raise StoreStateError(
-                f"tenant {tenant!r} is no longer in tenants.csv but has invoice {original.number} for "
-                f"{period.month}; restore the tenant (and its jobs) before correcting that month",
-                tenant=tenant,
-                period=period.month,
-                value=original.number,
-            )
-        ref = Reference(original.number, original.issue_date)
-        vat = decision_for(original.vat_treatment, original.vat_rate)
-        customer = customer_party(record)
-        for kind, adj in ((Kind.INVOICE, ups), (Kind.CREDIT_NOTE, downs)):
-            if adj:
-                plan.pending.append(
-                    Invoice(
-                        kind, tenant, period, supplier, customer, tuple(adj), vat, payment_terms_days, references=ref
-                    )
-                )
-    return plan
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -321,7 +218,6 @@ def invoice_month(
         card=card,
         tenants=tenants,
         supplier=supplier,
-        supplier_country=supplier.country,
         payment_terms_days=config.billing.payment_terms_days,
         issued=issued,
         positions=positions,
