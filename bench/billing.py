@@ -37,11 +37,12 @@ from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
 from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
-from billing.rates import profile_slices
-from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
+from billing.plan import plan_month
+from billing.run import default_usage, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
 from gpumeter import store
 from gpumeter.config import load_config
+from metering.mig import profile_slices
 
 TENANTS = 1_000
 JOBS = 200_000
@@ -196,8 +197,7 @@ def compute(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, Decimal]:
         groups=groups,
         card=card,
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
-        supplier_country=config.billing.supplier.country,
+        supplier=config.billing.supplier,
         payment_terms_days=30,
         issued=issued,
         positions=positions,
@@ -274,8 +274,7 @@ def documents(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, float]:
         groups=aggregate_usage(default_usage(con, MONTH)),
         card=read_rates(config.billing.rates),
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
-        supplier_country="FR",
+        supplier=config.billing.supplier,
         payment_terms_days=30,
         issued=[],
         positions={},

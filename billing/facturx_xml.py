@@ -28,8 +28,9 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, Party, mentions
+from billing.invoice import Invoice, Kind, mentions
 from billing.money import HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
+from gpumeter.party import Party
 
 LEVEL = "en16931"
 UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -28,12 +27,13 @@ import duckdb
 import polars as pl
 
 from billing.errors import BillingError
-from billing.invoice import Period, aggregate_usage, price_lines
+from billing.invoice import aggregate_usage, price_lines
 from billing.money import exact, round_exact
 from billing.rates import PriceKey, contracted_price
 from billing.run import UsageSource, read_rates, read_tenants
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.months import Month
 from metering import report
 from metering.windows import month_span
 
@@ -126,10 +126,6 @@ def allocate(total: Decimal, weights: list[Fraction]) -> list[Decimal]:
     return [Decimal(b).scaleb(-2) for b in base]
 
 
-def _utc(d: date) -> datetime:
-    return datetime.combine(d, time(0), tzinfo=UTC)
-
-
 def _per_job_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     """FOCUS rows are per job (ResourceId), so the per-job billable usage."""
     return report.billable_usage(con, month)
@@ -147,20 +143,19 @@ def focus_frame(
 
     ``in_eu`` (job id -> sovereignty verdict) fills ``x_InEU`` when the caller has it.
     """
-    period = Period.parse(month)
+    calendar = Month.parse(month)
     card = read_rates(config.billing.rates)
     supplier = config.billing.supplier.legal_name
-    frame = (usage or _per_job_usage)(con, period.month)
+    frame = (usage or _per_job_usage)(con, str(calendar))
     tenants = read_tenants(con)
     groups = aggregate_usage(frame)
-    start = _utc(period.start)
-    end = _utc(period.end + timedelta(days=1))  # exclusive
+    start, end = calendar.start, calendar.end  # end exclusive
     params = {"start": start, "end_": end}
     extras = {
         (j, m, p, s): (prov, first, last, energy)
         for j, m, p, s, prov, first, last, energy in store.run(con, "billing_focus_extras", params).fetchall()
     }
-    invoices = dict(store.run(con, "billing_original_invoices", {"period": period.month}).fetchall())
+    invoices = dict(store.run(con, "billing_original_invoices", {"period": str(calendar)}).fetchall())
 
     # Invoice amounts per (tenant, price key): the sums the rows must reconcile with.
     key_totals: dict[tuple[str, PriceKey], Decimal] = {}

@@ -27,6 +27,7 @@ from dashboards.auth import UserRecord, list_users, recent_failures
 from dashboards.reader import DataVersion, StoreAccess, data_version
 from dashboards.settings import Site, file_version
 from gpumeter.config import Config
+from gpumeter.months import Month
 
 TTL_S = 900
 MAX_ENTRIES = 512
@@ -37,7 +38,7 @@ def version(site: Site) -> DataVersion:
 
 
 def month_of(moment: datetime) -> str:
-    return f"{moment.year:04d}-{moment.month:02d}"
+    return str(Month.of(moment))
 
 
 # --------------------------------------------------------------------------- cached pieces

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from metering.mig import default_mig_slices, profile_slices
 from metering.prom import PromClient
 from metering.promql import over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
@@ -40,9 +41,7 @@ from metering.semantics import (
     NS_PER_MS,
     USAGE_SCHEMA,
     MeterResult,
-    default_mig_slices,
     meter,
-    profile_slices,
 )
 from metering.windows import HOUR_MS, Span
 

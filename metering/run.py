@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 
@@ -14,9 +13,10 @@ from gpumeter import store
 from gpumeter.config import Config
 from metering.collector import ChunkMeter, ChunkStats, MeterSettings
 from metering.inventory import Inventory, load_inventory
+from metering.mig import load_mig_slices
 from metering.prom import PromClient
 from metering.samples import SampleTable, Series
-from metering.semantics import default_mig_slices, meter
+from metering.semantics import meter
 from metering.usage_store import store_inventory, write_windows
 from metering.windows import Span
 
@@ -37,37 +37,12 @@ class CollectReport:
     unknown_jobs: list[str] = field(default_factory=list)
 
 
-def mig_slices_from_rates(path: Path) -> Callable[[str], int]:
-    """``mig_slices`` per model from rates.toml (default 4 for A30, else 7).
-
-    Metering needs S for MIG energy shares (SPEC.md: "S as in Money"). A missing or
-    unreadable rates file leaves the defaults; billing reports rates errors itself.
-    """
-    import tomllib
-
-    overrides: dict[str, int] = {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        doc = {}
-    rates = doc.get("rate", [])
-    if isinstance(rates, list):
-        for r in rates:
-            if isinstance(r, dict) and isinstance(r.get("model"), str) and isinstance(r.get("mig_slices"), int):
-                overrides[r["model"]] = r["mig_slices"]
-
-    def slices(model: str) -> int:
-        return overrides.get(model, default_mig_slices(model))
-
-    return slices
-
-
 def settings_from(cfg: Config) -> MeterSettings:
     return MeterSettings(
         interval_ms=cfg.telemetry.scrape_interval_ms,
         job_label=cfg.telemetry.job_label,
         idle_job_ids=cfg.telemetry.idle_job_ids,
-        mig_slices=mig_slices_from_rates(cfg.billing.rates),
+        mig_slices=load_mig_slices(cfg.billing.rates),
     )
 
 

@@ -384,3 +384,16 @@ def test_flipping_bytes_of_the_zip_file_never_verifies_wrong_content(site: Site)
         path.write_bytes(bytes(bad))
         assert not check_bundle(path, [VKEY]).passed
     assert hashlib.sha256(bytes(raw)).digest() == hashlib.sha256(site.july.read_bytes()).digest()
+
+
+@pytest.mark.parametrize("month", ["2026-13", "1999-12", "2026-7"])
+def test_a_bad_month_is_refused_before_anything_is_logged(tmp_path: Path, month: str) -> None:
+    """``audit export --month`` with a bad month: one MonthError, and the log stays empty."""
+    from audit.bundle import attest_and_export
+    from gpumeter.months import MonthError
+
+    con = fleet.new_store(tmp_path / "g.duckdb")
+    fleet.july(con)
+    with pytest.raises(MonthError, match="YYYY-MM"):
+        attest_and_export(con, month, None, tmp_path / "b.zip", [SIGNER], fleet.ORIGIN, EU, by="t", at=AUG)
+    assert AuditLog(con).size() == 0 and not (tmp_path / "b.zip").exists()
