@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import billing.stripe_commands  # noqa: F401  (registers ``gpumeter stripe`` on the app, as billing.commands does)
 from gpumeter import store
 from gpumeter.cli import app
+from testing.stores import new_store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import API_KEY, H100, add_tenants, invoice_json, write_document
 
@@ -39,8 +40,7 @@ supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR403032650
 """,
         encoding="utf-8",
     )
-    con = store.connect(tmp_path / "var" / "gpumeter.duckdb")
-    store.migrate(con)
+    con = new_store(tmp_path / "var" / "gpumeter.duckdb")
     add_tenants(con)
     con.close()
     root = tmp_path / "var" / "invoices"
