@@ -25,7 +25,7 @@ from gpumeter.commandline import err
 from gpumeter.config import Config, load_config
 from metering import report
 from metering.commands import progress_bar
-from metering.run import collect_samples
+from metering.run import collect
 from metering.windows import Span
 
 DEMO_MONTH = "2026-10"
@@ -39,7 +39,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Simulator seed.")] = 1,
 ) -> None:
     """Simulate a month of a small GPU fleet, meter, invoice and audit it."""
-    from metering.simulator import small_fleet, write_inventory
+    from simulator import SimulatedBackend, small_fleet, write_inventory
 
     console = Console(width=None if sys.stdout.isatty() else 120)
     start = datetime(2026, 10, 1, tzinfo=UTC)
@@ -54,7 +54,7 @@ def demo(
         store.migrate(con)
         span = Span.of(start, start + timedelta(days=days))
         with progress_bar("metering") as update:
-            rep = collect_samples(con, cfg, span, fleet.series, progress=update)
+            rep = collect(con, cfg, span, client=SimulatedBackend(fleet.series), progress=update)
         err.print(
             f"metered {rep.windows} hour windows, {rep.rows_written} usage rows "
             f"({sum(len(s.ts_ms) for s in fleet.series):,} samples)",

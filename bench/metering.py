@@ -32,9 +32,9 @@ from metering.promql import over_energy, over_evidence
 from metering.run import collect, settings_from
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, sample_frame
 from metering.semantics import meter
-from metering.simulator import backfill, bench_fleet, write_inventory
 from metering.windows import HOUR_MS, Span
-from tests import servers
+from simulator import backfill, bench_fleet, write_inventory
+from testing import servers
 
 
 def naive(url: str, cfg_path: Path, span: Span, chunk_hours: int) -> tuple[list[tuple[Any, ...]], int]:

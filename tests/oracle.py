@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, Series
 
 HOUR = 3_600_000
@@ -149,3 +151,21 @@ def assert_same(got: dict[Key, Row], want: dict[Key, Row], *, busy_tolerance_ns:
             w.profile,
         ), (k, g, w)
         assert abs(g.busy_ns - w.busy_ns) <= busy_tolerance_ns, (k, g.busy_ns, w.busy_ns)
+
+
+def without_nan(series: list[Series]) -> list[Series]:
+    """The series as VictoriaMetrics holds them: it drops NaN samples at ingestion."""
+    out = []
+    for s in series:
+        keep = ~np.isnan(s.values)
+        if keep.any():
+            out.append(Series(s.labels, s.ts_ms[keep], s.values[keep]))
+    return out
+
+
+def stored_rows(con):  # type: ignore[no-untyped-def]
+    """The store's usage rows in :func:`from_frame`'s column order."""
+    return con.execute(
+        "SELECT epoch_ms(window_start), job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, "
+        "gpu_ns, busy_ns, energy_uj FROM usage ORDER BY ALL"
+    ).fetchall()

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.proxy import proxy
+from testing.proxy import proxy
 from tests.sites import make_site
 
 pytestmark = pytest.mark.prometheus

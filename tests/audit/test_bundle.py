@@ -25,6 +25,7 @@ from audit.entries import key_event
 from audit.errors import BundleError, VerificationError
 from audit.log import AuditLog
 from audit.verify import check_bundle, verify_bundle
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -53,7 +54,7 @@ def _export(con: duckdb.DuckDBPyConnection, month: str, tenant: str | None, out:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     d = tmp_path_factory.mktemp("bundles")
-    con = fleet.new_store(d / "g.duckdb")
+    con = new_store(d / "g.duckdb")
     fleet.july(con)
     invoice_at = fleet.T0 + timedelta(days=32)
     from audit.record import record_invoice_finalized
@@ -190,7 +191,7 @@ def test_tenant_bundle_holds_nothing_of_other_tenants(site: Site) -> None:
 
 
 def test_rotation_keeps_consistency_verifiable_with_only_the_new_key(tmp_path: Path) -> None:
-    con = fleet.new_store(tmp_path / "g.duckdb")
+    con = new_store(tmp_path / "g.duckdb")
     fleet.july(con)
     _export(con, "2026-07", None, tmp_path / "july.zip", fleet.T0 + timedelta(days=31))
     new = fleet.signer(seed=2)
@@ -392,7 +393,7 @@ def test_a_bad_month_is_refused_before_anything_is_logged(tmp_path: Path, month:
     from audit.bundle import attest_and_export
     from gpumeter.months import MonthError
 
-    con = fleet.new_store(tmp_path / "g.duckdb")
+    con = new_store(tmp_path / "g.duckdb")
     fleet.july(con)
     with pytest.raises(MonthError, match="YYYY-MM"):
         attest_and_export(con, month, None, tmp_path / "b.zip", [SIGNER], fleet.ORIGIN, EU, by="t", at=AUG)

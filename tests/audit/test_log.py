@@ -16,6 +16,7 @@ from audit.check import check_log, verify_log
 from audit.errors import AuditError, EntryError, VerificationError
 from audit.log import AuditLog
 from gpumeter import store
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -27,7 +28,7 @@ def _entry(n: int) -> dict[str, object]:
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = fleet.new_store(tmp_path / "g.duckdb")
+    c = new_store(tmp_path / "g.duckdb")
     yield c
     c.close()
 

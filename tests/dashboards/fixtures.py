@@ -22,6 +22,7 @@ from billing.run import invoice_month
 from dashboards.auth import add_user
 from gpumeter import store
 from gpumeter.config import Config, load_config
+from testing.stores import RATES, SITE_CONFIG, new_store, write_site
 
 GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
 PASSWORD = "correct horse battery staple"
@@ -109,38 +110,10 @@ def build_demo(root: Path) -> Path:
     return root / "gpumeter.toml"
 
 
-EMPTY_CONFIG = """
-[store]
-database = "var/gpumeter.duckdb"
-
-[billing]
-rates = "rates.toml"
-supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR40303265045" }
-
-[audit]
-origin = "dashboards.test/audit"
-signing_key = "keys/audit.key"
-allowed_countries = ["EU"]
-"""
-
-RATES = """
-[[rate]]
-model = "NVIDIA H100 80GB HBM3"
-eur_per_gpu_hour = "2.80"
-"""
-
-
 def build_empty(root: Path, extra: str = "") -> Path:
     """A site after ``gpumeter init`` with users and nothing else; returns gpumeter.toml."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "gpumeter.toml").write_text(EMPTY_CONFIG + extra, encoding="utf-8")
-    (root / "rates.toml").write_text(RATES, encoding="utf-8")
-    cfg = load_config(root / "gpumeter.toml")
-    con = store.connect(cfg.store.database)
-    try:
-        store.migrate(con)
-    finally:
-        con.close()
+    cfg = write_site(root, SITE_CONFIG + extra, RATES)
+    new_store(cfg.store.database).close()
     add_users(cfg, scoped=False)
     return root / "gpumeter.toml"
 

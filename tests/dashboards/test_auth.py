@@ -169,12 +169,12 @@ def test_dashboard_command_checks_before_serving(tmp_path: Path, cli: CliRunner)
     from app.cli import app
     from dashboards.commands import streamlit_argv
     from gpumeter.errors import ConfigError, StoreError
-    from tests.dashboards.fixtures import EMPTY_CONFIG
+    from testing.stores import SITE_CONFIG
 
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG, encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG, encoding="utf-8")
     missing = cli.invoke(app, ["dashboard", "--port", "8599", "--config", str(tmp_path / "gpumeter.toml")])
     assert isinstance(missing.exception, StoreError) and "run `gpumeter init` first" in str(missing.exception)
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
     bad = cli.invoke(app, ["dashboard", "--config", str(tmp_path / "gpumeter.toml")])
     assert isinstance(bad.exception, ConfigError) and "[dashboard] oidc has the wrong type" in str(bad.exception)
     argv = streamlit_argv("127.0.0.1", 8599)

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboards.settings import PASSPHRASE_ENV
 from gpumeter import store
 from gpumeter.config import load_config
-from tests import servers
+from testing import servers
 from tests.dashboards.fixtures import GPUMETER, MONTH, PASSPHRASE, PASSWORD, SCOPED_TENANT
 
 pytestmark = pytest.mark.browser
@@ -41,34 +39,9 @@ def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
     """``gpumeter dashboard`` on a free port of 127.0.0.1; yields its URL."""
     port = servers.free_port()
     log = tmp_path / "dashboard.log"
-    env = {**os.environ, PASSPHRASE_ENV: PASSPHRASE}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(demo_site)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"gpumeter dashboard exited:\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"the dashboard did not come up:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
+    argv = [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(demo_site)]
+    with servers.serve(argv, "/_stcore/health", port, log, env={**os.environ, PASSPHRASE_ENV: PASSPHRASE}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     assert PASSWORD not in log.read_text()
 

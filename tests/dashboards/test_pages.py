@@ -4,6 +4,7 @@ populated month, a month with violations, a fresh month and an empty store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
 from metering import report
+from testing.stores import mark_collected
 from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
 from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
 
@@ -256,9 +258,7 @@ def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
     """December has been metered (one empty window) but nothing ran and nothing was billed."""
     con = store.connect(load_config(demo_site).store.database)
     try:
-        con.execute(
-            "INSERT INTO collected_windows VALUES ('2026-12-01T00:00:00Z', 15000, 0, 'empty', 1, 'simulated', now())"
-        )
+        mark_collected(con, [(datetime(2026, 12, 1, tzinfo=UTC), 0, "empty")])
     finally:
         con.close()
     at = open_app(demo_site, "ada")
@@ -295,9 +295,9 @@ def test_every_page_on_an_empty_store(page: Page, empty_site: Path, open_app: Op
 
 
 def test_store_without_migrations_is_one_line(tmp_path: Path, open_app: OpenApp) -> None:
-    from tests.dashboards.fixtures import EMPTY_CONFIG
+    from testing.stores import SITE_CONFIG
 
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG, encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG, encoding="utf-8")
     at = open_app(tmp_path / "gpumeter.toml")
     assert not at.exception
     assert [e.value for e in at.error] == [

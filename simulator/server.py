@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from metering.simulator.exposition import ExporterDown, render_exporter_page
-from metering.simulator.fleet import Fleet
+from simulator.exposition import ExporterDown, render_exporter_page
+from simulator.fleet import Fleet
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,4 +1,4 @@
-"""A small HTTP proxy in front of a real backend, for fault injection in tests.
+"""A small HTTP proxy in front of a real backend, for fault injection in tests and benchmarks.
 
 It forwards GET requests and can answer some of them with an error status, delay them, or
 call a hook first (the SIGKILL test uses the hook to kill ``gpumeter collect`` at a known

@@ -1,44 +1,15 @@
-"""A deterministic synthetic DCGM fleet: what dcgm-exporter would have shown Prometheus.
-
-:func:`simulate` turns a :class:`FleetSpec` into a :class:`Fleet`: the raw series
-(``metering.samples.Series``, labels exactly as dcgm-exporter and Prometheus attach them)
-and the ground truth behind them — the inventory (nodes, storage, jobs, tenants, rates),
-the GPUs, every job placement and every exporter event.
-
-How the telemetry is made (and why):
-
-- Time is a grid of scrape-interval slots aligned to the Unix epoch. A scrape target
-  (one Prometheus job on one exporter, or one HA replica) samples once per slot at its own
-  phase (0 with ``epoch_aligned``, the way backfilled data usually is; otherwise a seeded
-  offset in ms). Secondary targets sit a few seconds after the primary one.
-- Each GPU, or MIG instance, has a mapping-file history: the job ids its ``hpc_job`` file
-  holds over time (several for time-sliced sharing, none or ``"0"`` when idle). A sample
-  at time t carries the jobs of the file at t; N jobs give N copies with identical values.
-- Utilisation is per slot: every target sampling in a slot reads the same value (the
-  exporter serves DCGM's latest reading). ``DCGM_FI_DEV_GPU_UTIL`` (integer %) exists on
-  whole GPUs only; ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (0..1) on MIG instances and, with
-  ``whole_gpu_gr_active``, on whole GPUs too.
-- Energy integrates a piecewise-constant power (watts per slot) exactly: the counter at
-  time t is the millijoules since the driver loaded, floored to an integer, so it never
-  decreases except at a simulated driver reload, where it restarts from a small value.
-  On a MIG GPU every instance series repeats the parent's counter.
-
-Everything is drawn from ``numpy.random.Generator`` streams spawned from the seed, one
-per concern, so switching one trap off does not reshuffle the others.
+"""The simulator's data model: what determines a fleet (:class:`FleetSpec`, :class:`Traps`,
+the demo and benchmark presets) and the ground-truth records a fleet is made of (nodes,
+GPUs, jobs, tenants, rates, scrape targets, exporter events). Pure data: of the rest of
+the simulator it imports only the job mix (:mod:`simulator._schedule`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from metering.samples import Series
-from metering.simulator._schedule import JobMix
-
-if TYPE_CHECKING:
-    from metering.simulator._telemetry import NodeState
+from simulator._schedule import JobMix
 
 DEMO_START = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -233,46 +204,6 @@ class Event:
     end_ms: int
 
 
-@dataclass(eq=False)
-class Fleet:
-    spec: FleetSpec
-    series: list[Series]
-    nodes: list[NodeInfo]
-    storage: list[StorageInfo]
-    jobs: list[JobInfo]
-    tenants: list[TenantInfo]
-    rates: list[RateInfo]
-    gpus: list[GpuInfo]
-    assignments: list[Assignment]
-    targets: list[Target]
-    events: list[Event]
-    unlisted_job_ids: tuple[str, ...]
-    state: Sequence[NodeState] = field(repr=False, default=())  # for live exporter pages
-
-    @property
-    def sample_count(self) -> int:
-        return sum(len(s.ts_ms) for s in self.series)
-
-    def job(self, job_id: str) -> JobInfo:
-        for j in self.jobs:
-            if j.job_id == job_id:
-                return j
-        raise KeyError(job_id)
-
-    def node(self, hostname: str) -> NodeInfo:
-        for n in self.nodes:
-            if n.hostname == hostname:
-                return n
-        raise KeyError(hostname)
-
-
-def simulate(spec: FleetSpec) -> Fleet:
-    """The fleet ``spec`` describes; pure and deterministic in ``spec``."""
-    from metering.simulator._build import build
-
-    return build(spec)
-
-
 def small_spec(
     seed: int = 1, start: datetime = DEMO_START, days: float = 30.0, *, traps: Traps | None = None
 ) -> FleetSpec:
@@ -285,12 +216,6 @@ def small_spec(
         node_sizes=(4, 2),
         traps=Traps() if traps is None else traps,
     )
-
-
-def small_fleet(
-    seed: int = 1, start: datetime = DEMO_START, days: float = 30.0, *, traps: Traps | None = None
-) -> Fleet:
-    return simulate(small_spec(seed, start, days, traps=traps))
 
 
 def bench_spec(seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, gpus: int = 256) -> FleetSpec:
@@ -319,7 +244,3 @@ def bench_spec(seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, g
         ),
         traps=replace(Traps.none(), mig_mixed_jobs=True),
     )
-
-
-def bench_fleet(seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, gpus: int = 256) -> Fleet:
-    return simulate(bench_spec(seed, start, days, gpus))

@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, Series
-from metering.simulator import _catalog as cat
-from metering.simulator.fleet import FleetSpec, GpuInfo, MigInstance, NodeInfo, Target
+from simulator import _catalog as cat
+from simulator.model import FleetSpec, GpuInfo, MigInstance, NodeInfo, Target
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -1,4 +1,27 @@
-"""Building a fleet from its spec: layout, targets, events, jobs, inventory (pure).
+"""A deterministic synthetic DCGM fleet: what dcgm-exporter would have shown Prometheus.
+
+:func:`simulate` turns a :class:`FleetSpec` into a :class:`Fleet`: the raw series
+(``metering.samples.Series``, labels exactly as dcgm-exporter and Prometheus attach them)
+and the ground truth behind them — the inventory (nodes, storage, jobs, tenants, rates),
+the GPUs, every job placement and every exporter event.
+
+How the telemetry is made (and why):
+
+- Time is a grid of scrape-interval slots aligned to the Unix epoch. A scrape target
+  (one Prometheus job on one exporter, or one HA replica) samples once per slot at its own
+  phase (0 with ``epoch_aligned``, the way backfilled data usually is; otherwise a seeded
+  offset in ms). Secondary targets sit a few seconds after the primary one.
+- Each GPU, or MIG instance, has a mapping-file history: the job ids its ``hpc_job`` file
+  holds over time (several for time-sliced sharing, none or ``"0"`` when idle). A sample
+  at time t carries the jobs of the file at t; N jobs give N copies with identical values.
+- Utilisation is per slot: every target sampling in a slot reads the same value (the
+  exporter serves DCGM's latest reading). ``DCGM_FI_DEV_GPU_UTIL`` (integer %) exists on
+  whole GPUs only; ``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` (0..1) on MIG instances and, with
+  ``whole_gpu_gr_active``, on whole GPUs too.
+- Energy integrates a piecewise-constant power (watts per slot) exactly: the counter at
+  time t is the millijoules since the driver loaded, floored to an integer, so it never
+  decreases except at a simulated driver reload, where it restarts from a small value.
+  On a MIG GPU every instance series repeats the parent's counter.
 
 Each concern draws from its own ``numpy.random.Generator`` stream spawned from the seed,
 and draws the same numbers whether its trap is on or off, so switching a telemetry trap
@@ -9,16 +32,19 @@ unlisted jobs) change job ids or placements by nature.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 
 from gpumeter.countries import EU27
-from metering.simulator import _catalog as cat
-from metering.simulator._schedule import Placement, schedule_group, share_overlays, unit_intervals
-from metering.simulator._telemetry import GpuState, Grid, NodeState, Rng, UnitState, emit, readings
-from metering.simulator.fleet import (
+from simulator import _catalog as cat
+from simulator._schedule import Placement, schedule_group, share_overlays, unit_intervals
+from simulator._telemetry import GpuState, Grid, NodeState, Rng, UnitState, emit, readings
+from simulator.fleet import Fleet
+from simulator.model import (
+    DEMO_START,
     Assignment,
     Event,
-    Fleet,
     FleetSpec,
     GpuInfo,
     JobInfo,
@@ -28,6 +54,9 @@ from metering.simulator.fleet import (
     StorageInfo,
     Target,
     TenantInfo,
+    Traps,
+    bench_spec,
+    small_spec,
 )
 
 _MINUTE_MS = 60_000
@@ -411,3 +440,18 @@ def build(spec: FleetSpec) -> Fleet:
         unlisted_job_ids=unlisted,
         state=nodes,
     )
+
+
+def simulate(spec: FleetSpec) -> Fleet:
+    """The fleet ``spec`` describes; pure and deterministic in ``spec``."""
+    return build(spec)
+
+
+def small_fleet(
+    seed: int = 1, start: datetime = DEMO_START, days: float = 30.0, *, traps: Traps | None = None
+) -> Fleet:
+    return simulate(small_spec(seed, start, days, traps=traps))
+
+
+def bench_fleet(seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, gpus: int = 256) -> Fleet:
+    return simulate(bench_spec(seed, start, days, gpus))

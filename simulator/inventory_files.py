@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from metering.simulator._catalog import SUPPLIER
-from metering.simulator.fleet import Fleet
+from simulator._catalog import SUPPLIER
+from simulator.fleet import Fleet
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:

@@ -1,4 +1,10 @@
-"""A deterministic synthetic DCGM fleet for demos, tests and benchmarks.
+"""A deterministic synthetic DCGM fleet for the demo, tests and benchmarks.
+
+Not part of the product: it ships in the wheel only because ``gpumeter demo`` runs on it.
+It depends on nothing of gpumeter but the sample model (:mod:`metering.samples`) and the
+country list (:mod:`gpumeter.countries`). Modules import one way: ``model`` (spec and
+records) <- ``_telemetry`` <- ``fleet`` <- ``build`` <- ``exposition``, ``server``,
+``inventory_files``, ``backend``.
 
 ::
 
@@ -8,10 +14,13 @@
     write_inventory(fleet, "site/")            # CSVs, rates.toml, gpumeter.toml
     backfill(fleet.series, "tsdb/", "work/")   # promtool blocks for a real Prometheus
     vm_import("http://127.0.0.1:8428", fleet.series)
+    collect(con, cfg, span, client=SimulatedBackend(fleet.series))  # metering, no server
 """
 
-from metering.simulator._schedule import JobMix
-from metering.simulator.exposition import (
+from simulator._schedule import JobMix
+from simulator.backend import SimulatedBackend
+from simulator.build import bench_fleet, simulate, small_fleet
+from simulator.exposition import (
     backfill,
     render_exporter_page,
     vm_import,
@@ -20,11 +29,12 @@ from metering.simulator.exposition import (
     write_openmetrics,
     write_openmetrics_days,
 )
-from metering.simulator.fleet import (
+from simulator.fleet import Fleet
+from simulator.inventory_files import write_inventory
+from simulator.model import (
     DEMO_START,
     Assignment,
     Event,
-    Fleet,
     FleetSpec,
     GpuInfo,
     JobInfo,
@@ -35,14 +45,10 @@ from metering.simulator.fleet import (
     Target,
     TenantInfo,
     Traps,
-    bench_fleet,
     bench_spec,
-    simulate,
-    small_fleet,
     small_spec,
 )
-from metering.simulator.inventory_files import write_inventory
-from metering.simulator.server import serve_exporter
+from simulator.server import serve_exporter
 
 __all__ = [
     "DEMO_START",
@@ -56,6 +62,7 @@ __all__ = [
     "MigInstance",
     "NodeInfo",
     "RateInfo",
+    "SimulatedBackend",
     "StorageInfo",
     "Target",
     "TenantInfo",

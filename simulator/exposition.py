@@ -32,16 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 import polars as pl
 
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, Series, escape_label_value
-from metering.simulator._catalog import HELP
-
-if TYPE_CHECKING:
-    from metering.simulator.fleet import Fleet
+from simulator._catalog import HELP
+from simulator._telemetry import exporter_labels
+from simulator.fleet import Fleet
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -343,8 +342,6 @@ def render_exporter_page(fleet: Fleet, at: datetime, style: str = "4.5", *, host
     Nodes whose exporter is down at ``at`` are left out; asking for such a node alone
     raises :class:`ExporterDown`. No timestamps (Prometheus stamps scrapes itself).
     """
-    from metering.simulator._telemetry import exporter_labels
-
     if style not in ("4.5", "4.6"):
         raise ValueError("style must be '4.5' or '4.6'")
     if at.tzinfo is None:

@@ -1,4 +1,5 @@
-"""Real telemetry backends for tests: Debian's Prometheus 2.42 and VictoriaMetrics.
+"""Real servers for tests and benchmarks: Debian's Prometheus 2.42 and VictoriaMetrics, and
+:func:`serve` for any other (``gpumeter dashboard``).
 
 Both listen on 127.0.0.1 on a free port. Prometheus gets its history by
 ``promtool tsdb create-blocks-from openmetrics`` before it starts (with a 100-year
@@ -13,13 +14,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import requests
 
 from metering.samples import Series
-from metering.simulator.exposition import backfill, vm_import
+from simulator.exposition import backfill, vm_import
 
 
 def free_port() -> int:
@@ -57,10 +58,15 @@ def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve(argv: list[str], ready_path: str, port: int, log: Path) -> Iterator[str]:
-    """Run a server process on 127.0.0.1:port until the block ends; yields its base URL."""
+def serve(
+    argv: list[str], ready_path: str, port: int, log: Path, *, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run a server process on 127.0.0.1:port until the block ends; yields its base URL.
+
+    Ready once ``ready_path`` answers 200; stdout and stderr go to ``log``.
+    """
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url + ready_path, proc, log)
@@ -71,6 +77,7 @@ def serve(argv: list[str], ready_path: str, port: int, log: Path) -> Iterator[st
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
