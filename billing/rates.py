@@ -1,6 +1,6 @@
 """Rate cards: rates.toml parsed into a frozen :class:`RateCard` (pure: text in, card out).
 
-Format (documented for users in docs/adr/0005-money-and-rounding.md)::
+Format (documented for users in docs/formats.md, decided in docs/adr/0005-money-and-rounding.md)::
 
     # Prices in EUR per GPU-hour, excluding VAT, as decimal strings (never TOML floats).
     [[rate]]
@@ -193,7 +193,7 @@ class RateCard:
 
 
 def default_mig_slices(model: str) -> int:
-    """SPEC: 4 compute slices when the model name contains "A30", else 7."""
+    """The default: 4 compute slices when the model name contains "A30", else 7."""
     return 4 if "A30" in model else 7
 
 

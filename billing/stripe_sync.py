@@ -1,7 +1,7 @@
 """Push finalized gpumeter invoices and credit notes to Stripe, idempotently.
 
-gpumeter's Factur-X document is the legal invoice; Stripe only collects the money
-(billing-eu.md §1). So Stripe must show the *same* amounts, never recompute them:
+gpumeter's Factur-X document is the legal invoice; Stripe only collects the money.
+So Stripe must show the *same* amounts, never recompute them:
 
 - one Stripe invoice item per gpumeter line, carrying the line's already rounded amount
   in integer cents (``amount``); GPU-hours and unit price go in the description and
@@ -122,7 +122,7 @@ class DocLine:
 
 @dataclass(frozen=True)
 class Document:
-    """The fields of the SPEC's "Invoice JSON" that the sync uses — and nothing else."""
+    """The fields of the invoice JSON (docs/formats.md) that the sync uses — and nothing else."""
 
     file: Path
     number: str

@@ -40,8 +40,8 @@ class CollectReport:
 def mig_slices_from_rates(path: Path) -> Callable[[str], int]:
     """``mig_slices`` per model from rates.toml (default 4 for A30, else 7).
 
-    Metering needs S for MIG energy shares (SPEC.md: "S as in Money"). A missing or
-    unreadable rates file leaves the defaults; billing reports rates errors itself.
+    Metering needs S for MIG energy shares (the same S pricing uses; docs/metering.md). A
+    missing or unreadable rates file leaves the defaults; billing reports rates errors itself.
     """
     import tomllib
 

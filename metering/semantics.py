@@ -1,10 +1,10 @@
-"""The metering rules of SPEC.md, applied to raw samples (pure; no I/O).
+"""The metering rules (docs/metering.md), applied to raw samples (pure; no I/O).
 
 This is the definition the PromQL path must agree with: the collector uses it directly
 wherever it had to fetch raw samples, the demo uses it on simulated samples, and the tests
 hold the server-side path equal to it.
 
-Rules (SPEC.md "Metering semantics"):
+Rules:
 - slot k = [k*interval, (k+1)*interval), epoch-aligned; a (GPU UUID, MIG instance, job)
   holds a slot when at least one evidence sample carrying the job falls in it, however many
   series carry it. Evidence: ``DCGM_FI_DEV_GPU_UTIL`` on a whole GPU,
@@ -85,7 +85,7 @@ def profile_slices(profile: str | None) -> int | None:
 
 
 def default_mig_slices(model: str) -> int:
-    """Compute slices of a MIG-capable model: 4 on an A30, else 7 (SPEC.md "Money")."""
+    """Compute slices of a MIG-capable model: 4 on an A30, else 7 (rates.toml may override)."""
     return 4 if "A30" in model else 7
 
 
