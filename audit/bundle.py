@@ -1,4 +1,4 @@
-"""``gpumeter audit export``: a zip an auditor can check offline (SPEC.md "Auditor bundle").
+"""``gpumeter audit export``: a zip an auditor can check offline (docs/formats.md, "Auditor bundle").
 
 Layout: ``checkpoint``; ``keys/<name>+<key ID>.vkey`` (every key the log has used, from
 its ``key_event`` entries); ``entries/<index>.json`` (exact bytes) and

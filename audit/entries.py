@@ -220,7 +220,7 @@ def job_attestation(
     findings: Sequence[str],
     supersedes: int | None = None,
 ) -> dict[str, Any]:
-    """A job's month as SPEC.md's auditor bundle defines it (verdict under a named policy)."""
+    """A job's month as docs/formats.md's auditor bundle defines it (verdict under a named policy)."""
     entry: dict[str, Any] = {
         "type": "job_attestation",
         "time": format_time(at),

@@ -2,10 +2,10 @@
 
 ``policy.json`` is the canonical JSON of the boundary (attestations carry its SHA-256);
 ``report/sovereignty.csv`` has one row per job — its latest attestation in the bundle —
-with SPEC.md's columns, lists joined by ``;``; ``report/summary.md`` and ``VERIFY.md``
-are prose. The bundle's ``export`` entry names the SHA-256 of all four, so they are
-covered by the log like everything else, and ``gpumeter audit verify`` also re-derives
-the CSV rows from the attestations.
+with the columns docs/formats.md lists, lists joined by ``;``; ``report/summary.md`` and
+``VERIFY.md`` are prose. The bundle's ``export`` entry names the SHA-256 of all four, so
+they are covered by the log like everything else, and ``gpumeter audit verify`` also
+re-derives the CSV rows from the attestations.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Measured in one run, against the same server and data:
   (a) ``collect``: gpumeter's metering of the range into a fresh DuckDB store;
   (b) the naive baseline: pull every raw sample with range-selector queries (chunked by
-      time, as the reference describes) and aggregate on the client with the same rules;
+      time, the obvious way) and aggregate on the client with the same rules;
   (c) the floor: the bare evaluation of the aggregate PromQL queries (a) issues, with the
       same concurrency, results discarded unparsed.
 Reports (b)/(a) (target >= 10) and (a)/(c) (target <= 1.5) and checks (a) == (b).

@@ -1,6 +1,6 @@
 """The Factur-X (CII, profile EN 16931) XML of an issued document, via ``facturx.generate_xml``.
 
-Decisions, each answering a trap of factur-x 7.8 (billing-eu.md §6):
+Decisions, each answering a trap of the factur-x 7.8 library:
 
 - money, prices and quantities go in as strings we format ourselves (the library rejects
   ``Decimal`` and would round floats its own way): amounts 2 places, prices as exact as the

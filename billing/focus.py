@@ -1,4 +1,4 @@
-"""FOCUS 1.3 cost and usage rows for GPU jobs (billing-eu.md §8).
+"""FOCUS 1.3 cost and usage rows for GPU jobs (columns: docs/formats.md, "FOCUS rows").
 
 One row per job × GPU model × MIG profile × site of the month (the billable usage), priced
 with the same rate card as the invoices. Costs reconcile with the invoices to the cent:

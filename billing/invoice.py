@@ -5,7 +5,8 @@ folded onto its GPU's line at N/S), one per MIG profile or site priced apart, an
 volume-tier band. Each line's amount is the exact quantity times its unit price, rounded
 once to the cent; net, VAT and total follow :mod:`billing.money`.
 
-Corrections never edit an issued document (billing-eu.md §3): :func:`adjustments`
+Corrections never edit an issued document (EU and French rules: an issued invoice is
+corrected only by a credit note or a further invoice that cites it): :func:`adjustments`
 compares a fresh computation with the signed sum of what was issued for the month, line
 key by line key, and yields the lines of a supplementary invoice (increases) and of a
 credit note (decreases), both referring to the original invoice.
@@ -351,7 +352,7 @@ def _party_json(p: Party) -> dict[str, Any]:
 
 
 def to_json(inv: Invoice) -> dict[str, Any]:
-    """The JSON twin of a document: SPEC "Invoice JSON" fields first, then additions."""
+    """The JSON twin of a document (fields: docs/formats.md, "Invoice JSON")."""
     return {
         "number": inv.number,
         "status": inv.status,

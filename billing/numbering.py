@@ -3,7 +3,7 @@
 Numbers: one gapless series per supplier, document series and year of issue.
 
 ``GM-2026-000001`` for invoices (supplementary invoices included), ``GMC-2026-000001``
-for credit notes — separate justified series, as French practice allows (billing-eu.md §3).
+for credit notes — separate justified series, as French practice allows.
 A number is claimed with :func:`claim` *inside* the transaction that stores the frozen
 document: if anything fails before the commit, the claim rolls back with it, so the series
 never has a hole. Numbers only use letters, digits and ``-`` (French CTC BR-FR-02) and

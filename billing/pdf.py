@@ -1,6 +1,6 @@
 """The human-readable invoice: a PDF with every mandatory mention, and its Factur-X twin.
 
-Mentions (billing-eu.md §2; Directive 2006/112/EC Art. 226, CGI ann. II art. 242 nonies A,
+Mentions (Directive 2006/112/EC Art. 226, CGI ann. II art. 242 nonies A,
 Code de commerce L441-9/L441-10/D441-5): supplier name, address, SIREN, legal form, share
 capital, RCS, VAT ids of both parties, customer name and address, issue date, number,
 period (date) of supply, nature of the operation (services), description, quantity, unit

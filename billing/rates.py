@@ -1,6 +1,6 @@
 """Rate cards: rates.toml parsed into a frozen :class:`RateCard` (pure: text in, card out).
 
-Format (documented for users in docs/adr/0005-money-and-rounding.md)::
+Format (documented for users in docs/formats.md, decided in docs/adr/0005-money-and-rounding.md)::
 
     # Prices in EUR per GPU-hour, excluding VAT, as decimal strings (never TOML floats).
     [[rate]]

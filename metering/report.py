@@ -90,7 +90,7 @@ def verdicts(
 
 
 def month_usage(con: duckdb.DuckDBPyConnection, month: str, allowed: frozenset[str]) -> pl.DataFrame:
-    """``gpumeter usage --month``: one row per job x GPU model x MIG profile (SPEC.md)."""
+    """``gpumeter usage --month``: one row per job x GPU model x MIG profile (docs/formats.md)."""
     span = month_span(month)
     rows = store.frame(con, "report_month_rows", _params(span))
     v = verdicts(con, span, allowed)

@@ -1,10 +1,10 @@
-"""The metering rules of SPEC.md, applied to raw samples (pure; no I/O).
+"""The metering rules (docs/metering.md), applied to raw samples (pure; no I/O).
 
 This is the definition the PromQL path must agree with: the collector uses it directly
 wherever it had to fetch raw samples, the demo uses it on simulated samples, and the tests
 hold the server-side path equal to it.
 
-Rules (SPEC.md "Metering semantics"):
+Rules:
 - slot k = [k*interval, (k+1)*interval), epoch-aligned; a (GPU UUID, MIG instance, job)
   holds a slot when at least one evidence sample carrying the job falls in it, however many
   series carry it. Evidence: ``DCGM_FI_DEV_GPU_UTIL`` on a whole GPU,

@@ -1,4 +1,4 @@
-"""The simulated fleet's inventory as the files gpumeter reads (SPEC.md "Inputs").
+"""The simulated fleet's inventory as the files gpumeter reads (docs/formats.md, "Inputs").
 
 :func:`write_inventory` writes ``nodes.csv``, ``storage.csv``, ``jobs.csv``,
 ``tenants.csv`` (UTF-8, header first, RFC 4180 quoting wherever a value needs it — job ids

@@ -1,4 +1,4 @@
-"""A plain, slow, obviously-correct reading of SPEC.md's metering semantics.
+"""A plain, slow, obviously-correct reading of the metering rules (docs/metering.md).
 
 Written apart from ``metering.semantics`` (dicts and exact Fractions instead of polars
 frames) so that tests can hold both the polars rules and the PromQL path against it.

@@ -1,4 +1,4 @@
-"""Auditor bundles: SPEC layout, offline verification, tenant isolation, hostile input."""
+"""Auditor bundles (layout: docs/formats.md): offline verification, tenant isolation, hostile input."""
 
 from __future__ import annotations
 

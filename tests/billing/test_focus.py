@@ -1,4 +1,4 @@
-"""FOCUS 1.3 rows: the columns of billing-eu.md §8, reconciled with the invoices to the cent."""
+"""FOCUS 1.3 rows: the columns docs/formats.md lists, reconciled with the invoices to the cent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the SPEC's shape.
+"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the documented shape.
 
 - :func:`make_client`: the real ``stripe`` SDK pointed at a :class:`StripeDouble`;
 - :func:`add_tenants`: three tenants with names, e-mails and addresses, so tests can
@@ -70,7 +70,7 @@ def invoice_json(
     references: str | None = None,
     treatment: str | None = None,
 ) -> dict[str, Any]:
-    """A finalized document as the SPEC's "Invoice JSON" (plus the PII billing adds).
+    """A finalized document as docs/formats.md's "Invoice JSON".
 
     ``lines``: (gpu_model, mig_profile, gpu_hours, unit_price); each amount is
     hours × price rounded half-up once; VAT 20 % on the net when domestic.
