@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PRODUCT = tuple(PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
-FIRST_PARTY = {*PRODUCT, "app", "tests", "bench"}
+FIRST_PARTY = {*PRODUCT, "tests", "testing", "bench"}
 
 
 def _name(requirement: str) -> str:
@@ -75,7 +75,7 @@ def test_product_code_imports_only_declared_dependencies() -> None:
 
 
 def test_tests_and_benchmarks_import_only_declared_dependencies() -> None:
-    assert _undeclared(("tests", "bench"), dev=True) == []
+    assert _undeclared(("tests", "testing", "bench"), dev=True) == []
 
 
 def test_the_check_sees_the_imports_it_judges() -> None:
