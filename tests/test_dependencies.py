@@ -81,4 +81,4 @@ def test_tests_and_benchmarks_import_only_declared_dependencies() -> None:
 def test_the_check_sees_the_imports_it_judges() -> None:
     # Guards the test above against passing vacuously (an empty scan finds nothing wrong).
     found = _imports(PRODUCT)
-    assert {"duckdb", "polars", "numpy", "PIL", "click"} <= set(found)
+    assert {"duckdb", "polars", "numpy", "PIL", "typer"} <= set(found)
