@@ -351,3 +351,18 @@ def test_sign_in_form_never_echoes_the_password(demo_site: Path, open_app: OpenA
     at = open_app(demo_site)
     sign_in(at, "fin", "hunter2-hunter2-hunter2")
     assert not any("hunter2" in str(e.value) for e in [*at.error, *at.markdown, *at.caption])
+
+
+def test_every_page_opens_on_the_latest_month_with_data(demo_site: Path, open_app: OpenApp) -> None:
+    """The store's data ends before the current month: no page opens on an empty month."""
+    assert f"{datetime.now(UTC):%Y-%m}" > MONTH
+    at = open_app(demo_site, "ada")
+    for page, key in (
+        (Page.FINANCE, "finance-unbilled-month"),
+        (Page.UTILISATION, "util-month"),
+        (Page.COMPLIANCE, "compliance-month"),
+        (Page.AUDITOR, "auditor-month"),
+    ):
+        at.switch_page(page_path(page)).run()
+        assert_clean(at)
+        assert at.selectbox(key=key).value == MONTH, page
