@@ -19,6 +19,7 @@ import streamlit as st
 from dashboards.errors import AccessDenied
 from dashboards.roles import Page, Viewer, may_open
 from dashboards.settings import Site
+from gpumeter.csvcells import text_columns
 from gpumeter.errors import GpumeterError
 
 SITE_KEY = "gpumeter.site"
@@ -68,8 +69,9 @@ def _slug(text: str) -> str:
 
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:
-    """CSV with lists joined by ';' and times in ISO 8601 (UTC), Decimals exact."""
-    out = frame.with_columns(pl.col(pl.List(pl.String)).list.join(";"))
+    """CSV with lists joined by ';', times in ISO 8601 (UTC), Decimals exact, and text cells
+    that a spreadsheet would run as formulas prefixed with ``'`` (:mod:`gpumeter.csvcells`)."""
+    out = text_columns(frame.with_columns(pl.col(pl.List(pl.String)).list.join(";")))
     return out.write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%.f%:z").encode("utf-8")
 
 
