@@ -16,6 +16,7 @@ from typing import Any, Literal
 import polars as pl
 import streamlit as st
 
+from dashboards import ratelimit, sessions
 from dashboards.errors import AccessDenied
 from dashboards.roles import Page, Viewer, may_open
 from dashboards.settings import Site
@@ -23,8 +24,10 @@ from gpumeter.csvcells import text_columns
 from gpumeter.errors import GpumeterError
 
 SITE_KEY = "gpumeter.site"
-VIEWER_KEY = "gpumeter.viewer"
+VIEWER_KEY = "gpumeter.viewer"  # this run's viewer, as the store has it (set by the entrypoint)
+SESSION_KEY = "gpumeter.session"  # the tab's sessions.Session
 NOW_KEY = "gpumeter.now"
+NOTICE_KEY = "gpumeter.notice"  # why the last session ended, for the sign-in page
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,16 @@ def site_and_now() -> tuple[Site, datetime]:
     return site, now
 
 
-def client_address() -> str:
-    """The client's address as the server saw it; 'local' for loopback (Streamlit hides it)."""
-    address = st.context.ip_address
-    return address if isinstance(address, str) and address else "local"
+def client_address(site: Site) -> str:
+    """The client's address: the socket's ('local' on loopback, where Streamlit hides it), or
+    the one the reverse proxy named by ``[dashboard] trusted_proxy_header`` put there."""
+    header = site.settings.trusted_proxy_header
+    lines = st.context.headers.get_all(header) if header else []  # several lines read as one list
+    headers = {header: ", ".join(lines)} if lines else {}
+    return ratelimit.client_address(st.context.ip_address, headers, header)
+
+
+def start_session(viewer: Viewer, now: datetime) -> None:
+    """A successful sign-in: the tab's session begins (the entrypoint checks it every run)."""
+    st.session_state[SESSION_KEY] = sessions.start(viewer, now)
+    st.session_state.pop(NOTICE_KEY, None)

@@ -321,12 +321,12 @@ def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypat
         con.close()
     monkeypatch.setenv(CONFIG_ENV, str(config))
     known = AppTest.from_file(str(APP), default_timeout=60)
-    known.user = {"is_logged_in": True, "email": "ops@example.eu", "name": "Ops"}
+    known.user = {"is_logged_in": True, "email": "ops@example.eu", "email_verified": True, "name": "Ops"}
     known.run()
     assert_clean(known)
     assert titles(known) == ["Compliance"]
     stranger = AppTest.from_file(str(APP), default_timeout=60)
-    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
+    stranger.user = {"is_logged_in": True, "email": "mallory@example.com", "email_verified": True}
     stranger.run()
     assert not stranger.exception
     assert titles(stranger) == ["gpumeter"]
