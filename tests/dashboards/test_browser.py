@@ -5,6 +5,7 @@ each page is saved under the test's tmp dir (``screenshots/``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -36,16 +37,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
-    """``gpumeter dashboard`` on a free port of 127.0.0.1; yields its URL."""
-    port = servers.free_port()
-    log = tmp_path / "dashboard.log"
+@contextlib.contextmanager
+def serving(config: Path, log: Path, *, cwd: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """``gpumeter dashboard`` for ``config`` on 127.0.0.1 (``port``, or a free one), started in
+    ``cwd``, where Streamlit looks for ``.streamlit/secrets.toml``; yields its URL."""
+    port = port or servers.free_port()
     env = {**os.environ, PASSPHRASE_ENV: PASSPHRASE}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(demo_site)],
+            [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)],
             env=env,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -71,6 +73,13 @@ def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
             proc.wait()
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     assert PASSWORD not in log.read_text()
+
+
+@pytest.fixture
+def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
+    """``gpumeter dashboard`` on the demo site; yields its URL."""
+    with serving(demo_site, tmp_path / "dashboard.log") as url:
+        yield url
 
 
 def settle(page: Page) -> None:

@@ -348,3 +348,26 @@ def test_oidc_refuses_an_unverified_email(
         "ops@example.eu is not a verified e-mail address at the identity provider; it cannot sign in."
     ]
     assert rows(config, "SELECT name, reason FROM dashboard_login_failures") == [("ops@example.eu", "oidc_unverified")]
+
+
+def test_an_idle_oidc_session_also_signs_out_of_the_provider_cookie(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``st.logout`` the identity cookie would sign the idle tab straight back in."""
+    from dashboards.settings import CONFIG_ENV
+
+    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
+    con = store.connect(load_config(config).store.database)
+    try:
+        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
+    finally:
+        con.close()
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.user = {"is_logged_in": True, "email": "ops@example.eu", "email_verified": True}
+    at.run()
+    assert titles(at) == ["Compliance"]
+    at.session_state[SESSION_KEY].last_active_at -= timedelta(minutes=31)
+    at.run()
+    assert titles(at) == ["gpumeter"] and "email" not in at.user
+    assert [i.value for i in at.info] == ["Your session ended after 30 minutes without activity; sign in again."]
