@@ -50,6 +50,9 @@ FAILURE_RETENTION = timedelta(days=30)
 """Refused sign-ins (and clients that signed in) older than this are pruned."""
 FAILURE_ROWS_KEPT = 100_000
 """At most this many refused sign-ins are kept, the latest."""
+READ_TRIES = 10
+"""Reads of an attempt's failures before it is turned away as busy (module doc)."""
+BUSY = "the server is busy with other sign-ins; try again"
 KNOWN_CLIENT_FOR = timedelta(days=30)
 """How long a client that signed in as a user stays exempt from that name's backoff."""
 
@@ -258,21 +261,33 @@ def sign_in(
     named: Key = ("user", name)
     pair: Key = ("pair", name, key)
     by_client: Key = ("client", key)
-    with gate.lock:
+    # The store is read outside the gate's lock (a read may wait for a writer, and the lock
+    # must not be held meanwhile); an attempt released since the read means the read may
+    # miss its failure, so it is read again.
+    for _ in range(READ_TRIES):
+        seen = gate.generation
         with access.read() as con:
             store.require_schema(con)
             row = store.run(con, "dash_user_get", {"name": name}).fetchone()
             failures = _recent_failures(con, throttle, name, key, now)
             known = row is not None and _known_client(con, name, key, now)
-        # A client that signed in as this user counts only its own failures at the name.
-        user_failures = failures["pair"] + gate.in_flight(pair) if known else failures["user"] + gate.in_flight(named)
-        client_failures = failures["client"] + gate.in_flight(by_client)
-        try:
-            verify_throttle(throttle, user_failures, client_failures, now)
-        except RateLimited as exc:
-            limited = _turned_away(gate, name, key, "rate_limited", exc.message, now)
-            return SignIn(None, limited.reason, limited.message, exc.retry_at)
-        reservation = gate.reserve((named, pair, by_client), now)
+        with gate.lock:
+            if gate.generation != seen:
+                continue
+            # A client that signed in as this user counts only its own failures at the name.
+            user_failures = (
+                failures["pair"] + gate.in_flight(pair) if known else failures["user"] + gate.in_flight(named)
+            )
+            client_failures = failures["client"] + gate.in_flight(by_client)
+            try:
+                verify_throttle(throttle, user_failures, client_failures, now)
+            except RateLimited as exc:
+                limited = _turned_away(gate, name, key, "rate_limited", exc.message, now)
+                return SignIn(None, limited.reason, limited.message, exc.retry_at)
+            reservation = gate.reserve((named, pair, by_client), now)
+            break
+    else:
+        return _turned_away(gate, name, key, "busy", BUSY, now)
     try:
         after = (len(user_failures) + 1, len(client_failures) + 1)  # this failure counts from now on
         return _check(access, gate, row, name, password, key, now, after)
@@ -293,7 +308,7 @@ def _check(
     """The reserved attempt: one argon2 check (known name or not), then its record."""
     with gate.check() as free:
         if not free:
-            return _turned_away(gate, name, client, "busy", "the server is busy with other sign-ins; try again", now)
+            return _turned_away(gate, name, client, "busy", BUSY, now)
         if row is None:
             password_matches(_dummy_hash(), password)
             ok = rehash = False

@@ -1,9 +1,10 @@
 """One dashboard process's guard of sign-in attempts, in memory, per store.
 
-:func:`dashboards.auth.sign_in` holds :attr:`SignInGate.lock` while it reads an attempt's
-counted failures from the store, adds the attempts still **in flight** for the same name,
-pair (name at this client) and client, checks the backoff, and — when the attempt may go
-on — **reserves** it: from then until its failure is in the store (or it succeeded) it
+:func:`dashboards.auth.sign_in` reads an attempt's counted failures from the store, then,
+holding :attr:`SignInGate.lock` and only if no attempt was released since that read
+(:attr:`SignInGate.generation`; else it reads again), adds the attempts still **in
+flight** for the same name, pair (name at this client) and client, checks the backoff,
+and — when the attempt may go on — **reserves** it: from then until its failure is in the store (or it succeeded) it
 counts as a failure at the instant it started. N concurrent attempts therefore get the
 answers N sequential ones get, and the slow argon2 check is never reached by attempts
 the backoff would have refused.
@@ -65,6 +66,8 @@ class SignInGate:
         self.lock = threading.Lock()
         """Held from reading an attempt's failures to reserving it (or refusing it)."""
         self._in_flight: dict[Key, list[datetime]] = {}
+        self.generation = 0
+        """Counts releases: a read of the store older than the last release may miss a failure."""
         self._checks = threading.BoundedSemaphore(max_checks)
         self._check_wait_s = check_wait_s
         self._refused: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
@@ -84,7 +87,9 @@ class SignInGate:
         return reservation
 
     def release(self, reservation: Reservation) -> None:
+        """The attempt is over and its outcome is in the store."""
         with self.lock:
+            self.generation += 1
             for key in reservation.keys:
                 started = self._in_flight.get(key, [])
                 if reservation.at in started:

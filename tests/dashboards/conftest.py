@@ -46,15 +46,25 @@ def empty_site(empty_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def open_app(monkeypatch: pytest.MonkeyPatch) -> OpenApp:
-    """``open_app(config, user=None)``: the entrypoint under AppTest, signed in when a user is named."""
+    """``open_app(config, user=None)``: the entrypoint under AppTest, signed in when a user is named
+    (with a password; or, with ``identity``, as the OIDC identity ``st.user`` then holds)."""
 
-    def run(config: Path, user: str | None = None, *, password: str = PASSWORD, signing: bool = True) -> AppTest:
+    def run(
+        config: Path,
+        user: str | None = None,
+        *,
+        password: str = PASSWORD,
+        signing: bool = True,
+        identity: dict[str, Any] | None = None,
+    ) -> AppTest:
         monkeypatch.setenv(CONFIG_ENV, str(config))
         if signing:
             monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
         else:
             monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
         at = AppTest.from_file(str(APP), default_timeout=60)
+        if identity is not None:
+            at.user = identity
         at.run()
         if user is not None:
             sign_in(at, user, password)

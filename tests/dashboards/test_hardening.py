@@ -26,27 +26,24 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards.auth import SignIn, add_user, sign_in
 from dashboards.ratelimit import Backoff, Throttle
-from dashboards.reader import StoreAccess
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
-from tests.dashboards.conftest import APP, Downloads, OpenApp, assert_clean
-from tests.dashboards.fixtures import CREATED, MONTH, PASSWORD, SCOPED_TENANT, build_empty, run_gpumeter
+from tests.dashboards.conftest import Downloads, OpenApp, assert_clean
+from tests.dashboards.fixtures import (
+    MONTH,
+    OIDC_USER,
+    PASSWORD,
+    SCOPED_TENANT,
+    access,
+    build_empty,
+    build_oidc,
+    rows,
+    run_gpumeter,
+)
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
 SESSION_KEY = "gpumeter.session"
-
-
-def access(config: Path) -> StoreAccess:
-    return StoreAccess(load_config(config).store.database, read_wait_s=5, write_wait_s=5)
-
-
-def rows(config: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = store.connect(load_config(config).store.database, read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def execute(config: Path, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -326,46 +323,22 @@ def test_a_password_change_ends_open_sessions(demo_site: Path, open_app: OpenApp
     [{"email_verified": False}, {}, {"email_verified": "true"}],
     ids=["false", "absent", "a-string"],
 )
-def test_oidc_refuses_an_unverified_email(
-    claims: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_oidc_refuses_an_unverified_email(claims: dict[str, Any], tmp_path: Path, open_app: OpenApp) -> None:
     """Finding 10: OIDC mapped the e-mail claim without ``email_verified``."""
-    from dashboards.settings import CONFIG_ENV
-
-    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
-    con = store.connect(load_config(config).store.database)
-    try:
-        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
-    finally:
-        con.close()
-    monkeypatch.setenv(CONFIG_ENV, str(config))
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.user = {"is_logged_in": True, "email": "ops@example.eu", **claims}
-    at.run()
+    config = build_oidc(tmp_path / "oidc")
+    at = open_app(config, identity={"is_logged_in": True, "email": OIDC_USER, **claims})
     assert not at.exception
     assert titles(at) == ["gpumeter"]
     assert [e.value for e in at.error] == [
-        "ops@example.eu is not a verified e-mail address at the identity provider; it cannot sign in."
+        f"{OIDC_USER} is not a verified e-mail address at the identity provider; it cannot sign in."
     ]
-    assert rows(config, "SELECT name, reason FROM dashboard_login_failures") == [("ops@example.eu", "oidc_unverified")]
+    assert rows(config, "SELECT name, reason FROM dashboard_login_failures") == [(OIDC_USER, "oidc_unverified")]
 
 
-def test_an_idle_oidc_session_also_signs_out_of_the_provider_cookie(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_idle_oidc_session_also_signs_out_of_the_provider_cookie(tmp_path: Path, open_app: OpenApp) -> None:
     """Without ``st.logout`` the identity cookie would sign the idle tab straight back in."""
-    from dashboards.settings import CONFIG_ENV
-
-    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
-    con = store.connect(load_config(config).store.database)
-    try:
-        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
-    finally:
-        con.close()
-    monkeypatch.setenv(CONFIG_ENV, str(config))
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.user = {"is_logged_in": True, "email": "ops@example.eu", "email_verified": True}
-    at.run()
+    verified = {"is_logged_in": True, "email": OIDC_USER, "email_verified": True}
+    at = open_app(build_oidc(tmp_path / "oidc"), identity=verified)
     assert titles(at) == ["Compliance"]
     at.session_state[SESSION_KEY].last_active_at -= timedelta(minutes=31)
     at.run()

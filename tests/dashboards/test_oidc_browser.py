@@ -14,19 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
 from gpumeter import store
 from gpumeter.config import load_config
-from tests.dashboards.fixtures import CREATED, PASSWORD, build_empty
-from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, serving, settle
+from tests import servers
+from tests.dashboards.fixtures import OIDC_USER, build_oidc
+from tests.dashboards.test_browser import chromium, serving, settle
 from tests.oidc_double import OidcDouble
 
 pytestmark = pytest.mark.browser
 
 CLIENT_ID = "gpumeter-dashboards"
 CLIENT_SECRET = "a client secret only the test double and the dashboards know"
-USER = "ops@example.eu"
 
 
 def secrets_toml(redirect_uri: str, metadata_url: str) -> str:
@@ -41,19 +41,8 @@ server_metadata_url = "{metadata_url}"
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[BrowserContext]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 1400},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path / "chromium-profile", viewport={"width": 1280, "height": 1400}) as context:
+        yield context
 
 
 def sign_in_with_provider(page: Page) -> None:
@@ -73,18 +62,9 @@ def sign_out(page: Page) -> None:
 
 
 def test_oidc_sign_in_through_a_local_provider(tmp_path: Path, browser: BrowserContext) -> None:
-    config = build_empty(tmp_path / "site", extra='\n[dashboard]\noidc = true\noidc_claim = "email"\n')
-    con = store.connect(load_config(config).store.database)
-    try:
-        from dashboards.auth import add_user
-
-        add_user(con, USER, "compliance", None, PASSWORD, at=CREATED)
-    finally:
-        con.close()
+    config = build_oidc(tmp_path / "site")
     workdir = tmp_path / "workdir"  # where `gpumeter dashboard` starts, and Streamlit finds its secrets
     (workdir / ".streamlit").mkdir(parents=True)
-    from tests import servers
-
     port = servers.free_port()
     url = f"http://127.0.0.1:{port}"
     with OidcDouble(CLIENT_ID, CLIENT_SECRET, f"{url}/oauth2callback") as idp:
@@ -97,9 +77,9 @@ def test_oidc_sign_in_through_a_local_provider(tmp_path: Path, browser: BrowserC
             page.goto(url)
 
             # An identity whose e-mail the provider does not vouch for is refused.
-            idp.sign_in_as("sub-mallory", email=USER, email_verified=False, name="Not Ops")
+            idp.sign_in_as("sub-mallory", email=OIDC_USER, email_verified=False, name="Not Ops")
             sign_in_with_provider(page)
-            expect(page.get_by_text(f"{USER} is not a verified e-mail address")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(f"{OIDC_USER} is not a verified e-mail address")).to_be_visible(timeout=60_000)
             expect(page.get_by_role("heading", name="Compliance")).to_have_count(0)
             sign_out(page)
 
@@ -110,10 +90,10 @@ def test_oidc_sign_in_through_a_local_provider(tmp_path: Path, browser: BrowserC
             sign_out(page)
 
             # The verified user signs in and gets the role's pages.
-            idp.sign_in_as("sub-ops", email=USER, email_verified=True, name="Ops")
+            idp.sign_in_as("sub-ops", email=OIDC_USER, email_verified=True, name="Ops")
             sign_in_with_provider(page)
             expect(page.get_by_role("heading", name="Compliance")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text(f"Signed in as {USER}")).to_be_visible()
+            expect(page.get_by_text(f"Signed in as {OIDC_USER}")).to_be_visible()
             page.screenshot(path=str(tmp_path / "oidc-signed-in.png"), full_page=True)
 
         token_exchanges = [path for method, path in idp.log if (method, path) == ("POST", "/token")]
@@ -122,8 +102,8 @@ def test_oidc_sign_in_through_a_local_provider(tmp_path: Path, browser: BrowserC
     con = store.connect(load_config(config).store.database, read_only=True)
     try:
         refused = con.execute("SELECT name, reason FROM dashboard_login_failures ORDER BY id").fetchall()
-        signed_in = con.execute("SELECT last_login_at IS NOT NULL FROM dashboard_users WHERE name = ?", [USER])
-        assert refused == [(USER, "oidc_unverified"), ("stranger@example.eu", "oidc_unknown")]
+        signed_in = con.execute("SELECT last_login_at IS NOT NULL FROM dashboard_users WHERE name = ?", [OIDC_USER])
+        assert refused == [(OIDC_USER, "oidc_unverified"), ("stranger@example.eu", "oidc_unknown")]
         assert signed_in.fetchall() == [(True,)]
     finally:
         con.close()
