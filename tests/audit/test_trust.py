@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,6 +14,8 @@ from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.errors import TrustPolicyError, VerificationError
 from audit.merkle import EMPTY_ROOT
 from audit.note import SIG_COSIGNATURE_V1, Signer, format_note, parse_note
+from gpumeter.config import load_config
+from gpumeter.errors import ConfigError
 from tests.audit.vectors import vector
 
 DERIVED = vector("derived/gpumeter-style-log.json")
@@ -197,3 +201,56 @@ def test_policy_from_options_and_configuration() -> None:
         trust.build_policy([LOG_VKEY], [W["X1"].vkey, W["X1"].vkey])
     with pytest.raises(TrustPolicyError, match="witness name must be"):
         trust.build_policy([LOG_VKEY], [trust.WitnessSpec("two words", W["X1"].vkey)])
+
+
+W_VKEY = W["X1"].vkey
+
+
+@pytest.mark.parametrize(
+    ("audit", "message"),
+    [
+        ('witnesses = [{ name = "a", url = "http://w", vkey = "V", port = 1 }]', "entry 1 has unknown keys"),
+        ('witnesses = [{ name = "a", url = "http://w" }]', "entry 1 lacks vkey"),
+        ('witnesses = [{ name = "two words", url = "http://w", vkey = "V" }]', "name must be one word"),
+        ('witnesses = [{ name = "none", url = "http://w", vkey = "V" }]', "name must be one word"),
+        ('witnesses = [{ name = "a", url = "ftp://w", vkey = "V" }]', "url must be an http"),
+        ('witnesses = [{ name = "a", url = "http://w", vkey = "nokey" }]', "vkey must be"),
+        (
+            'witnesses = [{ name = "a", url = "http://w", vkey = "V" }, { name = "a", url = "http://x", vkey = "V" }]',
+            "names a witness twice",
+        ),
+        ('witnesses = { name = "a" }', "must be a list"),
+        ('witnesses = ["a"]', "must be a { name, url, vkey } table"),
+        ('witnesses = [{ name = "a", url = "http://w", vkey = "V" }]\nquorum = 2', "from 0 to the 1 witness"),
+        ("quorum = -1", "from 0 to the 0 witness"),
+        ("quorum = true", "quorum must be a whole number"),
+        ('tsa_url = "tsa.example.eu"', "tsa_url must be an http"),
+    ],
+)
+def test_witness_configuration_errors_name_the_file(tmp_path: Path, audit: str, message: str) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    cfg.write_text("[audit]\n" + audit.replace('"V"', f'"{W_VKEY}"') + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        load_config(cfg)
+    assert caught.value.explain().startswith(f"{cfg}: [audit]")
+
+
+def test_witness_configuration_defaults_to_all_witnesses(tmp_path: Path) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    rows = ", ".join(f'{{ name = "{n}", url = "https://{n}.example.eu/", vkey = "{W[n].vkey}" }}' for n in ("X1", "Y1"))
+    cfg.write_text(f'[audit]\nwitnesses = [{rows}]\ntsa_url = "https://tsa.example.eu/tsr"\ntsa_cert = "tsa.pem"\n')
+    audit = load_config(cfg).audit
+    assert [(w.name, w.url) for w in audit.witnesses] == [
+        ("X1", "https://X1.example.eu"),
+        ("Y1", "https://Y1.example.eu"),
+    ]
+    assert (
+        audit.quorum == 2 and audit.tsa_url == "https://tsa.example.eu/tsr" and audit.tsa_cert == tmp_path / "tsa.pem"
+    )
+    assert load_config(_write(tmp_path, "[audit]\n")).audit.quorum == 0
+
+
+def _write(folder: Path, text: str) -> Path:
+    path = folder / "other.toml"
+    path.write_text(text)
+    return path
