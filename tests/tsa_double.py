@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.servers import in_thread
 
 POLICY_OID = "1.3.6.1.4.1.99999.1.1"  # a private-arc OID for this double's policy
 
@@ -202,10 +203,5 @@ def running(authority: Authority | None = None) -> Iterator[TsaDouble]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     double.url = f"http://127.0.0.1:{server.server_address[1]}/tsa"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield double
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -7,6 +7,7 @@ servers named as such below.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from audit.note import parse_note
 from gpumeter import store
 from gpumeter.config import Config, load_config
 from tests.audit.witnesses import in_process, init, post, serving
+from tests.servers import in_thread
 
 PASS = "a long test passphrase"
 ORIGIN = "gpumeter.example.eu/witnessed"
@@ -146,20 +148,16 @@ class MisbehavingWitness(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def broken() -> Iterator[Callable[[str], str]]:
-    servers: list[ThreadingHTTPServer] = []
+    with contextlib.ExitStack() as running:
 
-    def start(mode: str) -> str:
-        handler = type("Handler", (MisbehavingWitness,), {"mode": mode})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        def start(mode: str) -> str:
+            handler = type("Handler", (MisbehavingWitness,), {"mode": mode})
+            server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            server.daemon_threads = True
+            running.enter_context(in_thread(server))
+            return f"http://127.0.0.1:{server.server_address[1]}"
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield start
 
 
 def closed_port() -> str:

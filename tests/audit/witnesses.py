@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from audit import witness, witness_http
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.merkle import MerkleTree
 from audit.note import Signer, Verifier, parse_vkey
+from tests.servers import in_thread
 
 GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
 
@@ -76,13 +76,8 @@ def post(url: str, body: bytes) -> requests.Response:
 @contextmanager
 def in_process(directory: Path, logs: list[str], **bounds: float) -> Iterator[witness_http.WitnessServer]:
     server = witness_http.make_server(witness.Witness(directory, [parse_vkey(v) for v in logs]), **bounds)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def init(directory: Path, name: str) -> Verifier:
