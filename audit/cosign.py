@@ -20,7 +20,8 @@ checkpoint to every witness that has not cosigned it yet:
 cosignature gathered so far merged into its note. :func:`trust_policy` is the policy the
 configuration implies, and :func:`policy_text` the ``policy.txt`` a bundle ships.
 
-HTTP is bounded: a connect and a read time-out, and answers larger than 64 KiB refused.
+HTTP is bounded (:mod:`audit.posting`): time-outs, an overall deadline, answers larger than
+64 KiB refused.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 import duckdb
 import requests
 
-from audit import keys
+from audit import keys, posting
 from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog, StoredCheckpoint, atomic
 from audit.note import Note, Signature, open_note, parse_note
@@ -152,17 +153,17 @@ def _record(
 
 
 def _post(session: requests.Session, url: str, body: bytes) -> tuple[int, str, bytes]:
-    """POST an add-checkpoint body; (status, content type, at most 64 KiB of answer)."""
-    with session.post(
+    """POST an add-checkpoint body; (status, content type, at most 64 KiB + 1 of answer)."""
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    return posting.post(
+        session,
         url + "/add-checkpoint",
-        data=body,
-        headers={"Content-Type": "text/plain; charset=utf-8"},
-        timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-        stream=True,
-        allow_redirects=False,
-    ) as resp:
-        data = resp.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-        return resp.status_code, resp.headers.get("Content-Type", ""), data
+        body,
+        headers,
+        limit=MAX_ANSWER_BYTES,
+        connect_s=CONNECT_TIMEOUT_S,
+        total_s=READ_TIMEOUT_S,
+    )
 
 
 def _first_line(data: bytes) -> str:

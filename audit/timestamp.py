@@ -36,13 +36,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from rfc3161_client import HashAlgorithm, TimestampRequestBuilder, VerifierBuilder, decode_timestamp_response
 
+from audit import posting
 from audit.errors import VerificationError
 from gpumeter import store
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 MAX_TOKEN_BYTES = 64 * 1024
-TIMEOUT_S = (5.0, 20.0)
+TIMEOUT_S = 20.0
 _SHA256 = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 _GRANTED = bytes.fromhex("3003020100")  # PKIStatusInfo { status granted }
 _SHA256_DER = bytes.fromhex("608648016503040201")  # 2.16.840.1.101.3.4.2.1
@@ -290,17 +291,11 @@ def fetch_timestamp(
         .build()
     )
     http = session or requests.Session()
+    headers = {"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE}
     try:
-        with http.post(
-            url,
-            data=request.as_bytes(),
-            headers={"Content-Type": QUERY_TYPE, "Accept": REPLY_TYPE},
-            timeout=TIMEOUT_S,
-            stream=True,
-            allow_redirects=False,
-        ) as resp:
-            answer = resp.raw.read(MAX_TOKEN_BYTES + 1, decode_content=True)
-            status = resp.status_code
+        status, _, answer = posting.post(
+            http, url, request.as_bytes(), headers, limit=MAX_TOKEN_BYTES, total_s=TIMEOUT_S
+        )
     except requests.Timeout as exc:
         raise VerificationError(f"the TSA at {url} timed out") from exc
     except requests.RequestException as exc:

@@ -128,7 +128,7 @@ def test_two_witnesses_cosign_a_months_checkpoints(site: Site) -> None:
 
 
 class MisbehavingWitness(BaseHTTPRequestHandler):
-    """A broken witness stand-in: answers 500, or takes the request and never answers."""
+    """A broken witness stand-in: answers 500, a flood, an absurd size, or never answers."""
 
     mode = "500"
 
@@ -140,10 +140,25 @@ class MisbehavingWitness(BaseHTTPRequestHandler):
         if self.mode == "silent":
             threading.Event().wait(5)
             return
-        self.send_response(500)
-        self.send_header("Content-Length", "15")
+        if self.mode == "trickle":  # headers at once, then a byte now and then
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b"\xe2")
+                self.wfile.flush()
+                threading.Event().wait(0.2)
+            return
+        status, body = {
+            "500": (500, b"internal error\n"),
+            "flood": (200, "\u2014 w x\n".encode() * 20000),
+            "absurd": (409, b"99999999999999999999999\n"),
+        }[self.mode]
+        self.send_response(status)
+        self.send_header("Content-Type", "text/x.tlog.size")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"internal error\n")
+        self.wfile.write(body)
 
 
 @pytest.fixture
@@ -172,13 +187,15 @@ def test_a_witness_that_is_down_loses_nothing(
     (n1, _, d1), (n2, _, d2) = site.witnesses
     monkeypatch.setattr(cosign, "READ_TIMEOUT_S", 1.0)
     with in_process(d1, [site.log_vkey]) as w1:
-        for day, (url, want) in enumerate(
-            [
-                (broken("500"), "HTTP 500: internal error"),
-                (closed_port(), "unreachable"),
-                (broken("silent"), "timed out"),
-            ]
-        ):
+        down = [
+            (broken("500"), "HTTP 500: internal error"),
+            (closed_port(), "unreachable"),
+            (broken("flood"), "answered 200 but its answer is larger"),
+            (broken("absurd"), "HTTP 409: 9999"),
+            (broken("silent"), "timed out"),
+            (broken("trickle"), "timed out"),
+        ]
+        for day, (url, want) in enumerate(down):
             cfg = site.config({n1: w1.url, n2: url}, quorum=2)
             cp, got = checkpoint_day(cfg, site, day)
             assert not got.quorum_met and got.cosigned == ("eu-auditor",)
@@ -191,14 +208,14 @@ def test_a_witness_that_is_down_loses_nothing(
         # back up: the next checkpoint reaches it, from the size it last held (never: 0)
         with in_process(d2, [site.log_vkey]) as w2:
             cfg = site.config({n1: w1.url, n2: w2.url}, quorum=2)
-            back, got = checkpoint_day(cfg, site, 5)
+            back, got = checkpoint_day(cfg, site, 6)
             assert got.quorum_met and got.failures == ()
-            cp, got = checkpoint_day(cfg, site, 6)
+            cp, got = checkpoint_day(cfg, site, 7)
             with store.opened(cfg, "read") as con:
                 rows = con.execute(
                     "SELECT old_size, outcome FROM audit_witness_submissions WHERE name = 'customer' ORDER BY id"
                 ).fetchall()
-            assert [r[1] for r in rows] == ["failed", "failed", "failed", "cosigned", "cosigned"]
+            assert [r[1] for r in rows] == ["failed"] * 6 + ["cosigned", "cosigned"], rows
             assert [r[0] for r in rows[-2:]] == [0, back.size]  # a proof from the size it cosigned last
 
 

@@ -262,3 +262,16 @@ def test_empty_tree_checkpoints_are_cosigned(wdir: Path) -> None:
     sig = parse_note(parse_note(log.note(0)).text + "\n" + answer.body.decode()).signatures[0]
     assert witness.load_signer(wdir).verifier.cosigned_at(sig.data) == 1  # never a zero timestamp
     assert w.load_state()[log.origin].root == EMPTY_ROOT
+
+
+def test_absurd_or_malformed_checkpoints_signed_by_the_log_are_400(wdir: Path) -> None:
+    log = MemoryLog().grow(3)
+    w = witness.Witness(wdir, [log.signer.verifier])
+    root = b64encode(log.tree.root())
+    for size in ("18446744073709551616", "03", "-3", "3.0", ""):
+        text = f"{log.origin}\n{size}\n{root}\n"
+        note = format_note(text, [log.signer.sign(text)])
+        assert w.add_checkpoint(witness.format_submission(0, [], note)).status == 400, size
+    text = f"{log.origin}\n3\n{b64encode(bytes(31))}\n"
+    assert w.add_checkpoint(witness.format_submission(0, [], format_note(text, [log.signer.sign(text)]))).status == 400
+    assert w.load_state() == {}
