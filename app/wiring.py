@@ -14,6 +14,7 @@ import typer
 from app import demo, setup
 from audit import commands as audit_commands
 from audit import record
+from audit.witness_commands import witness_app
 from billing import commands as billing_commands
 from billing.focus import usage_focus
 from dashboards import commands as dashboards_commands
@@ -33,6 +34,7 @@ def mount(root: typer.Typer) -> None:
     root.add_typer(metering_commands.build(after_collect=_log_collect, usage_formats={"focus": usage_focus}))
     root.add_typer(billing_commands.commands)
     root.add_typer(audit_commands.audit_app, name="audit")
+    root.add_typer(witness_app, name="witness")
     root.add_typer(dashboards_commands.commands)
     tail = typer.Typer(add_completion=False)  # mounted last so that `demo` ends the list
     tail.command("demo")(demo.demo)
