@@ -504,7 +504,8 @@ def after_metering(
         say(line)
     if failure is not None:
         raise BillingError(
-            f"budget alerts for {', '.join(map(str, months))} not decided: {failure.message}",
+            f"budget alerts for {', '.join(map(str, months))} not decided (the metered usage is stored): "
+            + failure.message,
             file=failure.file,
             line=failure.line,
             value=failure.value,

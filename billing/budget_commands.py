@@ -23,8 +23,7 @@ from billing.budgets import DEFAULT_THRESHOLDS, Budget, BudgetValueError, parse_
 from billing.errors import BillingError
 from billing.money import fmt_amount
 from gpumeter import store
-from gpumeter.commandline import ConfigOpt, get_config, out, say
-from gpumeter.months import Month, MonthError
+from gpumeter.commandline import ConfigOpt, MonthFilterOpt, get_config, out, say
 from metering.inventory import parse_tenants, read_source
 
 budgets_app = typer.Typer(
@@ -47,15 +46,6 @@ def _thresholds(value: str) -> str:
         return ",".join(str(t) for t in parse_thresholds(value))
     except BudgetValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-
-
-def _month(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return str(Month.parse(value))
-    except MonthError as exc:
-        raise typer.BadParameter(exc.message) from exc
 
 
 TenantArg = Annotated[str, typer.Argument(help="Tenant id, as in tenants.csv.", show_default=False)]
@@ -135,12 +125,7 @@ def remove_budget(tenant: TenantArg, config: ConfigOpt = None) -> None:
 
 
 @budgets_app.command("alerts")
-def list_alerts(
-    month: Annotated[
-        str | None, typer.Option("--month", help="Only this month (YYYY-MM, UTC).", callback=_month)
-    ] = None,
-    config: ConfigOpt = None,
-) -> None:
+def list_alerts(month: MonthFilterOpt = None, config: ConfigOpt = None) -> None:
     """The alerts decided so far, with their deliveries."""
     cfg = get_config(config)
     with store.opened(cfg, "read") as con:

@@ -297,7 +297,9 @@ def test_after_metering_delivers_pending_alerts_even_when_a_month_cannot_be_pric
     said: list[str] = []
     with receiving(SECRET) as rx:
         cfg = with_alerts(site, f'webhook_url = "{rx.url}"\n')
-        not_decided = r"rates.toml: budget alerts for 2026-11 not decided: .*'A GPU no rate prices'"
+        not_decided = (
+            r"rates.toml: budget alerts for 2026-11 not decided \(the metered usage is stored\): .*'A GPU no rate"
+        )
         with pytest.raises(BillingError, match=not_decided):
             alerts.after_metering(site.con, cfg, [NOV], secret=SECRET, say=said.append)
     assert [e["id"] for e in rx.accepted] == ids
