@@ -20,7 +20,7 @@ import os
 import duckdb
 
 from audit import record
-from billing import alerts
+from billing import alert_delivery, alerts
 from gpumeter.commandline import say
 from gpumeter.config import Config
 from gpumeter.months import Month
@@ -39,4 +39,4 @@ def months_of(span: Span | None) -> list[Month]:
 def after_metering(con: duckdb.DuckDBPyConnection, cfg: Config, report: CollectReport) -> None:
     """Everything that follows a committed span of usage (``report.span``); see the module docstring."""
     record.after_collect(con, cfg)
-    alerts.after_metering(con, cfg, months_of(report.span), secret=os.environ.get(alerts.SECRET_ENV), say=say)
+    alerts.after_metering(con, cfg, months_of(report.span), secret=os.environ.get(alert_delivery.SECRET_ENV), say=say)

@@ -15,8 +15,8 @@ I/O edge: :mod:`billing.run` (``invoice_month(con, config, month, finalize)``),
 :mod:`billing.numbering` (gapless series in the store), :mod:`billing.focus`
 (``focus_frame(con, config, month)``, ``write_focus``), :mod:`billing.stripe` (issued
 documents pushed to Stripe, payment webhooks), :mod:`billing.alerts` (budget alerts decided
-once in an outbox, delivered as signed webhooks), :mod:`billing.commands`,
-:mod:`billing.stripe_commands` and :mod:`billing.budget_commands` (CLI).
+once in an outbox), :mod:`billing.alert_delivery` (``[alerts]``, signed webhooks, retries);
+:mod:`billing.commands`, :mod:`billing.stripe_commands` and :mod:`billing.budget_commands` (CLI).
 Errors: :mod:`billing.errors` (``BillingError`` and its tree). Decisions:
 docs/adr/0005-money-and-rounding.md.
 """

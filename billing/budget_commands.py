@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from billing import alerts
+from billing import alert_delivery, alerts
 from billing.budgets import DEFAULT_THRESHOLDS, Budget, BudgetValueError, parse_monthly, parse_thresholds
 from billing.errors import BillingError
 from billing.money import fmt_amount
@@ -72,7 +72,7 @@ def set_budget(
 ) -> None:
     """Set (or replace) a tenant's monthly budget; alerts follow each collect or metered hour."""
     cfg = get_config(config)
-    settings = alerts.alert_settings(cfg)  # a bad [alerts] section is said now, not at the next collect
+    settings = alert_delivery.alert_settings(cfg)  # a bad [alerts] section is said now, not at the next collect
     known = parse_tenants(read_source("tenants", cfg.inventory.tenants))
     if tenant not in known:
         raise BillingError("no such tenant in tenants.csv", file=cfg.inventory.tenants, value=tenant, tenant=tenant)
@@ -148,13 +148,13 @@ def list_alerts(month: MonthFilterOpt = None, config: ConfigOpt = None) -> None:
 def deliver(config: ConfigOpt = None) -> None:
     """Send every pending alert now (exit 1 while any stays pending)."""
     cfg = get_config(config)
-    settings = alerts.alert_settings(cfg)
+    settings = alert_delivery.alert_settings(cfg)
     with store.opened(cfg, "write"):  # checks the schema; each write below opens the store again
         pass
-    report = alerts.deliver(
+    report = alert_delivery.deliver(
         store.Writer(cfg.store.database),
         settings,
-        os.environ.get(alerts.SECRET_ENV),
+        os.environ.get(alert_delivery.SECRET_ENV),
         config_path=str(cfg.path),
     )
     if report.delivered:

@@ -13,7 +13,8 @@ from decimal import Decimal
 import pytest
 
 from billing import alerts
-from billing.alerts import AlertSettings, alert_settings, deliver, evaluate, month_to_date_nets
+from billing.alert_delivery import AlertSettings, alert_settings, deliver
+from billing.alerts import evaluate, month_to_date_nets
 from billing.budgets import Budget, event_id
 from billing.errors import BillingError, PricingError
 from billing.run import invoice_month
