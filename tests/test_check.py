@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from metering.samples import UTIL, Series
-from metering.simulator import Fleet, Traps, small_fleet, write_inventory
 from metering.windows import HOUR_MS
-from tests import servers
+from simulator import Fleet, Traps, small_fleet, write_inventory
+from testing import servers
 from tests.sites import make_site
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")

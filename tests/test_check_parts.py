@@ -57,6 +57,49 @@ def test_config_problems_are_all_kept_with_defaults_in_their_place(tmp_path: Pat
         load_config(path)
 
 
+def test_supplier_witness_and_tsa_problems_are_kept_too(tmp_path: Path) -> None:
+    path = sites.make_site(tmp_path, "http://127.0.0.1:9")
+    text = path.read_text().replace('siren = "303265045" }', 'siren = "303 265 045", fax = "1" }')
+    text = text.replace(
+        'allowed_countries = ["EU"]\n',
+        'allowed_countries = ["EU"]\nwitnesses = [{ name = "w1", url = "ftp://w1", vkey = "w1+00000000+AA" }]\n'
+        'tsa_url = "not a url"\ntsa_cert = 3\n',
+    )
+    path.write_text(text)
+    problems = Problems(keep=True)
+    cfg = load_config(path, problems)
+    assert [(e.message, e.value) for e in problems.found] == [
+        ("[billing] supplier has unknown keys", ["fax"]),
+        ("[audit] witnesses entry 1: url must be an http:// or https:// URL", "ftp://w1"),
+        ("[audit] tsa_url must be an http:// or https:// URL", "not a url"),
+        ("[audit] tsa_cert must be a path to a PEM certificate", 3),
+    ]
+    assert cfg.billing.supplier.legal_name == "" and cfg.billing.payment_terms_days == 30  # the defaults
+    assert (cfg.audit.witnesses, cfg.audit.quorum, cfg.audit.tsa_url, cfg.audit.tsa_cert) == ((), 0, None, None)
+    assert cfg.audit.origin == "gpumeter.test/audit"
+    with pytest.raises(ConfigError, match="supplier has unknown keys"):
+        load_config(path)
+    path.write_text(text.replace(', fax = "1"', "").replace("ftp://", "https://").replace("tsa_", "# tsa_"))
+    good = load_config(path, Problems(keep=True))
+    assert good.billing.supplier.siren == "303265045"  # compacted, as invoicing reads it
+    assert [w.name for w in good.audit.witnesses] == ["w1"] and good.audit.quorum == 1
+
+
+def test_mig_slices_problems_are_kept_with_the_card_s(tmp_path: Path) -> None:
+    text = '[[rate]]\nmodel = "A"\neur_per_gpu_hour = "2.00"\nmig_slices = 0\n\n'
+    text += '[[rate]]\nmodel = "B"\neur_per_gpu_hour = "1.00"\nmig_slices = 4\n\n'
+    text += '[[rate]]\nmodel = "B"\nsite = "par"\neur_per_gpu_hour = "1.10"\nmig_slices = 8\n\n'
+    text += '[[rate]]\nmodel = "C"\neur_per_gpu_hour = 3\n'
+    problems = Problems(keep=True)
+    card = parse_rates(text, problems=problems)
+    assert [e.line for e in problems.found] == [4, 15, 19]
+    assert "between 1 and 64" in problems.found[0].message and "sets 4 for the same model" in problems.found[1].message
+    assert {r.model: r.mig_slices for r in card.rates} == {"A": 7, "B": 4}  # a bad value leaves the default
+    with pytest.raises(RatesError) as first:
+        parse_rates(text)
+    assert first.value.line == 4 and "between 1 and 64" in first.value.message
+
+
 def test_rates_problems_are_all_kept(tmp_path: Path) -> None:
     text = '[[rate]]\nmodel = "A"\neur_per_gpu_hour = 2.5\n\n[[rate]]\nmodel = "B"\neur_per_gpu_hour = "1.00"\n\n'
     text += '[[rate]]\nmodel = "B"\neur_per_gpu_hour = "1.10"\n\n[[discount]]\ntenant = "t"\npercent = "101"\n'
