@@ -12,25 +12,29 @@ each finding means for metering:
 - a host missing from nodes.csv is in no allowed country, so its jobs fail the sovereignty
   check: FAIL; a job missing from jobs.csv is metered untenanted and never invoiced: WARN;
 - duplicate series (a second scrape job, an HA pair, ``Hostname`` renamed ``hostname``) are
-  counted once by the meter: WARN, worth knowing; so are coverage gaps (not billed).
+  counted once by the meter: PASS, naming the causes and their hosts. Unless the series of
+  one GPU and job name different hosts, models or MIG profiles: the meter still counts each
+  slot once, but attributes the job to every host named (each one's country counts in its
+  sovereignty verdict) and prices it under the first model name: WARN;
+- coverage gaps are never billed: WARN.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from gpumeter.config import TelemetryConfig
 from gpumeter.findings import Finding, Status, failed, passed, some, warned
 from metering.inventory import Inventory
-from metering.samples import ENERGY, GR_ACTIVE, UTIL
-from metering.telemetry_probe import TelemetryFacts
+from metering.samples import ENERGY, GR_ACTIVE, UTIL, host_of, uuid_of
+from metering.telemetry_probe import HA_LABELS, TelemetryFacts
 from metering.windows import HOUR_MS, from_ms
 
 INTERVAL_TOLERANCE = 0.10
 """How far the measured scrape interval may stray from the configured one."""
 IDLE_LOOKING = ("0", "-1", "none", "None", "idle", "null", "N/A", "-")
 """Job label values that usually mean "no job"; seen but not in ``idle_job_ids``, they get billed."""
-HA_LABELS = frozenset({"replica", "prometheus_replica", "__replica__", "prometheus", "cluster"})
 
 
 def check_telemetry(facts: TelemetryFacts, tel: TelemetryConfig, inventory: Inventory) -> list[Finding]:
@@ -317,39 +321,104 @@ def _hosts(facts: TelemetryFacts, inventory: Inventory) -> list[Finding]:
     return out
 
 
-def duplicate_cause(series: Iterable[Mapping[str, str]]) -> str:
-    """Why several series carry one GPU and job: the labels in which they differ."""
+def duplicate_causes(series: Iterable[Mapping[str, str]]) -> tuple[str, ...]:
+    """Why several series carry one GPU and job (or one host's GPUs): each way their labels differ."""
     items = [dict(s) for s in series]
-    keys = set().union(*items) - {"__name__"} if items else set()
-    differ = {k for k in keys if len({s.get(k) for s in items}) > 1}
+    differ = _differing(items)
+    causes = []
     if {"Hostname", "hostname"} <= differ:
-        return "the host label renamed Hostname -> hostname (a dcgm-exporter upgrade)"
-    if differ & HA_LABELS:
-        label = sorted(differ & HA_LABELS)[0]
-        return f"an HA Prometheus pair (label {label!r})"
+        causes.append("the host label renamed Hostname -> hostname (a dcgm-exporter upgrade)")
+    if differ & set(HA_LABELS):
+        causes.append(f"an HA Prometheus pair (label {sorted(differ & set(HA_LABELS))[0]!r})")
     if differ & {"job", "instance"}:
         jobs = sorted({s.get("job", "") for s in items})
-        return f"two scrape jobs ({', '.join(repr(j) for j in jobs)})"
-    return f"series differing in {', '.join(sorted(differ)) or 'nothing'}"
+        if len(jobs) > 1:
+            causes.append(f"{'two' if len(jobs) == 2 else len(jobs)} scrape jobs ({', '.join(repr(j) for j in jobs)})")
+        else:
+            causes.append(f"several instances of scrape job {jobs[0]!r}")
+    return tuple(causes)
+
+
+def duplicate_cause(series: Iterable[Mapping[str, str]]) -> str:
+    """:func:`duplicate_causes` in one phrase (the labels that differ when no known cause fits)."""
+    items = [dict(s) for s in series]
+    causes = duplicate_causes(items)
+    if causes:
+        return "; ".join(causes)
+    return f"series differing in {', '.join(sorted(_differing(items))) or 'nothing'}"
+
+
+def _differing(items: list[dict[str, str]]) -> set[str]:
+    """The labels (but the metric name) whose value is not the same on every series."""
+    keys = set().union(*items) - {"__name__"} if items else set()
+    return {k for k in keys if len({s.get(k) for s in items}) > 1}
+
+
+def causes_by_host(targets: Iterable[Mapping[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Cause -> the hosts it applies to, from the scrape targets that carry duplicated GPUs."""
+    per_host: dict[str, list[Mapping[str, str]]] = defaultdict(list)
+    for target in targets:
+        per_host[host_of(target)].append(target)
+    hosts: dict[str, list[str]] = defaultdict(list)
+    for host, carried in sorted(per_host.items()):
+        for cause in duplicate_causes(carried) or ("series that name another host or differ in other labels",):
+            hosts[cause].append(host)
+    return {cause: tuple(names) for cause, names in sorted(hosts.items())}
 
 
 def _duplicates(facts: TelemetryFacts) -> Finding:
     name = "telemetry.duplicates"
     if not facts.duplicated_gpus:
         return passed(name, "one series per GPU and job: no duplicate scrapes", duplicated_gpus=0)
-    causes = sorted({duplicate_cause(group) for group in facts.duplicate_examples})
-    examples = [
-        {"uuid": g[0].get("UUID") or g[0].get("uuid", ""), "series": len(g), "cause": duplicate_cause(g)}
-        for g in facts.duplicate_examples
-        if g
-    ]
+    causes = causes_by_host(facts.duplicate_targets)
+    why = "; ".join(
+        f"{cause} on {len(hosts)} host{'s' if len(hosts) > 1 else ''} ({some(hosts)})"
+        for cause, hosts in causes.items()
+    )
+    details = {
+        "duplicated_gpus": facts.duplicated_gpus,
+        "causes": {cause: list(hosts) for cause, hosts in causes.items()},
+        "examples": _series_examples(facts.duplicate_examples),
+    }
+    carried = f"{facts.duplicated_gpus} GPUs or MIG instances are carried by several series for one job ({why})"
+    if not facts.conflicting_gpus:
+        return passed(name, f"{carried}; each slot counts once", **details)
+    conflicts = list(dict.fromkeys(_disagreement(group) for group in facts.conflict_examples if group))  # per unit
     return warned(
         name,
-        f"{facts.duplicated_gpus} GPUs or MIG instances have several series for one job, e.g. from {'; '.join(causes)}",
-        "nothing to do for metering (each slot counts once); drop the extra scrape job or label if it is unintended",
-        duplicated_gpus=facts.duplicated_gpus,
-        examples=examples,
+        f"{carried}; the series of {facts.conflicting_gpus} of them disagree, e.g. {'; '.join(conflicts[:3])}: "
+        "each slot still counts once, but the job is attributed to every host named (each one's country "
+        "counts in its sovereignty verdict) and priced under the alphabetically first model name",
+        "make every series of a GPU name the same host, model and MIG profile (check the relabeling of each "
+        "scrape job and Prometheus replica)",
+        conflicting_gpus=facts.conflicting_gpus,
+        conflicts=conflicts,
+        **details,
     )
+
+
+def _series_examples(groups: Iterable[tuple[Mapping[str, str], ...]]) -> list[dict[str, object]]:
+    return [
+        {"uuid": uuid_of(g[0]), "gpu_i_id": g[0].get("GPU_I_ID", ""), "series": len(g), "cause": duplicate_cause(g)}
+        for g in groups
+        if g
+    ]
+
+
+def _disagreement(series: tuple[Mapping[str, str], ...]) -> str:
+    """``GPU-…/3: hosts 'a', 'b'`` — what the series of one GPU and job disagree on."""
+    first = series[0]
+    unit = uuid_of(first) + (f"/{first['GPU_I_ID']}" if first.get("GPU_I_ID") else "")
+    parts = []
+    for what, value in (
+        ("hosts", host_of),
+        ("models", lambda s: s.get("modelName", "")),
+        ("MIG profiles", lambda s: s.get("GPU_I_PROFILE", "")),
+    ):
+        values = {value(s) for s in series}
+        if len(values) > 1:
+            parts.append(f"{what} {some(values)}")
+    return f"{unit}: {', '.join(parts)}"
 
 
 def _coverage(facts: TelemetryFacts) -> Finding:

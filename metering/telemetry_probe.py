@@ -13,7 +13,9 @@ hosts, models or job ids — not by samples — and most by far less (a count, a
   percentile over series gives the scrape interval);
 - over the whole window (one instant query at its end, ``[window] offset 1ms``): samples
   per job label value, GPUs per model, (model, MIG profile, host) placements, GPUs with
-  duplicate series, and the label names of the evidence series;
+  duplicate series (with the scrape targets that carry them, and how many GPUs have series
+  naming different hosts, models or MIG profiles), and the label names of the evidence
+  series;
 - coverage: per GPU and hour the samples of its densest scrape target, in a subquery with
   one step per hour, compared server side with the hours around it (see :func:`_gap_query`).
 
@@ -41,6 +43,10 @@ EXAMPLES = 5
 GPU = "UUID, uuid, GPU_I_ID"  # a GPU, or one MIG instance of it
 DCGM = '{__name__=~"DCGM_FI_.+"}'
 HOST_LABELS = ("Hostname", "hostname")
+HA_LABELS = ("replica", "prometheus_replica", "prometheus", "cluster")
+"""Labels an HA pair of Prometheus servers (or a federation) adds to tell its copies apart."""
+TARGET_LABELS = (*HOST_LABELS, "job", "instance", *HA_LABELS)
+"""The labels in which several series of one GPU usually differ: host spelling, scrape job, replica."""
 _VM_VERSION = re.compile(r"^vm_app_version\{(?P<labels>[^}]*)\}", re.MULTILINE)
 
 
@@ -90,6 +96,9 @@ class TelemetryFacts:
     placements: tuple[Placement, ...] = ()
     duplicated_gpus: int = 0
     duplicate_examples: tuple[tuple[Mapping[str, str], ...], ...] = ()  # series of one GPU and job
+    duplicate_targets: tuple[Mapping[str, str], ...] = ()  # TARGET_LABELS of the series of duplicated GPUs
+    conflicting_gpus: int = 0  # of those, GPUs whose series for one job name different hosts, models or profiles
+    conflict_examples: tuple[tuple[Mapping[str, str], ...], ...] = ()  # series of one GPU and job
     gap_gpus: int = 0
     gap_examples: tuple[GapExample, ...] = ()
     expected_per_hour: int = 0  # the samples per hour the coverage was judged against
@@ -265,18 +274,37 @@ class _Questions:
         }
 
     def duplicates(self) -> dict[str, Any]:
-        doubled = f"count by ({GPU}, {self.job_labels}) ({self._evidence()}) > 1"
+        evidence = self._evidence()
+        doubled = f"count by ({GPU}, {self.job_labels}) ({evidence}) > 1"
         total = self._at_end(f"count(count by ({GPU}) ({doubled}))")
         count = int(total[0][1]) if total else 0
         if not count:
             return {"duplicated_gpus": 0}
-        examples = self._at_end(f"topk({EXAMPLES}, {doubled})")
+        carried = f"({evidence}) and on ({GPU}, {self.job_labels}) ({doubled})"
+        targets = self._at_end(f"group by ({', '.join(TARGET_LABELS)}) ({carried})")
+        # the host whatever its label's spelling: hostname (4.6+) wins, as in metering.samples.host_of
+        folded = f'label_replace({evidence}, "Hostname", "$1", "hostname", "(.+)")'
+        split = (
+            f"count by ({GPU}, {self.job_labels}) "
+            f"(group by ({GPU}, {self.job_labels}, Hostname, modelName, GPU_I_PROFILE) ({folded})) > 1"
+        )
+        found = self._at_end(f"count(count by ({GPU}) ({split}))")
+        conflicting = int(found[0][1]) if found else 0
+        return {
+            "duplicated_gpus": count,
+            "duplicate_examples": self._examples(doubled),
+            "duplicate_targets": tuple(lab for lab, _ in targets),
+            "conflicting_gpus": conflicting,
+            "conflict_examples": self._examples(split) if conflicting else (),
+        }
+
+    def _examples(self, per_gpu_and_job: str) -> tuple[tuple[dict[str, str], ...], ...]:
+        """The evidence series of the top few (GPU, job) of a ``count by (GPU, job labels)`` query."""
         groups = []
-        for lab, _ in examples:
+        for lab, _ in self._at_end(f"topk({EXAMPLES}, {per_gpu_and_job})"):
             same_job = ",".join(f"{n}={quote(lab.get(n, ''))}" for n in (self.job, *self.others))
-            series = self._series_of(lab, extra=same_job)
-            groups.append(tuple(series))
-        return {"duplicated_gpus": count, "duplicate_examples": tuple(groups)}
+            groups.append(tuple(self._series_of(lab, extra=same_job)))
+        return tuple(groups)
 
     def _series_of(self, gpu: Mapping[str, str], extra: str = "") -> list[dict[str, str]]:
         """The label sets of the evidence series of one GPU (or MIG instance) in the window."""

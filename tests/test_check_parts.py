@@ -22,7 +22,7 @@ from gpumeter.config import load_config
 from gpumeter.errors import ConfigError, InputError, Problems
 from gpumeter.findings import Status
 from metering.inventory import load_inventory
-from metering.telemetry_check import duplicate_cause, suggested_interval_s
+from metering.telemetry_check import causes_by_host, duplicate_cause, suggested_interval_s
 from tests import sites
 
 
@@ -182,6 +182,24 @@ def test_duplicate_causes_are_named() -> None:
     assert "Hostname -> hostname" in duplicate_cause(renamed)
     assert "HA Prometheus pair (label 'replica')" in duplicate_cause(ha)
     assert duplicate_cause(jobs) == "two scrape jobs ('dcgm', 'dcgm-2')"
+
+
+def test_duplicate_causes_are_told_per_host() -> None:
+    """The scrape targets behind duplicated GPUs: every cause of a host, each host under its causes."""
+    targets = [
+        {"Hostname": "a", "job": "dcgm", "replica": "prom-a"},
+        {"hostname": "a", "job": "dcgm", "replica": "prom-a"},  # exporter 4.6 on host a
+        {"Hostname": "a", "job": "dcgm", "replica": "prom-b"},  # and an HA pair
+        {"Hostname": "b", "job": "dcgm", "instance": "b:9400"},
+        {"Hostname": "b", "job": "dcgm", "instance": "10.0.0.2:9400"},  # one job reaching it twice
+        {"Hostname": "c", "job": "dcgm"},  # another host's GPU named c, or other labels
+    ]
+    assert causes_by_host(targets) == {
+        "an HA Prometheus pair (label 'replica')": ("a",),
+        "several instances of scrape job 'dcgm'": ("b",),
+        "series that name another host or differ in other labels": ("c",),
+        "the host label renamed Hostname -> hostname (a dcgm-exporter upgrade)": ("a",),
+    }
 
 
 @pytest.mark.parametrize(("measured", "suggested"), [(14.94, 15), (29.7, 30), (61.0, 60), (7.9, 8), (4.0, 4)])
