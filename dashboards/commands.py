@@ -31,7 +31,7 @@ APP = Path(__file__).resolve().with_name("app.py")
 commands = typer.Typer(add_completion=False)
 users_app = typer.Typer(
     name="users",
-    help="Dashboard users: add, list, remove (roles finance, compliance, auditor, admin).",
+    help="Dashboard users: add, list, remove (roles finance, compliance, auditor, tenant, admin).",
     no_args_is_help=True,
 )
 commands.add_typer(users_app, name="users")
@@ -99,8 +99,11 @@ def _password() -> str:
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Sign-in name (with OIDC: the identity's e-mail).")],
-    role: Annotated[str, typer.Option("--role", help="finance, compliance, auditor or admin.")],
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Scope an auditor to this tenant's bundles.")] = None,
+    role: Annotated[str, typer.Option("--role", help="finance, compliance, auditor, tenant or admin.")],
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Bind a tenant user to this tenant (required), or scope an auditor to it."),
+    ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Change an existing user's role and password (ends their sessions).")
     ] = False,
@@ -109,6 +112,7 @@ def users_add(
     """Add a dashboard user; the password comes from GPUMETER_PASSWORD or a hidden prompt."""
     cfg = get_config(config)
     auth.check_name(name)
+    auth.check_scope(role, tenant)  # before the password prompt: a wrong role or scope asks for nothing
     password = _password()
     auth.check_password_policy(password)
     with store.opened(cfg, "write") as con:

@@ -37,6 +37,7 @@ USERS = {
     "comp": ("compliance", None),
     "aud": ("auditor", None),
     "aud-laguna": ("auditor", SCOPED_TENANT),
+    "ten-laguna": ("tenant", SCOPED_TENANT),
 }
 CREATED = datetime(2026, 11, 1, 8, tzinfo=UTC)
 
@@ -49,7 +50,7 @@ def run_gpumeter(*args: str, timeout: float = 180, **env: str) -> subprocess.Com
 
 
 def add_users(cfg: Config, *, scoped: bool = True) -> None:
-    """One user per role; the tenant-scoped auditor only where its tenant exists."""
+    """One user per role; the tenant-scoped ones only where their tenant exists."""
     con = store.connect(cfg.store.database)
     try:
         for name, (role, tenant) in USERS.items():
