@@ -21,12 +21,12 @@ tenant = viewer.tenant
 if tenant is None:  # the role cannot exist without one (roles.Viewer); said, never guessed
     raise AccessDenied(f"{viewer.name} is not bound to a tenant")
 
+st.title("My account")
 with ui.shown_errors():
     months, latest = views.account_months(site, tenant, ctx.now)
     month = ui.month_picker("Month", months, latest, key="account-month")
     data = views.account_data(site, tenant, month)
 
-st.title("My account")
 st.caption(
     f"{data.tenant.legal_name} (tenant {tenant}, VAT {data.tenant.vat_id}). EUR excluding VAT unless a column "
     "says otherwise; months are calendar months in UTC."
