@@ -38,24 +38,18 @@ from dashboards.errors import AccessDenied, UnknownTenant
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.months import Month
+from metering.inventory import Tenant
 
 USAGE_BY = ("project", "job_id", "gpu_model")
 
 
-@dataclass(frozen=True)
-class TenantInfo:
-    tenant: str
-    legal_name: str
-    country: str
-    vat_id: str
-
-
-def tenant_info(con: duckdb.DuckDBPyConnection, tenant: str) -> TenantInfo:
-    """The tenant as tenants.csv has it now; :class:`UnknownTenant` when it is not there."""
+def tenant_info(con: duckdb.DuckDBPyConnection, tenant: str) -> Tenant:
+    """The tenant as tenants.csv has it now (not its Stripe id); :class:`UnknownTenant` when it is not there."""
     row = store.run(con, "account_tenant", {"tenant": tenant}).fetchone()
     if row is None:
         raise UnknownTenant("no such tenant in tenants.csv", value=tenant)
-    return TenantInfo(str(row[0]), str(row[1]), str(row[2]), str(row[3]))
+    name, legal_name, country, vat_id, email, address = row
+    return Tenant(str(name), str(legal_name), str(country), str(vat_id or ""), email, address)
 
 
 def _only(frame: pl.DataFrame, tenant: str, column: str = "tenant") -> pl.DataFrame:

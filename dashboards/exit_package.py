@@ -45,6 +45,7 @@ from dashboards.errors import DashboardError
 from dashboards.exports import bundle_name, export_month
 from gpumeter.config import Config
 from gpumeter.csvcells import text_columns
+from metering.inventory import Tenant
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -114,7 +115,7 @@ def _documents(con: duckdb.DuckDBPyConnection, package: Package, tenant: str) ->
     return len(numbers)
 
 
-def _tenant_json(con: duckdb.DuckDBPyConnection, package: Package, info: account.TenantInfo) -> None:
+def _tenant_json(con: duckdb.DuckDBPyConnection, package: Package, info: Tenant) -> None:
     budget = account.budget(con, info.tenant)
     fired = account.alerts(con, info.tenant)
     data = {
@@ -122,6 +123,8 @@ def _tenant_json(con: duckdb.DuckDBPyConnection, package: Package, info: account
         "legal_name": info.legal_name,
         "country": info.country,
         "vat_id": info.vat_id,
+        "email": info.email,
+        "address": info.address,
         "budget": None
         if budget is None
         else {"monthly_eur": str(budget.monthly), "thresholds_percent": list(budget.thresholds)},
@@ -141,7 +144,7 @@ def _tenant_json(con: duckdb.DuckDBPyConnection, package: Package, info: account
     package.write("tenant.json", text.encode("utf-8"), "the tenant, its budget and budget alerts", "application/json")
 
 
-def _readme(info: account.TenantInfo, months: list[str], at: datetime, manifest: list[dict[str, object]]) -> str:
+def _readme(info: Tenant, months: list[str], at: datetime, manifest: list[dict[str, object]]) -> str:
     lines = [
         f"Exit package of tenant {info.tenant} ({info.legal_name}), made {at:%Y-%m-%d %H:%M:%S} UTC by gpumeter.",
         f"Months: {', '.join(months) if months else 'none'}. Money in EUR; times in UTC; open formats only.",
@@ -156,7 +159,7 @@ def _readme(info: account.TenantInfo, months: list[str], at: datetime, manifest:
     return "\n".join(lines) + "\n"
 
 
-def _finish(root: Path, package: Package, info: account.TenantInfo, months: list[str], at: datetime) -> int:
+def _finish(root: Path, package: Package, info: Tenant, months: list[str], at: datetime) -> int:
     """manifest.json and README.txt over every file written, then private modes throughout."""
     manifest = [
         {

@@ -32,6 +32,7 @@ from dashboards.settings import Site, file_version
 from gpumeter.config import Config
 from gpumeter.errors import GpumeterError
 from gpumeter.months import Month
+from metering.inventory import Tenant
 
 TTL_S = 900
 MAX_ENTRIES = 512
@@ -321,7 +322,7 @@ def _account_priced(
 
 @dataclass(frozen=True)
 class AccountData:
-    tenant: account.TenantInfo
+    tenant: Tenant
     month: str
     usage: pl.DataFrame  # the month's job-month rows
     documents: pl.DataFrame  # every month's

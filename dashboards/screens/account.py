@@ -6,11 +6,9 @@ with the signed-in user's tenant bound into each query; the page never picks a t
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
-from dashboards import exports, ui, views
+from dashboards import ui, views
 from dashboards.account import USAGE_BY, usage_by
 from dashboards.errors import AccessDenied
 from dashboards.roles import Page, verify_export
@@ -123,17 +121,4 @@ st.caption(
 )
 with ui.shown_errors():
     verify_export(viewer, tenant)
-ready = exports.check_signing(site.config, site.passphrase)
-if not ready.passed:
-    st.warning(f"Bundles cannot be made here: {ready.reason}")
-st.download_button(
-    "Build and download my bundle",
-    data=partial(exports.bundle_bytes, site, st.session_state[ui.SESSION_KEY], viewer, month, tenant),
-    file_name=exports.bundle_name(month, tenant),
-    mime="application/zip",
-    key="account-bundle",
-    on_click="ignore",
-    type="primary",
-    icon=":material/download:",
-    disabled=not ready.passed,
-)
+ui.bundle_button(site, viewer, month, tenant, label="Build and download my bundle", key="account-bundle")
