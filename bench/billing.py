@@ -116,7 +116,9 @@ def build_store(root: Path) -> tuple[Any, duckdb.DuckDBPyConnection]:
     config = load_config(root / "gpumeter.toml")
     con = store.connect(config.store.database)
     store.migrate(con)
-    con.executemany("INSERT INTO tenants VALUES (?, ?, ?, ?, NULL, ?, NULL)", tenant_rows())
+    con.executemany(
+        "INSERT INTO tenants (tenant, legal_name, country, vat_id, address) VALUES (?, ?, ?, ?, ?)", tenant_rows()
+    )
     con.execute(
         """
         INSERT INTO nodes

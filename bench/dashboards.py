@@ -154,8 +154,8 @@ def build(root: Path) -> Path:
         con.execute("INSERT INTO storage_locations VALUES (1, 's3://eu-lake', 'FR'), (1, 's3://us-lake', 'US')")
         con.execute(
             """
-            INSERT INTO tenants
-            SELECT 't' || lpad(i::VARCHAR, 3, '0'), 'Tenant ' || i || ' SAS', 'FR', 'FR40303265045', NULL, NULL, NULL
+            INSERT INTO tenants (tenant, legal_name, country, vat_id)
+            SELECT 't' || lpad(i::VARCHAR, 3, '0'), 'Tenant ' || i || ' SAS', 'FR', 'FR40303265045'
             FROM range($tenants) AS t(i)
             """,
             {"tenants": TENANTS},

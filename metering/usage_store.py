@@ -193,7 +193,17 @@ def store_inventory(con: duckdb.DuckDBPyConnection, inv: Inventory, *, now: date
         )
         tenants = pl.DataFrame(
             [
-                (t.tenant, t.legal_name, t.country, t.vat_id, t.email, t.address, t.stripe_customer)
+                (
+                    t.tenant,
+                    t.legal_name,
+                    t.country,
+                    t.vat_id,
+                    t.email,
+                    t.address,
+                    t.stripe_customer,
+                    t.einvoice,
+                    t.peppol_id,
+                )
                 for t in inv.tenants.values()
             ],
             schema={
@@ -204,6 +214,8 @@ def store_inventory(con: duckdb.DuckDBPyConnection, inv: Inventory, *, now: date
                 "email": pl.String,
                 "address": pl.String,
                 "stripe_customer": pl.String,
+                "einvoice": pl.String,
+                "peppol_id": pl.String,
             },
             orient="row",
         )

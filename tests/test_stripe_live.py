@@ -36,7 +36,10 @@ def test_sync_against_stripe_test_mode(live_client: stripe.StripeClient, tmp_pat
     run = secrets.token_hex(4)
     tenant = f"live-{run}"
     con = store.memory()
-    con.execute("INSERT INTO tenants VALUES ($t, 'Live Test', 'FR', 'FR40303265045', NULL, NULL, NULL)", {"t": tenant})
+    con.execute(
+        "INSERT INTO tenants (tenant, legal_name, country, vat_id) VALUES ($t, 'Live Test', 'FR', 'FR40303265045')",
+        {"t": tenant},
+    )
     doc = invoice_json(
         f"GM-LIVE-{run}", "acme", "2026-01", [(H100, None, "10", "2.80"), (H100, "3g.40gb", "1", "1.20")]
     )

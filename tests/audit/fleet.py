@@ -77,7 +77,7 @@ def load_inventory(
         con.execute("INSERT INTO jobs VALUES ($j, $t, 'p', $d)", {"j": job, "t": tenant, "d": locs})
     for tenant, (name, country, vat) in TENANTS.items():
         con.execute(
-            "INSERT INTO tenants VALUES ($t, $n, $c, $v, NULL, NULL, NULL)",
+            "INSERT INTO tenants (tenant, legal_name, country, vat_id) VALUES ($t, $n, $c, $v)",
             {"t": tenant, "n": name, "c": country, "v": vat},
         )
 

@@ -77,10 +77,21 @@ class Site:
     def write_rates(self, text: str) -> None:
         (self.root / "rates.toml").write_text(text, encoding="utf-8")
 
-    def add_tenant(self, tenant: str, legal_name: str, country: str, vat_id: str, address: str | None) -> None:
+    def add_tenant(
+        self,
+        tenant: str,
+        legal_name: str,
+        country: str,
+        vat_id: str,
+        address: str | None,
+        *,
+        einvoice: str | None = None,
+        peppol_id: str | None = None,
+    ) -> None:
         self.con.execute(
-            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address) VALUES (?, ?, ?, ?, NULL, ?)",
-            [tenant, legal_name, country, vat_id, address],
+            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address, einvoice, peppol_id) "
+            "VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+            [tenant, legal_name, country, vat_id, address, einvoice, peppol_id],
         )
 
     def add_job(self, job: str, tenant: str, project: str = "proj") -> None:

@@ -47,7 +47,8 @@ def make_client(double: StripeDouble, *, api_key: str = API_KEY, retries: int = 
 def add_tenants(con: duckdb.DuckDBPyConnection, stripe_customers: dict[str, str] | None = None) -> None:
     for tenant, (name, country, vat_id, email, address) in TENANTS.items():
         con.execute(
-            "INSERT INTO tenants VALUES ($t, $n, $c, $v, $e, $a, $s)",
+            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address, stripe_customer) "
+            "VALUES ($t, $n, $c, $v, $e, $a, $s)",
             {
                 "t": tenant,
                 "n": name,
