@@ -71,6 +71,7 @@ class Supplier:
     email: str = ""
     iban: str = ""
     payment_terms_days: int = 30
+    peppol_id: str = ""  # Peppol electronic address <scheme>:<id>; default 0002:<siren>
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     unknown = set(sup) - known
     if unknown:
         raise ConfigError("[billing] supplier has unknown keys", file=file, value=sorted(unknown))
-    for key in ("legal_name", "country", "vat_id"):
+    for key in ("legal_name", "country", "vat_id", "peppol_id"):
         _str(sup, key, "billing.supplier", file, "")
     # A site that only meters may leave the supplier out; billing refuses to issue without it.
     supplier = Supplier(**{"legal_name": "", "country": "", "vat_id": "", **sup})
