@@ -9,9 +9,9 @@
 
     <signed checkpoint, verbatim>
 
-Verification order (spec): (1) hash the entry as a leaf; (2) the checkpoint's origin is
-the expected one and a trusted log key signed it; (3) witness cosignatures meet the
-quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
+Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2) the checkpoint's
+origin is the expected one and a trusted log key signed it; (3) witness cosignatures meet
+the quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
 
 :class:`ExpectedProofs` checks many proofs of one checkpoint at once: it builds the tree
 over the entries once and writes the exact file each entry's proof must be, so a bundle

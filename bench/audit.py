@@ -45,6 +45,7 @@ from audit.policy import policy
 from audit.verify import _verify_reference, verify_bundle
 from bench.results import write_section
 from gpumeter import store
+from testing.stores import new_store
 
 ORIGIN = "bench.gpumeter.example.eu/audit"
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -100,8 +101,7 @@ def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str,
     encoded = encode_many(dicts)
     t_encode = time.perf_counter() - t
     del dicts
-    con = store.connect(workdir / "append.duckdb")
-    store.migrate(con)
+    con = new_store(workdir / "append.duckdb")
     log = AuditLog(con)
     log.record_keys([signer], at=T0)
     checkpoints = 0
@@ -135,8 +135,7 @@ def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str,
 
 def duckdb_alone(workdir: Path, entries: Any, tree: Any, batches: int) -> float:
     """Seconds DuckDB takes to insert and commit the log's rows, in as many transactions."""
-    con = store.connect(workdir / "duckdb-alone.duckdb")
-    store.migrate(con)
+    con = new_store(workdir / "duckdb-alone.duckdb")
     e_step, t_step = -(-entries.num_rows // batches), -(-tree.num_rows // batches)
     t = time.perf_counter()
     for k in range(batches):
@@ -153,8 +152,7 @@ def duckdb_alone(workdir: Path, entries: Any, tree: Any, batches: int) -> float:
 def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
     boundary = policy(["EU"])
     digest = policy_digest(boundary)
-    con = store.connect(workdir / "bundle.duckdb")
-    store.migrate(con)
+    con = new_store(workdir / "bundle.duckdb")
     log = AuditLog(con)
     encoded = encode_many(attestation(k, digest) for k in range(n))
     for lo in range(0, n, 10_000):

@@ -3,7 +3,7 @@
 Numbers: one gapless series per supplier, document series and year of issue.
 
 ``GM-2026-000001`` for invoices (supplementary invoices included), ``GMC-2026-000001``
-for credit notes — separate justified series, as French practice allows (billing-eu.md §3).
+for credit notes — separate justified series, as French practice allows.
 A number is claimed with :func:`claim` *inside* the transaction that stores the frozen
 document: if anything fails before the commit, the claim rolls back with it, so the series
 never has a hole. Numbers only use letters, digits and ``-`` (French CTC BR-FR-02) and
@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import duckdb
 
 from billing.errors import BillingError, StoreStateError
 from billing.invoice import Invoice, IssuedPosition, Kind, LineKey, Period
+from billing.plan import IssuedDocument
 from gpumeter import store
 
 DEFAULT_PREFIXES = {Kind.INVOICE: "GM", Kind.CREDIT_NOTE: "GMC"}
@@ -84,20 +85,6 @@ def check_gapless(numbers: list[Number]) -> list[str]:
         if seqs != list(range(1, len(seqs) + 1)):
             findings.append(f"series {prefix}-{year} is not 1..{len(seqs)}: {seqs}")
     return findings
-
-
-@dataclass(frozen=True)
-class IssuedDocument:
-    number: str
-    kind: str
-    tenant: str
-    issue_date: date
-    references_number: str | None
-    net: Decimal
-    vat: Decimal
-    total: Decimal
-    vat_treatment: str
-    vat_rate: Decimal
 
 
 def read_issued(

@@ -3,7 +3,7 @@
 Order of work, so that bad input changes nothing:
 
 1. read everything: rates.toml, tenants, billable usage, what was already issued;
-2. compute every pending document in memory (pure :mod:`billing.invoice`): a full invoice
+2. compute every pending document in memory (pure :func:`billing.plan.plan_month`): a full invoice
    for a tenant with nothing issued for the month, else a supplementary invoice and/or a
    credit note for what moved since; any pricing or VAT error stops here;
 3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
@@ -17,7 +17,6 @@ Order of work, so that bad input changes nothing:
    (:mod:`billing.ubl`), validates it (UBL XSD, CEN EN 16931 and Peppol BIS rules: a fatal
    finding stops the whole finalize), freezes it and logs its SHA-256: ``<number>.xml``.
    Issued files missing from the folder are restored from the store, byte for byte.
-   (This module is over 500 lines on purpose: the finalize transaction reads best whole.)
 
 The e-invoice format is decided when a document is issued, from the tenant's ``einvoice``
 then: an issued document keeps the format it was issued in and is never re-issued in
@@ -41,27 +40,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from billing.errors import BillingError, RatesError, StoreStateError
+from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
     Invoice,
-    IssuedPosition,
     Kind,
-    LineKey,
-    Party,
     Period,
-    Reference,
-    UsageGroup,
-    adjustments,
     aggregate_usage,
-    customer_siren,
-    price_lines,
     to_json,
     verify_supplier,
 )
 from billing.numbering import (
     DEFAULT_PREFIXES,
-    IssuedDocument,
     check_frozen,
     check_prefix,
     claim,
@@ -72,13 +62,14 @@ from billing.numbering import (
     store_ubl,
 )
 from billing.pdf import facturx_pdf, render_pdf
+from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
-from billing.ubl import SIREN_SCHEME, build_ubl, verify_peppol_supplier
+from billing.ubl import build_ubl, verify_peppol_supplier
 from billing.validate import ValidationReport, saxon_available, verify_facturx, verify_ubl
-from billing.vat import decide_vat, decision_for
 from gpumeter import store
-from gpumeter.config import Config, Supplier
-from metering.einvoice import PEPPOL
+from gpumeter.config import Config
+from metering.einvoice import FACTURX, PEPPOL
+from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
 Progress = Callable[[str], None]
@@ -104,39 +95,6 @@ class InvoiceResult:
     ubl_path: Path | None = None  # <number>.xml, for a document issued to a Peppol tenant
 
 
-@dataclass(frozen=True)
-class TenantRecord:
-    tenant: str
-    legal_name: str
-    country: str
-    vat_id: str
-    email: str
-    address: str
-    einvoice: str = "facturx"
-    peppol_id: str = ""
-
-    def party(self) -> Party:
-        return Party(
-            legal_name=self.legal_name,
-            country=self.country,
-            vat_id=self.vat_id,
-            address=self.address,
-            email=self.email,
-            siren=customer_siren(self.country, self.vat_id),
-            identifier=self.tenant,
-            peppol_id=self.peppol_id,
-            einvoice=self.einvoice,
-        )
-
-
-@dataclass
-class MonthPlan:
-    period: Period
-    pending: list[Invoice] = field(default_factory=list)
-    issued: list[IssuedDocument] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -148,24 +106,6 @@ def read_rates(path: Path) -> RateCard:
     except UnicodeDecodeError as exc:
         raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
     return parse_rates(text, file=path)
-
-
-def supplier_party(s: Supplier) -> Party:
-    return Party(
-        legal_name=s.legal_name,
-        country=s.country,
-        vat_id=s.vat_id.replace(" ", "").upper(),
-        address=s.address,
-        city=s.city,
-        postcode=s.postcode,
-        siren=s.siren.replace(" ", ""),
-        legal_form=s.legal_form,
-        share_capital=s.share_capital,
-        rcs=s.rcs,
-        email=s.email,
-        iban=s.iban,
-        peppol_id=s.peppol_id or (f"{SIREN_SCHEME}:{s.siren.replace(' ', '')}" if s.siren else ""),
-    )
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:
@@ -183,10 +123,13 @@ def _prefixes(config: Config) -> dict[Kind, str]:
     return out
 
 
-def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, TenantRecord]:
+def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, Tenant]:
+    """The tenants of the tenants.csv version in the store (the customers of this month)."""
     return {
-        t: TenantRecord(t, name, country, vat or "", email or "", address or "", einvoice, peppol_id or "")
-        for t, name, country, vat, email, address, einvoice, peppol_id in store.run(con, "billing_tenants").fetchall()
+        t: Tenant(t, name, country, vat or "", email, address, stripe_customer, einvoice or FACTURX, peppol_id)
+        for t, name, country, vat, email, address, stripe_customer, einvoice, peppol_id in store.run(
+            con, "billing_tenants"
+        ).fetchall()
     }
 
 
@@ -195,90 +138,6 @@ def default_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     from metering.report import billable_groups
 
     return billable_groups(con, month)
-
-
-# --- planning (pure) -------------------------------------------------------------------------
-
-
-def plan_month(
-    *,
-    period: Period,
-    groups: Iterable[UsageGroup],
-    card: RateCard,
-    tenants: Mapping[str, TenantRecord],
-    supplier: Party,
-    supplier_country: str,
-    payment_terms_days: int,
-    issued: list[IssuedDocument],
-    positions: Mapping[str, Mapping[LineKey, IssuedPosition]],
-) -> MonthPlan:
-    """Every document the month still needs, computed before anything is written."""
-    plan = MonthPlan(period, issued=issued)
-    for d in card.discounts.values():
-        if d.tenant not in tenants:
-            raise RatesError(
-                f"[[discount]] #{d.index} names tenant {d.tenant!r}, absent from tenants.csv",
-                file=card.file,
-                line=d.line,
-                value=d.tenant,
-            )
-    by_tenant: dict[str, list[UsageGroup]] = {}
-    for g in groups:
-        by_tenant.setdefault(g.tenant, []).append(g)
-    originals = {d.tenant: d for d in issued if d.kind == Kind.INVOICE.value and d.references_number is None}
-    for tenant in sorted(set(by_tenant) | set(positions)):
-        record = tenants.get(tenant)
-        lines = price_lines(by_tenant.get(tenant, []), card, tenant=tenant)
-        original = originals.get(tenant)
-        if original is None:
-            if tenant in positions:
-                raise StoreStateError(
-                    f"tenant {tenant!r} has issued documents for {period.month} but no original invoice",
-                    tenant=tenant,
-                    period=period.month,
-                )
-            if record is None:
-                raise BillingError(
-                    f"tenant {tenant!r} has billable usage but is not in tenants.csv "
-                    f"(job {by_tenant[tenant][0].first_job!r})",
-                    value=tenant,
-                    tenant=tenant,
-                )
-            vat = decide_vat(
-                supplier_country=supplier_country,
-                tenant=tenant,
-                tenant_country=record.country,
-                tenant_vat_id=record.vat_id,
-            )
-            if not record.address:
-                plan.warnings.append(f"tenant {tenant!r} has no address in tenants.csv (Art. 226(5) asks for one)")
-            if lines:
-                plan.pending.append(
-                    Invoice(Kind.INVOICE, tenant, period, supplier, record.party(), lines, vat, payment_terms_days)
-                )
-            continue
-        ups, downs = adjustments(lines, positions.get(tenant, {}))
-        if not ups and not downs:
-            continue
-        if record is None:
-            raise StoreStateError(
-                f"tenant {tenant!r} is no longer in tenants.csv but has invoice {original.number} for "
-                f"{period.month}; restore the tenant (and its jobs) before correcting that month",
-                tenant=tenant,
-                period=period.month,
-                value=original.number,
-            )
-        ref = Reference(original.number, original.issue_date)
-        vat = decision_for(original.vat_treatment, original.vat_rate)
-        customer = record.party()
-        for kind, adj in ((Kind.INVOICE, ups), (Kind.CREDIT_NOTE, downs)):
-            if adj:
-                plan.pending.append(
-                    Invoice(
-                        kind, tenant, period, supplier, customer, tuple(adj), vat, payment_terms_days, references=ref
-                    )
-                )
-    return plan
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -371,7 +230,7 @@ def invoice_month(
     period = Period.parse(month)
     store.require_schema(con)
     card = read_rates(config.billing.rates)
-    supplier = supplier_party(config.billing.supplier)
+    supplier = config.billing.supplier
     prefixes = _prefixes(config)
     say(f"reading billable usage for {period.month}")
     groups = aggregate_usage((usage or default_usage)(con, period.month))
@@ -383,8 +242,7 @@ def invoice_month(
         card=card,
         tenants=tenants,
         supplier=supplier,
-        supplier_country=config.billing.supplier.country,
-        payment_terms_days=config.billing.supplier.payment_terms_days,
+        payment_terms_days=config.billing.payment_terms_days,
         issued=issued,
         positions=positions,
     )

@@ -62,7 +62,7 @@ def sync(
     cfg = get_config(config)
     client = client_from_env(os.environ)
     with store.opened(cfg, "write") as con, err.status(f"pushing {month} to Stripe…"):
-        report = sync_month(con, client, month, days_until_due=cfg.billing.supplier.payment_terms_days)
+        report = sync_month(con, client, month, days_until_due=cfg.billing.payment_terms_days)
     for doc in report.documents:
         typer.echo(f"{doc.number}\t{doc.kind}\t{doc.action}\t{doc.stripe_id}\t{doc.stripe_status}\t{doc.total_cents}")
     say(

@@ -10,8 +10,8 @@ differs is only what the Peppol rules ask for (billing/rules/peppol/README.md):
 - one note at most (PEPPOL-EN16931-R002): the document's mentions, one per line;
 - a buyer reference (R003): gpumeter's tenant id, the Factur-X BT-10 too;
 - electronic addresses for seller and buyer (``EndpointID``): the tenant's ``peppol_id``
-  and the supplier's (``[billing] supplier.peppol_id``, else ``0002:<SIREN>``, see
-  :func:`billing.run.supplier_party`);
+  and the supplier's (``[billing] supplier.peppol_id``, else ``0002:<SIREN>``:
+  :func:`supplier_address`);
 - no empty element anywhere (R008): optional values are left out, never written empty;
 - a credit note has no ``DueDate`` (the XSD has none) and cites the original invoice in
   ``cac:BillingReference``, like a supplementary invoice does;
@@ -29,8 +29,9 @@ from datetime import date
 from decimal import Decimal
 
 from billing.errors import DocumentError, SupplierError
-from billing.invoice import SEPA_CREDIT_TRANSFER, UNIT_HOUR, Invoice, Kind, Line, Party, mentions
+from billing.invoice import SEPA_CREDIT_TRANSFER, UNIT_HOUR, Invoice, Kind, Line, mentions
 from billing.money import CURRENCY, HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
+from gpumeter.party import SIREN_SCHEME, Party
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
@@ -40,19 +41,25 @@ NS = {
     "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
     "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
 }
-SIREN_SCHEME = "0002"  # ISO 6523 ICD of the French SIREN (legal id and electronic address)
+
+
+def supplier_address(p: Party) -> str:
+    """The supplier's Peppol electronic address: ``peppol_id``, else ``0002:<SIREN>`` (a French
+    company is registered in Peppol under its SIREN), else ``""``."""
+    return p.peppol_id or (f"{SIREN_SCHEME}:{p.siren}" if p.siren else "")
 
 
 def verify_peppol_supplier(p: Party, *, file: str | None = None) -> None:
     """The supplier's electronic address, needed only to issue Peppol documents."""
     from metering.einvoice import peppol_id_problem
 
-    reason = peppol_id_problem(p.peppol_id) if p.peppol_id else "it has neither peppol_id nor siren"
+    address = supplier_address(p)
+    reason = peppol_id_problem(address) if address else "it has neither peppol_id nor siren"
     if reason:
         raise SupplierError(
             f"[billing] supplier cannot issue Peppol e-invoices: no valid electronic address ({reason})",
             file=file,
-            value=p.peppol_id or None,
+            value=address or None,
         )
 
 
@@ -79,13 +86,14 @@ def _rate(rate: Decimal | None) -> str | None:
 
 def endpoint(p: Party, *, role: str, inv: Invoice) -> tuple[str, str]:
     """(scheme, id) of a party's Peppol electronic address; refused when there is none."""
-    scheme, sep, number = p.peppol_id.partition(":")
+    address = supplier_address(p) if role == "supplier" else p.peppol_id
+    scheme, sep, number = address.partition(":")
     if not sep or not scheme or not number:
         raise DocumentError(
             f"cannot build the Peppol XML of {inv.number}: the {role} has no Peppol electronic address (peppol_id)",
             tenant=inv.tenant,
             period=inv.period.month,
-            value=p.peppol_id or None,
+            value=address or None,
         )
     return scheme, number
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpumeter.errors import ConfigError
+from gpumeter.party import Party, compact_id
 
 DEFAULT_CONFIG = Path("gpumeter.toml")
 
@@ -57,28 +58,11 @@ class InventoryConfig:
 
 
 @dataclass(frozen=True)
-class Supplier:
-    legal_name: str
-    country: str
-    vat_id: str
-    address: str = ""
-    city: str = ""
-    postcode: str = ""
-    siren: str = ""
-    legal_form: str = ""
-    share_capital: str = ""
-    rcs: str = ""
-    email: str = ""
-    iban: str = ""
-    payment_terms_days: int = 30
-    peppol_id: str = ""  # Peppol electronic address <scheme>:<id>; default 0002:<siren>
-
-
-@dataclass(frozen=True)
 class BillingConfig:
     rates: Path
-    supplier: Supplier
+    supplier: Party  # [billing] supplier, less payment_terms_days
     output: Path
+    payment_terms_days: int = 30  # [billing] supplier.payment_terms_days
 
 
 @dataclass(frozen=True)
@@ -119,6 +103,28 @@ def _str(tbl: dict[str, Any], key: str, section: str, file: Path, default: str |
     return value
 
 
+_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k not in ("identifier", "einvoice"))  # customer only
+
+
+def _supplier(sup: object, file: Path) -> tuple[Party, int]:
+    """``[billing] supplier``: the supplier as a :class:`Party`, and its payment terms in days.
+
+    A site that only meters may leave the supplier out; billing refuses to issue without it.
+    """
+    if not isinstance(sup, dict):
+        raise ConfigError("[billing] supplier must be a table", file=file, value=sup)
+    unknown = set(sup) - {*_SUPPLIER_KEYS, "payment_terms_days"}
+    if unknown:
+        raise ConfigError("[billing] supplier has unknown keys", file=file, value=sorted(unknown))
+    values = {key: _str(sup, key, "billing.supplier", file, "") for key in _SUPPLIER_KEYS}
+    days = sup.get("payment_terms_days", 30)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        raise ConfigError("[billing] supplier payment_terms_days must be a whole number of days", file=file, value=days)
+    values["vat_id"] = compact_id(values["vat_id"])
+    values["siren"] = compact_id(values["siren"])
+    return Party(**values), days
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     """Read and check gpumeter.toml; relative paths resolve against its folder."""
     file = Path(path)
@@ -155,17 +161,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     if 3_600_000 % interval_ms:
         raise ConfigError("[telemetry] scrape_interval must divide one hour", file=file, value=interval_ms)
 
-    sup = bil.get("supplier", {})
-    if not isinstance(sup, dict):
-        raise ConfigError("[billing] supplier must be a table", file=file, value=sup)
-    known = set(Supplier.__dataclass_fields__)
-    unknown = set(sup) - known
-    if unknown:
-        raise ConfigError("[billing] supplier has unknown keys", file=file, value=sorted(unknown))
-    for key in ("legal_name", "country", "vat_id", "peppol_id"):
-        _str(sup, key, "billing.supplier", file, "")
-    # A site that only meters may leave the supplier out; billing refuses to issue without it.
-    supplier = Supplier(**{"legal_name": "", "country": "", "vat_id": "", **sup})
+    supplier, payment_terms_days = _supplier(bil.get("supplier", {}), file)
 
     allowed = aud.get("allowed_countries", ["EU"])
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
@@ -199,6 +195,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             rates=rel(_str(bil, "rates", "billing", file, "rates.toml")),
             supplier=supplier,
             output=rel(_str(bil, "output", "billing", file, "var/invoices")),
+            payment_terms_days=payment_terms_days,
         ),
         audit=AuditConfig(
             origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),

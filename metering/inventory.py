@@ -1,4 +1,4 @@
-"""Inventory files: nodes.csv, storage.csv, jobs.csv, tenants.csv (SPEC.md "Inputs").
+"""Inventory files: nodes.csv, storage.csv, jobs.csv, tenants.csv (docs/formats.md, "Inputs").
 
 Loading is pure (bytes in, frozen records out) and all-or-nothing: every file is parsed
 and checked before anything is stored, and the first bad value stops the load with an

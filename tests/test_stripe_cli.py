@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from gpumeter import store
+from testing.stores import new_store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import API_KEY, H100, add_tenants, invoice_json, write_document
 from tests.stripe_double.processes import GPUMETER, webhook_command
@@ -36,8 +37,7 @@ supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR403032650
 """,
         encoding="utf-8",
     )
-    con = store.connect(tmp_path / "var" / "gpumeter.duckdb")
-    store.migrate(con)
+    con = new_store(tmp_path / "var" / "gpumeter.duckdb")
     add_tenants(con)
     root = tmp_path / "var" / "invoices"
     write_document(con, root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))

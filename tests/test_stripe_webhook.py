@@ -17,6 +17,7 @@ from billing.stripe.payments import payment_status
 from billing.stripe.sync import sync_month
 from billing.stripe.webhook import WebhookServer, make_server
 from gpumeter import store
+from testing.stores import new_store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import H100, add_tenants, invoice_json, make_client, write_document
 from tests.stripe_double.processes import WebhookProcess, webhook_command
@@ -31,8 +32,7 @@ MONTH = "2026-01"
 def database(tmp_path: Path, stripe_double: StripeDouble) -> Path:
     """A store file where GM-2026-000001 (acme) and GM-2026-000002 (bauer) were synced."""
     db = tmp_path / "g.duckdb"
-    con = store.connect(db)
-    store.migrate(con)
+    con = new_store(db)
     add_tenants(con)
     root = tmp_path / "invoices"
     write_document(con, root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))

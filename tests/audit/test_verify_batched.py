@@ -31,6 +31,7 @@ from audit.errors import VerificationError
 from audit.log import AuditLog
 from audit.note import parse_vkey
 from audit.verify import VerifyResult, _verify_batched, _verify_reference, verify_bundle
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -60,7 +61,7 @@ def _attestation(k: int, **extra: Any) -> dict[str, Any]:
 
 
 def _bundle(tmp: Path, name: str, entries: Sequence[dict[str, Any]]) -> Path:
-    con = fleet.new_store(tmp / f"{name}.duckdb")
+    con = new_store(tmp / f"{name}.duckdb")
     AuditLog(con).append_many(list(entries), at=fleet.T0)
     out = tmp / f"{name}.zip"
     export_bundle(con, "2026-07", None, out, [SIGNER], fleet.ORIGIN, EU, by="test", at=EXPORTED_AT)

@@ -19,15 +19,13 @@ from lxml import etree
 
 from billing.errors import SupplierError, ValidationError
 from billing.run import invoice_month
+from billing.ubl import NS
 from billing.validate import check_ubl
 from tests.billing.conftest import A30, A100, H100, RATES, Site, at, make_site
 from tests.billing.test_cli import run
 
 M = "2026-10"
-UBL = {
-    "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
-    "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
-}
+UBL = {prefix: NS[prefix] for prefix in ("cac", "cbc")}
 CII = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
     "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",

@@ -19,11 +19,12 @@ import pytest
 from lxml import etree
 
 from billing.errors import ValidationError
-from billing.invoice import Invoice, Kind, Line, Party, Period
+from billing.invoice import Invoice, Kind, Line, Period
 from billing.schematron import compile_schematron
 from billing.ubl import build_ubl
 from billing.validate import SVRL_NS, _facturx_data, _saxon, check_schematron, check_ubl, verify_ubl
 from billing.vat import decide_vat
+from gpumeter.party import Party
 from metering.einvoice import EAS_SCHEMES
 
 RULES = resources.files("billing").joinpath("rules", "peppol")

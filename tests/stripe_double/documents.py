@@ -1,4 +1,4 @@
-"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the SPEC's shape.
+"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the documented shape.
 
 - :func:`make_client`: the real ``stripe`` SDK pointed at a :class:`StripeDouble`;
 - :func:`add_tenants`: three tenants with names, e-mails and addresses, so tests can
@@ -23,6 +23,8 @@ import stripe
 
 from gpumeter import store
 from gpumeter.months import Month
+from metering.inventory import Tenant
+from testing import stores
 
 from .server import StripeDouble
 
@@ -45,20 +47,14 @@ def make_client(double: StripeDouble, *, api_key: str = API_KEY, retries: int = 
 
 
 def add_tenants(con: duckdb.DuckDBPyConnection, stripe_customers: dict[str, str] | None = None) -> None:
-    for tenant, (name, country, vat_id, email, address) in TENANTS.items():
-        con.execute(
-            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address, stripe_customer) "
-            "VALUES ($t, $n, $c, $v, $e, $a, $s)",
-            {
-                "t": tenant,
-                "n": name,
-                "c": country,
-                "v": vat_id,
-                "e": email,
-                "a": address,
-                "s": (stripe_customers or {}).get(tenant),
-            },
-        )
+    customers = stripe_customers or {}
+    stores.add_tenants(
+        con,
+        [
+            Tenant(tenant, name, country, vat_id, email, address, customers.get(tenant))
+            for tenant, (name, country, vat_id, email, address) in TENANTS.items()
+        ],
+    )
 
 
 def invoice_json(
@@ -71,7 +67,7 @@ def invoice_json(
     references: str | None = None,
     treatment: str | None = None,
 ) -> dict[str, Any]:
-    """A finalized document as the SPEC's "Invoice JSON" (plus the PII billing adds).
+    """A finalized document as docs/formats.md's "Invoice JSON".
 
     ``lines``: (gpu_model, mig_profile, gpu_hours, unit_price); each amount is
     hours × price rounded half-up once; VAT 20 % on the net when domestic.
