@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,6 +38,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from audit.keys import pin_mention
 from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
@@ -68,6 +67,7 @@ from billing.ubl import build_ubl, verify_peppol_supplier
 from billing.validate import ValidationReport, saxon_available, verify_facturx, verify_ubl
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.files import atomic_write
 from metering.einvoice import FACTURX, PEPPOL
 from metering.inventory import Tenant
 
@@ -150,18 +150,6 @@ def month_dir(config: Config, period: Period) -> Path:
 def draft_stem(inv: Invoice, *, second: bool) -> str:
     safe = urllib.parse.quote(inv.tenant, safe="-_.")
     return f"draft-{safe}" + ("-credit-note" if second else "")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_bytes(inv: Invoice) -> bytes:
@@ -259,9 +247,12 @@ def invoice_month(
     if any(inv.einvoice == PEPPOL for inv in plan.pending):
         verify_peppol_supplier(supplier, file=str(config.path))
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    created = _issue(con, plan, prefixes, card, moment, out_dir, say)
+    pin = pin_mention(config.audit.signing_key, config.audit.origin)
+    if pin is None and plan.pending:
+        say("warning: the audit log has no key yet (run `gpumeter init`); these documents cannot name it")
+    created = _issue(con, plan, prefixes, card, moment, out_dir, say, pin=pin)
     for path, data in created.files:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     results = list(created.results)
@@ -290,7 +281,7 @@ def _write_drafts(plan: MonthPlan, out_dir: Path, say: Progress) -> list[Invoice
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     for path, data in writes:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     return results
 
 
@@ -326,7 +317,11 @@ def _issue(
     moment: datetime,
     out_dir: Path,
     say: Progress,
+    *,
+    pin: str | None = None,
 ) -> _Issued:
+    """Number, render, validate, store and log each pending document; ``pin`` is the
+    audit log key's mention every issued document carries (:func:`audit.keys.pin_mention`)."""
     out = _Issued()
     if not plan.pending:
         return out
@@ -339,6 +334,8 @@ def _issue(
                 con, supplier_vat_id=inv.supplier.vat_id, kind=inv.kind, year=issue_date.year, prefix=prefixes[inv.kind]
             )
             final = inv.finalize(str(number), issue_date)
+            if pin is not None:
+                final = replace(final, notes=(*final.notes, pin))
             say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
             xml = build_xml(final)
             report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
@@ -373,7 +370,7 @@ def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path)
         check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
-            _atomic_write(path, data)
+            atomic_write(path, data)
     result = _issued_result(doc, out_dir)
     return replace(result, ubl_path=out_dir / f"{doc.number}.xml") if ubl is not None else result
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from audit import keys, policy
+from audit import highwater, keys, policy
 from audit.bundle import ExportResult, attest_and_export
 from audit.note import Signer
 from dashboards import sessions
@@ -75,7 +75,10 @@ def export_month(
     """What ``gpumeter audit export`` does, on an open read-write connection."""
     boundary = policy.policy(config.audit.allowed_countries)
     store.require_schema(con)
-    return attest_and_export(con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at).export
+    mark = highwater.mark_path(config.audit.signing_key)
+    return attest_and_export(
+        con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at, mark=mark
+    ).export
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,23 @@ class BillingConfig:
 
 
 @dataclass(frozen=True)
+class WitnessConfig:
+    """One ``[audit] witnesses`` entry: a name for policies, its submission URL, its vkey."""
+
+    name: str
+    url: str
+    vkey: str
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     origin: str
     signing_key: Path
     allowed_countries: tuple[str, ...]
+    witnesses: tuple[WitnessConfig, ...] = ()
+    quorum: int = 0  # how many of ``witnesses`` must cosign (default: all of them)
+    tsa_url: str | None = None  # an RFC 3161 time-stamping authority for each checkpoint
+    tsa_cert: Path | None = None  # its pinned certificate (PEM) to check each token on receipt
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,49 @@ def _supplier(sup: object, file: Path) -> tuple[Party, int]:
     return Party(**values), days
 
 
+_WITNESS_KEYS = frozenset(WitnessConfig.__dataclass_fields__)
+
+
+def _http_url(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value) is not None
+
+
+def _witnesses(aud: dict[str, Any], file: Path) -> tuple[tuple[WitnessConfig, ...], int]:
+    """``[audit] witnesses`` and ``quorum``: unknown keys, duplicates and bad values refused."""
+    raw = aud.get("witnesses", [])
+    if not isinstance(raw, list):
+        raise ConfigError("[audit] witnesses must be a list of { name, url, vkey } tables", file=file, value=raw)
+    out: list[WitnessConfig] = []
+    for n, item in enumerate(raw, start=1):
+        where = f"[audit] witnesses entry {n}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a {{ name, url, vkey }} table", file=file, value=item)
+        unknown = set(item) - _WITNESS_KEYS
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys", file=file, value=sorted(unknown))
+        missing = sorted(_WITNESS_KEYS - set(item))
+        if missing:
+            raise ConfigError(f"{where} lacks {', '.join(missing)}", file=file)
+        name, url, vkey = item["name"], item["url"], item["vkey"]
+        if not isinstance(name, str) or not re.fullmatch(r"[^\s]+", name) or name == "none":
+            raise ConfigError(f"{where}: name must be one word (not 'none')", file=file, value=name)
+        if not _http_url(url):
+            raise ConfigError(f"{where}: url must be an http:// or https:// URL", file=file, value=url)
+        if not isinstance(vkey, str) or vkey.count("+") < 2:
+            raise ConfigError(f"{where}: vkey must be a <name>+<hex8>+<base64> string", file=file, value=vkey)
+        if any(w.name == name for w in out):
+            raise ConfigError("[audit] witnesses names a witness twice", file=file, value=name)
+        out.append(WitnessConfig(name, url.rstrip("/"), vkey))
+    quorum = aud.get("quorum", len(out))
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or not 0 <= quorum <= len(out):
+        raise ConfigError(
+            f"[audit] quorum must be a whole number from 0 to the {len(out)} witness(es) listed",
+            file=file,
+            value=quorum,
+        )
+    return tuple(out), quorum
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     """Read and check gpumeter.toml; relative paths resolve against its folder."""
     file = Path(path)
@@ -167,6 +223,14 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
         raise ConfigError("[audit] allowed_countries must be a list of strings", file=file, value=allowed)
 
+    witnesses, quorum = _witnesses(aud, file)
+    tsa_url = aud.get("tsa_url")
+    if tsa_url is not None and not _http_url(tsa_url):
+        raise ConfigError("[audit] tsa_url must be an http:// or https:// URL", file=file, value=tsa_url)
+    tsa_cert = aud.get("tsa_cert")
+    if tsa_cert is not None and not isinstance(tsa_cert, str):
+        raise ConfigError("[audit] tsa_cert must be a path to a PEM certificate", file=file, value=tsa_cert)
+
     timeout = tel.get("timeout_s", 120.0)
     retries = tel.get("retries", 4)
     if not isinstance(timeout, int | float) or timeout <= 0:
@@ -201,6 +265,10 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),
             signing_key=rel(_str(aud, "signing_key", "audit", file, "keys/audit.key")),
             allowed_countries=tuple(allowed),
+            witnesses=witnesses,
+            quorum=quorum,
+            tsa_url=tsa_url,
+            tsa_cert=rel(tsa_cert) if tsa_cert is not None else None,
         ),
         raw=doc,
     )

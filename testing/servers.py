@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -55,6 +57,18 @@ def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
     backfill(list(series), tsdb, workdir / "om", promtool=need("promtool"))
     with prometheus_on(tsdb, workdir) as url:
         yield url
+
+
+@contextlib.contextmanager
+def in_thread(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer]:
+    """Serve an in-process server from a daemon thread until the block ends, then close it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
