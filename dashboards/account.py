@@ -121,17 +121,18 @@ class DocumentFile:
 
 
 def document_files(con: duckdb.DuckDBPyConnection, tenant: str, number: str) -> list[DocumentFile]:
-    """The PDF (Factur-X), its embedded XML and the invoice JSON of one of the tenant's documents.
+    """The PDF (Factur-X), its embedded XML, the invoice JSON and, for a Peppol tenant, the
+    UBL 2.1 document of one of the tenant's documents.
 
     A number the tenant was not issued is refused exactly like a number that does not exist.
     """
     row = store.run(con, "account_document_files", {"tenant": tenant, "number": number}).fetchone()
     if row is None:
         raise AccessDenied(f"no issued document {number} for tenant {tenant!r}")
-    number, kind, period, pdf, pdf_sha, jbytes, json_sha, xml_sha = row
+    number, kind, period, pdf, pdf_sha, jbytes, json_sha, xml_sha, ubl, ubl_sha = row
     pdf = check_frozen(number, "the PDF", pdf, pdf_sha)
     title = "credit note" if kind == "credit_note" else "invoice"
-    return [
+    files = [
         DocumentFile(number, kind, period, f"{number}.pdf", "application/pdf", f"{title}, PDF/A-3 (Factur-X)", pdf),
         DocumentFile(
             number,
@@ -152,6 +153,19 @@ def document_files(con: duckdb.DuckDBPyConnection, tenant: str, number: str) -> 
             check_frozen(number, "the JSON", jbytes, json_sha),
         ),
     ]
+    if ubl is not None:
+        files.append(
+            DocumentFile(
+                number,
+                kind,
+                period,
+                f"{number}.ubl.xml",
+                "application/xml",
+                f"{title}, Peppol BIS Billing 3.0 (UBL 2.1)",
+                check_frozen(number, "the UBL document", ubl, ubl_sha),
+            )
+        )
+    return files
 
 
 def sovereignty(con: duckdb.DuckDBPyConnection, tenant: str, month: str, boundary: Policy) -> BoundaryMonth:

@@ -91,16 +91,37 @@ def test_documents_budget_and_alerts_are_the_tenants_own(tenant: str, con: duckd
 @pytest.mark.parametrize("tenant", TWO)
 def test_a_document_of_another_tenant_cannot_be_fetched(tenant: str, con: duckdb.DuckDBPyConnection) -> None:
     own = con.execute(
-        "SELECT number, pdf_sha256, xml_sha256, json_sha256 FROM billing_documents WHERE tenant = ?", [tenant]
+        "SELECT number, pdf_sha256, xml_sha256, json_sha256, ubl_sha256 FROM billing_documents"
+        " LEFT JOIN billing_ubl_documents USING (number) WHERE tenant = ?",
+        [tenant],
     ).fetchall()
-    for number, pdf_sha, xml_sha, json_sha in own:
-        pdf, xml, jdoc = account.document_files(con, tenant, number)
-        assert [f.file_name for f in (pdf, xml, jdoc)] == [f"{number}.pdf", f"{number}.factur-x.xml", f"{number}.json"]
-        assert [hashlib.sha256(f.data).hexdigest() for f in (pdf, xml, jdoc)] == [pdf_sha, xml_sha, json_sha]
+    for number, pdf_sha, xml_sha, json_sha, ubl_sha in own:
+        files = account.document_files(con, tenant, number)
+        names = [f"{number}.pdf", f"{number}.factur-x.xml", f"{number}.json"]
+        hashes = [pdf_sha, xml_sha, json_sha]
+        if ubl_sha is not None:  # a Peppol tenant's document also has its UBL twin
+            names, hashes = [*names, f"{number}.ubl.xml"], [*hashes, ubl_sha]
+        assert [f.file_name for f in files] == names
+        assert [hashlib.sha256(f.data).hexdigest() for f in files] == hashes
     foreign = con.execute("SELECT number FROM billing_documents WHERE tenant <> ?", [tenant]).fetchall()
     for (number,) in foreign:
         with pytest.raises(AccessDenied, match=f"no issued document {number} for tenant"):
             account.document_files(con, tenant, number)
+
+
+def test_a_peppol_tenants_documents_include_their_ubl_twin(con: duckdb.DuckDBPyConnection) -> None:
+    peppol = con.execute(
+        "SELECT tenant, number, ubl_sha256 FROM billing_documents JOIN billing_ubl_documents USING (number)"
+        " ORDER BY number LIMIT 1"
+    ).fetchall()
+    assert peppol, "the demo issues Peppol documents to its Belgian tenants"
+    [(tenant, number, ubl_sha)] = peppol
+    [ubl] = [f for f in account.document_files(con, tenant, number) if f.file_name.endswith(".ubl.xml")]
+    assert hashlib.sha256(ubl.data).hexdigest() == ubl_sha and b"urn:oasis:names:specification:ubl" in ubl.data
+    others = con.execute("SELECT DISTINCT tenant FROM billing_documents WHERE tenant <> ?", [tenant]).fetchall()
+    for (other,) in others:
+        with pytest.raises(AccessDenied):
+            account.document_files(con, other, number)
 
 
 @pytest.mark.parametrize("tenant", TWO)
