@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
 from dashboards import exports, ui, views
@@ -31,20 +29,7 @@ with ui.shown_errors():
     )
     verify_export(viewer, tenant)
 
-ready = exports.check_signing(site.config, site.passphrase)
-if not ready.passed:
-    st.warning(f"Bundles cannot be made here: {ready.reason}")
-st.download_button(
-    "Build and download bundle",
-    data=partial(exports.bundle_bytes, site, st.session_state[ui.SESSION_KEY], viewer, month, tenant),
-    file_name=exports.bundle_name(month, tenant),
-    mime="application/zip",
-    key="auditor-download",
-    on_click="ignore",
-    type="primary",
-    icon=":material/download:",
-    disabled=not ready.passed,
-)
+ui.bundle_button(site, viewer, month, tenant, label="Build and download bundle", key="auditor-download")
 st.caption(
     f"Each download is built afresh and recorded in the audit log as an `export` entry by dashboard:{viewer.name}."
 )
