@@ -6,6 +6,7 @@ Pure core (no I/O, no clock):
 ==================  ==========================================================================
 ``canonical``       RFC 8785 entry bytes; ``check_entry`` / ``verify_entry``; ``parse_entry``
 ``merkle``          RFC 6962 hashing, ``Frontier``, ``MerkleTree``, proof plans, verification
+``tiles``           C2SP tlog-tiles: paths, layout, ``grow`` (appending), ``TileHashes``, bundles
 ``note``            C2SP signed notes: parse/format, vkeys, key IDs, ``Signer``, ``open_note``
 ``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log keys, witnesses)
 ``proof``           ``c2sp.org/tlog-proof@v1`` files: ``format_proof``, ``parse_proof``, verify
@@ -19,7 +20,7 @@ I/O edge:
 
 ==================  ==========================================================================
 ``keys``            encrypted signing key (0600), key ring, rotation, ``ensure_key``
-``log``             ``AuditLog`` over DuckDB: append, proofs, checkpoints
+``log``             ``AuditLog`` over DuckDB (entries, tiles): append, proofs, checkpoints
 ``check``           ``check_log`` / ``verify_log`` (``gpumeter audit check``)
 ``record``          ``record_*`` helpers other packages call; metering's ``after_collect`` hook
 ``attest``          usage windows, inventory versions, job attestations from the store

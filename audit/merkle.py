@@ -4,19 +4,13 @@ Hashing: a leaf is ``SHA-256(0x00 ‖ entry)``, an interior node ``SHA-256(0x01 
 right)``, the empty tree ``SHA-256("")``. A tree of n > 1 leaves splits at the largest
 power of two strictly below n, so it is left-heavy and never duplicates a lone node.
 
-Storage model: every *perfect* subtree — 2^level leaves starting at ``index·2^level`` —
-is named ``(level, index)`` and, once complete, never changes. A log keeps those hashes
-(2n of them) and computes everything else from them:
-
-* appending a leaf touches only the *frontier* (the perfect roots along the right edge,
-  one per set bit of the size), so it is O(log n) and creates on average one new node;
-* every stored subtree also has a *position*, its place in the order appending creates
-  them (:func:`position`): monotonic, so a database finds nodes by position with tight
-  per-block min/max pruning instead of scanning;
-* the root of any size, an inclusion path and a consistency proof are *plans* — lists of
-  node ids, each proof element the right fold of one or more perfect subtrees (only the
-  one element on the tree's right edge needs more than one) — resolved by one batched
-  read of O(log n) hashes from any :class:`HashSource` (memory, DuckDB).
+Every *perfect* subtree — 2^level leaves starting at ``index·2^level`` — is named
+``(level, index)`` and, once complete, never changes. The root of any size, an inclusion
+path and a consistency proof are *plans*: lists of node ids, each proof element the right
+fold of one or more perfect subtrees (only the one element on the tree's right edge needs
+more than one), resolved by one batched read of O(log n) hashes from any
+:class:`HashSource` (:class:`MerkleTree` in memory; :class:`audit.tiles.TileHashes` over
+the log's tiles).
 
 Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 (reference §3–§5): proof lengths are
 checked before hashing, leaf and proof hashes must be 32 bytes, old size 0 is rejected
@@ -60,17 +54,6 @@ def _split(n: int) -> int:
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def position(level: int, index: int) -> int:
-    """Where subtree ``(level, index)`` falls in the order appending creates subtrees.
-
-    Leaf j creates itself and then the ``tz(j + 1)`` subtrees it completes, so before leaf
-    e there are ``2e - popcount(e)`` subtrees; the subtree completed by leaf
-    ``e = (index + 1)·2^level - 1`` is the ``level``-th created while appending it.
-    """
-    e = ((index + 1) << level) - 1
-    return 2 * e - bin(e).count("1") + level
 
 
 def subtree_ids(lo: int, hi: int) -> tuple[NodeId, ...]:
@@ -229,33 +212,6 @@ class Frontier:
             made.append(NewNode(level, index, acc))
         hashes.append(acc)
         self.size += 1
-        return made
-
-    def extend(self, leaves: Sequence[bytes]) -> list[tuple[int, int, list[bytes]]]:
-        """Add many leaf hashes at once; returns ``(level, first index, hashes)`` of the new
-        perfect subtrees (level ≥ 1), computed level by level as in :meth:`append`."""
-        old, new = self.size, self.size + len(leaves)
-        before = dict(zip((lv for lv, _ in Frontier.ids(old)), self.hashes, strict=True))
-        made: list[tuple[int, int, list[bytes]]] = []
-        rows: dict[int, tuple[int, list[bytes]]] = {0: (old, list(leaves))}
-        level, first, cur = 0, old, list(leaves)
-        sha = hashlib.sha256
-        while cur:
-            if first & 1:  # the left sibling of the first new node predates the batch
-                cur = [before[level], *cur]
-                first -= 1
-            nxt = [sha(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
-            level += 1
-            first >>= 1
-            if nxt:
-                made.append((level, first, nxt))
-                rows[level] = (first, nxt)
-            cur = nxt
-        frontier: list[bytes] = []
-        for lv, idx in Frontier.ids(new):
-            start, hashes = rows.get(lv, (idx + 1, []))
-            frontier.append(hashes[idx - start] if idx >= start else before[lv])
-        self.size, self.hashes = new, frontier
         return made
 
     def root(self) -> bytes:

@@ -211,33 +211,3 @@ def test_plans_are_logarithmic_for_huge_trees(n: int, data: st.DataObject) -> No
     assert len(merkle.plan_ids(plan)) <= 2 * 64
     m = data.draw(st.integers(1, n))
     assert len(merkle.consistency_plan(m, n)) == merkle.consistency_length(m, n)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 200), st.lists(st.integers(0, 70), max_size=6))
-def test_batch_extend_equals_leaf_by_leaf_append(start: int, batches: list[int]) -> None:
-    one, many = merkle.Frontier(), merkle.Frontier()
-    leaves = [merkle.leaf_hash(k.to_bytes(4, "big")) for k in range(start + sum(batches))]
-    for h in leaves[:start]:
-        one.append(h)
-        many.append(h)
-    pos = start
-    for b in batches:
-        want = [node for h in leaves[pos : pos + b] for node in one.append(h)]
-        got = [
-            merkle.NewNode(level, first + k, h)
-            for level, first, made in many.extend(leaves[pos : pos + b])
-            for k, h in enumerate(made)
-        ]
-        assert sorted(got, key=lambda n: (n.level, n.index)) == sorted(want, key=lambda n: (n.level, n.index))
-        assert (many.size, many.hashes, many.root()) == (one.size, one.hashes, one.root())
-        pos += b
-
-
-def test_positions_count_subtrees_in_append_order() -> None:
-    f = merkle.Frontier()
-    created: list[tuple[int, int]] = []
-    for k in range(300):
-        created.append((0, k))
-        created += [(n.level, n.index) for n in f.append(merkle.leaf_hash(k.to_bytes(4, "big")))]
-    assert [merkle.position(lv, i) for lv, i in created] == list(range(len(created)))
