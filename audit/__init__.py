@@ -9,7 +9,7 @@ Pure core (no I/O, no clock):
 ``tiles``           C2SP tlog-tiles: paths, layout, ``grow`` (appending), ``TileHashes``, bundles
 ``note``            C2SP signed notes: parse/format, vkeys, key IDs, ``Signer``, ``open_note``
 ``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log keys, witnesses)
-``proof``           ``c2sp.org/tlog-proof@v1`` files: ``format_proof``, ``parse_proof``, verify
+``proof``           ``c2sp.org/tlog-proof@v1`` files: format, parse, verify; ``ProofTree`` for many
 ``policy``          named, versioned boundaries; ``check_job`` / ``verify_job``
 ``entries``         the entry kinds as JSON objects; index columns (``meta``)
 ``report``          ``policy.json``, ``report/sovereignty.csv``, ``summary.md``, ``VERIFY.md``
@@ -25,8 +25,8 @@ I/O edge:
 ``record``          ``record_*`` helpers other packages call; metering's ``after_collect`` hook
 ``attest``          usage windows, inventory versions, job attestations from the store
 ``bundle``          ``export_bundle`` (``gpumeter audit export``)
-``archive``         bounded, checked reading of a bundle zip (``SafeZip``; ``ZipIndex``, mapped once)
-``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``): batched, else reference
+``archive``         bounded, checked, streaming reading of a bundle zip (``BundleReader``)
+``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``), ``Trust``
 ``gcpause``         pausing the cyclic garbage collector while a batch builds many objects
 ``commands``        the ``gpumeter audit`` CLI
 ==================  ==========================================================================

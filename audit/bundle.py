@@ -4,7 +4,8 @@ Layout: ``checkpoint``; ``keys/<name>+<key ID>.vkey`` (every key the log has use
 its ``key_event`` entries); ``entries/<index>.json`` (exact bytes) and
 ``entries/<index>.tlog-proof`` against ``checkpoint``; ``consistency.json`` from the
 checkpoint the previous month's bundle carried (absent when there is none); ``policy.json``;
-``report/sovereignty.csv``; ``report/summary.md``; ``VERIFY.md``; ``documents/``.
+``report/sovereignty.csv``; ``report/summary.md``; ``VERIFY.md``; ``policy.txt`` (a C2SP
+tlog-policy naming the log key, for convenience: verifiers never trust it); ``documents/``.
 
 Scope: the month's entries — only the tenant's when ``--tenant`` is given, so a tenant
 bundle holds no other tenant's names, ids or documents — plus every ``key_event`` and
@@ -39,7 +40,7 @@ from audit import report
 from audit.attest import month_bounds
 from audit.errors import AuditError
 from audit.log import AuditLog, StoredCheckpoint, atomic, encode, stored_checkpoint
-from audit.note import Signer, b64encode, parse_vkey
+from audit.note import Signer, parse_vkey
 from audit.policy import Policy
 from audit.proof import TlogProof, format_proof
 from gpumeter import store
@@ -125,6 +126,7 @@ def export_bundle(
             files = {
                 "policy.json": report.policy_json(boundary),
                 "VERIFY.md": report.verify_md(origin=origin, month=month, tenant=tenant),
+                "policy.txt": report.policy_txt(origin, [s.vkey for s in signers]),
                 "report/sovereignty.csv": report.sovereignty_csv(atts),
                 "report/summary.md": report.summary_md(
                     origin=origin,
@@ -167,13 +169,7 @@ def export_bundle(
             proofs = log.inclusion_proofs([i for i, _ in scope], checkpoint.size)
             consistency: bytes | None = None
             if prev is not None:
-                proof = log.consistency_proof(prev.size, checkpoint.size)
-                consistency = (
-                    json.dumps({"old_checkpoint": prev.note, "proof": [b64encode(h) for h in proof]}, indent=2).encode(
-                        "utf-8"
-                    )
-                    + b"\n"
-                )
+                consistency = report.consistency_json(prev.note, log.consistency_proof(prev.size, checkpoint.size))
             stored_docs = log.documents(sorted(docs))
             missing = sorted(set(docs) - set(stored_docs))
             if missing:
@@ -185,7 +181,7 @@ def export_bundle(
                     _zip_member(out, key_file_name(v), v.encode("utf-8") + b"\n")
                 if consistency is not None:
                     _zip_member(out, "consistency.json", consistency)
-                for name in ("policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md"):
+                for name in ("policy.json", "policy.txt", "VERIFY.md", "report/sovereignty.csv", "report/summary.md"):
                     _zip_member(out, name, files[name])
                 for i, data in scope:  # stored: small, and a verifier reads them without inflating
                     _zip_member(out, f"entries/{i}.json", data, stored=True)

@@ -10,9 +10,12 @@ the CSV rows from the attestations.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
+import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -29,23 +32,39 @@ def policy_json(boundary: Policy) -> bytes:
     return data
 
 
+def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
+    """Per job, the index of the attestation no other one supersedes (the highest such).
+
+    ``attestations`` are (index, job id, the entry's ``supersedes`` value); the result is
+    in job order. The one rule for which attestation a report row shows.
+    """
+    rows = list(attestations)
+    replaced = {s for _, _, s in rows if isinstance(s, int)}
+    latest: dict[str, int] = {}
+    for i, job, _ in rows:
+        if i not in replaced and latest.get(job, -1) < i:
+            latest[job] = i
+    return [latest[job] for job in sorted(latest)]
+
+
 def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Mapping[str, Any]]]:
     """Per job, the attestation no other attestation in ``entries`` supersedes, by job id."""
-    atts = [(i, e) for i, e in entries if e.get("type") == "job_attestation"]
-    replaced = {e["supersedes"] for _, e in atts if isinstance(e.get("supersedes"), int)}
-    latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
-    for i, e in atts:
-        if i in replaced:
-            continue
-        key = str(e.get("job_id"))
-        if key not in latest or latest[key][0] < i:
-            latest[key] = (i, e)
-    return [latest[k] for k in sorted(latest)]
+    atts = {i: e for i, e in entries if e.get("type") == "job_attestation"}
+    return [(i, atts[i]) for i in latest_of((i, str(e.get("job_id")), e.get("supersedes")) for i, e in atts.items())]
+
+
+def _join(value: Any) -> str:
+    """Items joined by ``;`` (``str()`` of each)."""
+    if not value:
+        return ""
+    try:
+        return ";".join(value)  # the usual case, strings: the same text, at C speed
+    except TypeError:
+        return ";".join(str(v) for v in value)
 
 
 def csv_row(e: Mapping[str, Any]) -> list[str]:
-    def join(value: Any) -> str:
-        return ";".join(str(v) for v in value or [])
+    join = _join
 
     return [
         str(e.get("job_id", "")),
@@ -59,13 +78,28 @@ def csv_row(e: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
+
+
+def csv_line(e: Mapping[str, Any]) -> str:
+    """The line ``report/sovereignty.csv`` holds for attestation ``e`` (with its newline).
+
+    :mod:`csv` with ``QUOTE_MINIMAL`` quotes only cells holding a comma, a quote or a
+    line break, so a row without any is its cells joined by commas.
+    """
+    cells = csv_row(e)
+    if _CSV_SPECIAL.search("".join(cells)) is None:
+        return ",".join(cells) + "\n"
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for _, e in attestations:
-        writer.writerow(csv_row(e))
-    return out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    return out.getvalue()
+
+
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:
+    return (CSV_HEADER + "".join(csv_line(e) for _, e in attestations)).encode("utf-8")
 
 
 def parse_sovereignty_csv(data: bytes) -> list[list[str]]:
@@ -200,6 +234,28 @@ that the entries are true or complete, nor where hardware physically was: that r
 the logged inventory (`inventory_snapshot` entries) and on the operator's controls.
 """
     return text.encode("utf-8")
+
+
+def consistency_json(old_checkpoint: str, proof: Sequence[bytes]) -> bytes:
+    """``consistency.json``: the previous checkpoint's note and the proof from it, exactly
+    as written (a verifier accepts these bytes and no other spelling of them)."""
+    doc = {"old_checkpoint": old_checkpoint, "proof": [base64.b64encode(h).decode("ascii") for h in proof]}
+    return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
+
+
+def policy_txt(origin: str, vkeys: Sequence[str]) -> bytes:
+    """``policy.txt``: a C2SP tlog-policy naming the log's keys, for convenience.
+
+    ``gpumeter audit verify`` never trusts it: a bundle can carry any key, so the key
+    must be pinned from outside (``--key``, ``--policy``, the key ring of the site).
+    """
+    lines = [
+        f"# C2SP tlog-policy of the gpumeter audit log {origin}, as this bundle states it.",
+        "# Do not trust it from the bundle: compare the key with one the operator gave you.",
+        *(f"log {v}" for v in vkeys),
+        "quorum none",
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def entry_list_digest(indices: Iterable[int]) -> str:
