@@ -25,6 +25,7 @@ I/O edge:
 ``record``          ``record_*`` helpers other packages call; metering's ``after_collect`` hook
 ``attest``          usage windows, inventory versions, job attestations from the store
 ``bundle``          ``export_bundle`` (``gpumeter audit export``)
+``publish``         ``publish`` (``gpumeter audit publish``): static tlog-tiles; ``check_published``
 ``archive``         bounded, checked, streaming reading of a bundle zip (``BundleReader``)
 ``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``), ``Trust``
 ``gcpause``         pausing the cyclic garbage collector while a batch builds many objects

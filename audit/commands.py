@@ -1,4 +1,4 @@
-"""``gpumeter audit …``: export, verify, check, checkpoint, attest, keys.
+"""``gpumeter audit …``: export, verify, check, publish, checkpoint, attest, keys.
 
 A thin layer: parse options, read ``GPUMETER_AUDIT_PASSPHRASE`` (only here), call the
 package, print. Data goes to stdout, progress and notices to stderr. Failures are
@@ -24,6 +24,7 @@ from audit.entries import key_event
 from audit.errors import KeyFileError, VerificationError
 from audit.log import AuditLog, atomic
 from audit.note import Signer, parse_note
+from audit.publish import publish
 from audit.verify import verify_bundle
 from gpumeter import store
 from gpumeter.commandline import ConfigOpt, MonthOpt, config_path, err, get_config, say
@@ -142,6 +143,23 @@ def check_command(config: ConfigOpt = None) -> None:
         f"OK: {result.size} entries match checkpoint #{result.checkpoint_id} (size {result.checkpoint_size}) "
         f"and every earlier checkpoint"
     )
+
+
+@audit_app.command("publish")
+def publish_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder to publish into (served as is by any static server).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Publish the log as static C2SP tlog-tiles with its latest checkpoint (incremental)."""
+    cfg = get_config(config)
+    with store.opened(cfg, "read") as con, err.status("writing new and grown tiles, then the checkpoint"):
+        result = publish(con, out, cfg.audit.origin)
+    since = f" (was {result.previous})" if result.previous is not None else ""
+    say(
+        f"published checkpoint size {result.size}{since}: {result.written} file(s) written, "
+        f"{result.bytes_written:,} bytes; partial tiles for {result.checkpoints} checkpoint size(s)"
+    )
+    typer.echo(str(result.out))
 
 
 @audit_app.command("checkpoint")
