@@ -218,6 +218,14 @@ def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: st
         raise RuntimeError("an edited bundle verified")
     console.print(f"Verify it yourself: gpumeter audit verify {bundle} --key {out}/keys/audit.vkey", highlight=False)
     (out / "keys" / "audit.vkey").write_text(signer.vkey + "\n")
+    from audit.publish import publish
+
+    published = publish(con, out / "tlog", cfg.audit.origin)  # type: ignore[arg-type]
+    console.print(
+        f"The log for monitors, as static C2SP tlog-tiles: {published.out}/checkpoint (size {published.size}), "
+        f"tile/0/…, tile/1/…, tile/entries/… ({published.written - 1} files); serve the folder as is",
+        highlight=False,
+    )
 
 
 def _edit_one_byte(src: Path, dst: Path) -> None:

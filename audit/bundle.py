@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -51,11 +50,6 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 def previous_month(month: str) -> str:
     year, mon = int(month[:4]), int(month[5:])
     return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
-
-
-def key_file_name(vkey: str) -> str:
-    v = parse_vkey(vkey)
-    return "keys/" + re.sub(r"[^A-Za-z0-9._-]", "_", v.name) + f"+{v.key_id.hex()}.vkey"
 
 
 @dataclass(frozen=True)
@@ -178,7 +172,7 @@ def export_bundle(
             with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as out:
                 _zip_member(out, "checkpoint", checkpoint.note.encode("utf-8"))
                 for v in vkeys:
-                    _zip_member(out, key_file_name(v), v.encode("utf-8") + b"\n")
+                    _zip_member(out, report.key_file_name(v), report.key_file(v))
                 if consistency is not None:
                     _zip_member(out, "consistency.json", consistency)
                 for name in ("policy.json", "policy.txt", "VERIFY.md", "report/sovereignty.csv", "report/summary.md"):

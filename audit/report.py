@@ -22,6 +22,7 @@ from typing import Any
 
 import rfc8785
 
+from audit.note import parse_vkey
 from audit.policy import Policy
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
@@ -197,15 +198,19 @@ def verify_md(*, origin: str, month: str, tenant: str | None) -> bytes:
 Audit log `{_md(origin)}`, month {month}, {scope}.
 
 Get the log's verifier key (a C2SP *vkey*, `{_md(origin)}+<key ID>+<base64>`) from the
-operator through a channel you trust. The copy in `keys/` lets you start, but a bundle can
-carry any key: pin yours.
+operator through a channel you trust, and pin it. The copies in `keys/` and `policy.txt`
+are for convenience only: a bundle can carry any key, so a check against them alone
+proves nothing.
 
 ## With gpumeter
 
-    gpumeter audit verify bundle.zip --key '<vkey>'
+    gpumeter audit verify bundle.zip --key '<vkey>'      # or --key FILE with the vkey
 
 Exit status 0 means every signature, inclusion proof, consistency proof and SHA-256 below
-holds; otherwise one line names the first entry or file that fails.
+holds against the key you pinned; 3 names the first entry or file that fails; 4 means
+the bundle's checks hold but nothing outside it pinned its key (the output shows the key's
+fingerprint): pass `--key`. At the operator's site, the key ring of its `gpumeter.toml`
+pins the key instead.
 
 ## By hand, with standard C2SP / RFC 6962 tools
 
@@ -224,9 +229,11 @@ holds; otherwise one line names the first entry or file that fails.
    `proof.VerifyConsistency(rfc6962.DefaultHasher, oldSize, newSize, proof, oldRoot, newRoot)`.
 4. Entries that vouch for a file name it as `{{"document": "documents/<file>", "sha256": "<hex>"}}`;
    compare with `sha256sum documents/<file>`.
-5. The bundle's last `export` entry names the SHA-256 of `policy.json`, `VERIFY.md`,
-   `report/sovereignty.csv` and `report/summary.md`, the number and digest of the entries
-   it carries (SHA-256 of their indices, one per line), and the previous checkpoint.
+5. The bundle's last `export` entry names the SHA-256 of `policy.json`, `policy.txt`,
+   `VERIFY.md`, `report/sovereignty.csv` and `report/summary.md`, the number and digest of
+   the entries it carries (SHA-256 of their indices, one per line), and the previous
+   checkpoint (its size and the SHA-256 of its note). `keys/` holds the keys the
+   `key_event` entries name.
 
 What this proves: these entries were in the log, unchanged, in this order, when the
 checkpoint was signed, and the log only grew since the previous bundle. It does not prove
@@ -256,6 +263,17 @@ def policy_txt(origin: str, vkeys: Sequence[str]) -> bytes:
         "quorum none",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def key_file_name(vkey: str) -> str:
+    """``keys/<name, other than [A-Za-z0-9._-] as _>+<key ID>.vkey``: names hold ``/`` and
+    rotated keys share a name."""
+    v = parse_vkey(vkey)
+    return "keys/" + re.sub(r"[^A-Za-z0-9._-]", "_", v.name) + f"+{v.key_id.hex()}.vkey"
+
+
+def key_file(vkey: str) -> bytes:
+    return vkey.encode("utf-8") + b"\n"
 
 
 def entry_list_digest(indices: Iterable[int]) -> str:

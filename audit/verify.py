@@ -16,7 +16,8 @@ facts per entry, never the entries). In order, each refusal naming the member or
    entry ``i`` (an optional ``extra`` line aside). A proof that is not is explained by
    parsing it: wrong index, another checkpoint, a malformed path, a path that does not
    lead to the root;
-5. every document an entry names is present with that SHA-256, and nothing else is;
+5. ``keys/`` holds exactly the keys the ``key_event`` entries name; every document an
+   entry names is present with that SHA-256, and nothing else is;
 6. the last ``export`` entry commits to exactly the other entries present, to the SHA-256
    of each report file (``policy.json``, ``VERIFY.md``, both reports, ``policy.txt``) and
    to the previous checkpoint; every entry is in the bundle's scope;
@@ -56,7 +57,8 @@ from audit.proof import ProofTree, TlogProof, parse_proof, root_of
 REQUIRED = ("checkpoint", "policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md")
 REPORT_FILES = ("VERIFY.md", "policy.json", "policy.txt", "report/sovereignty.csv", "report/summary.md")
 MAX_CONSISTENCY_HASHES = 63  # C2SP tlog-witness: at most 63 consistency proof lines
-BATCH = 4096  # entries read, hashed and checked at once
+BATCH = 4096  # entries read, hashed and checked at once ...
+BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
 
 
 # -------------------------------------------------------------------------------- trust
@@ -206,6 +208,7 @@ class _Entries:
     policies: dict[tuple[object, object], int] = field(default_factory=dict)  # (policy, policy_sha256) -> entry
     exports: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     rotations: list[tuple[str, str]] = field(default_factory=list)
+    key_events: dict[str, int] = field(default_factory=dict)  # vkey a key_event names -> first entry
     scopes: dict[tuple[str, str | None, bool], int] = field(default_factory=dict)  # (month, tenant, inventory)
 
     def fail(self, index: int, exc: EntryError) -> None:
@@ -236,11 +239,30 @@ class _Entries:
             )
         elif kind == "export":
             self.exports.append((index, entry))
-        elif kind == "key_event" and entry.get("event") == "key_rotated":
-            self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
+        elif kind == "key_event":
+            self.key_events.setdefault(str(entry.get("key")), index)
+            if entry.get("event") == "key_rotated":
+                self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
 
 
 _UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
+
+
+def _batches(bundle: BundleReader, order: list[int]) -> Iterable[tuple[list[int], list[bytes]]]:
+    """The entries in ``order``, read a batch at a time: BATCH of them or BATCH_BYTES, whichever comes first."""
+    chunk: list[int] = []
+    datas: list[bytes] = []
+    held = 0
+    for i in order:
+        data = bundle.entry(i)
+        chunk.append(i)
+        datas.append(data)
+        held += len(data)
+        if len(chunk) == BATCH or held >= BATCH_BYTES:
+            yield chunk, datas
+            chunk, datas, held = [], [], 0
+    if chunk:
+        yield chunk, datas
 
 
 def _read_entries(bundle: BundleReader) -> _Entries:
@@ -255,9 +277,7 @@ def _read_entries(bundle: BundleReader) -> _Entries:
     if not order:
         raise BundleError("bundle holds no entries", member="entries/")
     sha = hashlib.sha256
-    for start in range(0, len(order), BATCH):
-        chunk = order[start : start + BATCH]
-        datas = [bundle.entry(i) for i in chunk]
+    for chunk, datas in _batches(bundle, order):
         found.indices += chunk
         found.leaves += [sha(b"\x00" + d).digest() for d in datas]
         for i, data, parsed in zip(chunk, datas, parse_entries(datas), strict=True):
@@ -362,6 +382,21 @@ def _bundle_keys(bundle: BundleReader) -> list[Verifier]:
             message = exc.message if isinstance(exc, KeyFileError) else "not UTF-8"
             raise BundleError(f"not a verifier key: {message}", member=name) from exc
     return keys
+
+
+def _check_keys(bundle: BundleReader, key_events: dict[str, int]) -> None:
+    """``keys/`` holds exactly the keys the bundle's ``key_event`` entries name, as the exporter writes them."""
+    expected: dict[str, bytes] = {}
+    for vkey, i in key_events.items():
+        try:
+            expected[report.key_file_name(vkey)] = report.key_file(vkey)
+        except KeyFileError as exc:
+            raise VerificationError(f"key_event names no verifier key: {exc.message}", entry=i) from exc
+    for name in sorted(bundle.names("keys/")):
+        if expected.get(name) != bundle.read(name):
+            raise BundleError("not a key the bundle's key_event entries name", member=name)
+    for name in sorted(expected.keys() - set(bundle.names("keys/"))):
+        raise BundleError("missing: a key_event entry names this key", member=name)
 
 
 def _check_documents(bundle: BundleReader, refs: dict[str, tuple[str, int]]) -> None:
@@ -554,6 +589,7 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
     if found.first_error is not None:
         i, problem = found.first_error
         raise _at(f"entries/{i}.json", problem, i)
+    _check_keys(bundle, found.key_events)
     _check_documents(bundle, found.refs)
     export = _export_entry(bundle, found)
     _check_scope(found, export.get("month"), export.get("tenant"))

@@ -7,6 +7,7 @@ from functools import partial
 import streamlit as st
 
 from dashboards import exports, ui, views
+from dashboards.compliance import key_ring
 from dashboards.roles import Page, export_tenants, verify_export
 
 ctx = ui.context(Page.AUDITOR)
@@ -14,7 +15,9 @@ site, viewer = ctx.site, ctx.viewer
 st.title("Auditor bundles")
 st.caption(
     "A bundle holds the month's signed checkpoint, log entries with inclusion proofs, the sovereignty report and "
-    "the documents the entries vouch for; check it offline with `gpumeter audit verify bundle.zip`."
+    "the documents the entries vouch for. Check it offline with `gpumeter audit verify bundle.zip --key <vkey>`, "
+    "pinning the log's verifier key as you obtained it from the operator — never the copy inside the bundle, "
+    "which a forger would replace too (without a pinned key, verify refuses with exit status 4)."
 )
 
 with ui.shown_errors():
@@ -30,6 +33,11 @@ with ui.shown_errors():
         disabled=len(scopes) == 1,
     )
     verify_export(viewer, tenant)
+    current = [k for k in key_ring(site.config.audit.signing_key, site.config.audit.origin) if k.current]
+
+if current:
+    st.markdown("The log's current verifier key, to compare with the one you were given:")
+    st.code(f"gpumeter audit verify {exports.bundle_name(month, tenant)} --key '{current[0].vkey}'", language="bash")
 
 ready = exports.check_signing(site.config, site.passphrase)
 if not ready.passed:

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from audit import keys
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
@@ -219,6 +220,14 @@ def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
     assert box.options[0] == "the whole log" and f"tenant {SCOPED_TENANT}" in box.options and not box.disabled
     button = next(b for b in full.get("download_button") if b.label == "Build and download bundle")
     assert not button.disabled
+    # the page tells auditors to pin the log key, and shows the current one to compare with theirs
+    assert any("never the copy inside the bundle" in c.value for c in full.caption)
+    ring = keys.load_keyring(load_config(demo_site).audit.signing_key)
+    assert ring.current is not None
+    assert [c.value for c in full.code] == [
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key "
+        f"'{ring.current.verifier(load_config(demo_site).audit.origin).vkey}'"
+    ]
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
