@@ -188,27 +188,29 @@ def _zip64(extra: bytes, member: str, *values: int) -> list[int]:
 
 
 class _Chunks:
-    """``size`` bytes of a file from ``start``, taken a piece at a time, read 1 MiB at a time."""
+    """``size`` bytes of a file from ``start``, handed out as records, read 1 MiB at a time.
+
+    :meth:`record` returns (buffer, position) with at least ``n`` bytes at the position
+    (fewer only at the end); :meth:`advance` moves past a record.
+    """
 
     def __init__(self, fp: BinaryIO, start: int, size: int) -> None:
         self._fp, self._at, self.left = fp, start, size
-        self._buf, self._pos = b"", 0
+        self.buf, self.pos = b"", 0
 
-    def take(self, n: int) -> bytes:
-        if self._pos + n > len(self._buf):
+    def record(self, n: int) -> int:
+        if self.pos + n > len(self.buf) and self.left:
             want = min(self.left, max(n, MiB))
             self._fp.seek(self._at)
-            self._buf = self._buf[self._pos :] + self._fp.read(want)
+            self.buf = self.buf[self.pos :] + self._fp.read(want)
             self._at += want
             self.left -= want
-            self._pos = 0
-        out = self._buf[self._pos : self._pos + n]
-        self._pos += n
-        return out
+            self.pos = 0
+        return len(self.buf) - self.pos
 
     @property
     def remaining(self) -> int:
-        return self.left + len(self._buf) - self._pos
+        return self.left + len(self.buf) - self.pos
 
 
 class BundleReader:
@@ -243,22 +245,25 @@ class BundleReader:
         if cd_size > limits.central_directory:
             raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
         directory = _Chunks(fp, cd_offset, cd_size)
-        unpack, match, take = _RECORD.unpack, ENTRY.match, directory.take
+        unpack, match, fixed = _RECORD.unpack_from, ENTRY.match, _RECORD.size
         methods, crcs, compressed, sizes, offsets = self._cols
         caps = (limits.entry, limits.proof)
         total = 0
         for _ in range(count):
-            fixed = take(_RECORD.size)
-            if len(fixed) < _RECORD.size or fixed[:4] != _RECORD_SIG:
+            if directory.record(fixed) < fixed or not directory.buf.startswith(_RECORD_SIG, directory.pos):
                 raise BundleError("the zip's central directory is damaged")
-            _, _, _, flags, method, crc, csize, size, nlen, elen, clen, disk, _, attr, offset = unpack(fixed)
-            tail = take(nlen + elen + clen)
-            if len(tail) < nlen + elen + clen:
+            _, _, _, flags, method, crc, csize, size, nlen, elen, clen, disk, _, attr, offset = unpack(
+                directory.buf, directory.pos
+            )
+            length = fixed + nlen + elen + clen
+            if directory.record(length) < length:
                 raise BundleError("the zip's central directory is damaged")
-            raw = tail[:nlen]
+            buf, at = directory.buf, directory.pos + fixed
+            directory.pos += length
+            raw = buf[at : at + nlen]
             name = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
             if _ZIP64 in (size, csize, offset):
-                size, csize, offset = _zip64(tail[nlen : nlen + elen], name, size, csize, offset)
+                size, csize, offset = _zip64(buf[at + nlen : at + nlen + elen], name, size, csize, offset)
             total += size
             if total > limits.total:
                 raise BundleError("bundle expands to more than the size limit", member=name)
@@ -369,16 +374,18 @@ class BundleReader:
         """A member's bytes: local header checked, inflated to exactly its size, CRC-32 checked."""
         fp, name = self._fp, member.name
         want = name.encode("utf-8")
+        fixed = _LOCAL.size + len(want)
         fp.seek(member.offset)
-        head = fp.read(_LOCAL.size + len(want))
-        if len(head) < _LOCAL.size:
+        chunk = fp.read(fixed + member.compressed)  # the header, the name and, without extra field, the data
+        if len(chunk) < _LOCAL.size:
             raise BundleError("member's local header is past the end of the file", member=name)
-        sig, flags, method, nlen, elen = _LOCAL.unpack_from(head)
-        if sig != _LOCAL_SIG or method != member.method or head[_LOCAL.size :] != want or nlen != len(want):
+        sig, flags, method, nlen, elen = _LOCAL.unpack_from(chunk)
+        if sig != _LOCAL_SIG or method != member.method or nlen != len(want) or chunk[_LOCAL.size : fixed] != want:
             raise BundleError("member's local header differs from its directory record", member=name)
         if flags & _FLAG_ENCRYPTED:
             raise BundleError("member is encrypted", member=name)
-        raw = fp.read(elen + member.compressed)[elen:]
+        raw = chunk[fixed:] + fp.read(elen) if elen else chunk[fixed:]
+        raw = raw[elen:]
         if len(raw) != member.compressed:
             raise BundleError("member is truncated", member=name)
         if method == _DEFLATED:

@@ -127,26 +127,28 @@ class AuditLog:
 
     def size(self) -> int:
         """Entries in the tree, as its level-0 tiles give it."""
-        return self._sizes()[0]
+        row = store.run(self.con, "audit_tree_size").fetchone()
+        return int(row[0]) if row else 0
 
     def _sizes(self) -> tuple[int, int]:
+        """The size as the tiles give it, and as the entries give it."""
         row = store.run(self.con, "audit_size").fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def read_tiles(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """Stored tiles by (level, index), in one query; absent ones are left out."""
-        keys = sorted(set(wanted))
-        if not keys:
-            return {}
-        params = {"levels": [k[0] for k in keys], "idxs": [k[1] for k in keys]}
-        rows = store.run(self.con, "audit_tiles", params).fetchall()
-        return {(int(level), int(idx)): bytes(data) for level, idx, _, data in rows}
+    def read_tiles(self, wanted: Iterable[tuple[int, int]]) -> tuple[dict[tuple[int, int], bytes], int]:
+        """Stored tiles by (level, index), absent ones left out, and the tree's size: one query."""
+        keys = sorted({(level << 40) + index for level, index in wanted})
+        rows = store.run(self.con, "audit_tiles", {"keys": keys}).fetchall() if keys else []
+        size = int(rows[0][4]) if rows else self.size()
+        return {(int(level), int(idx)): bytes(data) for level, idx, _, data, _ in rows}, size
 
     def source(self, size: int, ids: Sequence[NodeId] = ()) -> tiles.TileHashes:
         """The hashes of a tree of ``size`` from the tiles holding ``ids`` (default: its edge)."""
-        self._check_size(size)
         wanted = tiles.TileHashes.needed(ids) if ids else [(t.level, t.index) for t in tiles.edge(size)]
-        return tiles.TileHashes(size, self.read_tiles(wanted))
+        found, have = self.read_tiles(wanted)
+        if not 0 <= size <= have:
+            raise AuditError(f"the log has {have} entries, not {size}")
+        return tiles.TileHashes(size, found)
 
     def hashes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         """Perfect-subtree hashes by (level, index) of the current tree: a :class:`merkle.HashSource`."""
@@ -158,7 +160,6 @@ class AuditLog:
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         size = self.size() if size is None else size
-        self._check_size(size)
         if not 0 <= index < size:
             raise AuditError(f"entry {index} is not in a log of size {size}", entry=index)
         plan = inclusion_plan(index, size)
@@ -173,18 +174,19 @@ class AuditLog:
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         new = self.size() if new is None else new
-        self._check_size(new)
         if old == new:
+            self._check_size(new)
             return []
         plan = consistency_plan(old, new)
         return resolve(plan, self.source(new, plan_ids(plan)))
 
     def _roots(self, sizes: Sequence[int]) -> list[bytes]:
         """Roots of trees of ``sizes`` (each at most the log's) from one read of their edge tiles."""
+        found, have = self.read_tiles((t.level, t.index) for n in sizes for t in tiles.edge(n))
         for n in sizes:
-            self._check_size(n)
-        found = self.read_tiles((t.level, t.index) for n in sizes for t in tiles.edge(n))
-        return [tiles.TileHashes(n, found).root() for n in sizes]
+            if not 0 <= n <= have:
+                raise AuditError(f"the log has {have} entries, not {n}")
+        return [tiles.TileHashes(n, found).root() if n else EMPTY_ROOT for n in sizes]
 
     def _check_size(self, size: int) -> None:
         have = self.size()

@@ -55,9 +55,11 @@ def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> lis
 
 
 def _join(value: Any) -> str:
-    """Items joined by ``;`` (``str()`` of each)."""
-    if not value:
+    """A list's items joined by ``;`` (``str()`` of each); any other value as ``str()``, none as ""."""
+    if value is None or value == [] or value == "":
         return ""
+    if type(value) is not list:
+        return str(value)
     try:
         return ";".join(value)  # the usual case, strings: the same text, at C speed
     except TypeError:

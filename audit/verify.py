@@ -192,7 +192,7 @@ class _Attestation:
     index: int
     job: str
     supersedes: object
-    line: str  # its row of report/sovereignty.csv
+    line: bytes  # its row of report/sovereignty.csv, UTF-8
     inside: bool
 
 
@@ -233,7 +233,7 @@ class _Entries:
             key = (entry.get("policy"), entry.get("policy_sha256", _UNSET))
             self.policies.setdefault(key, index)
             inside = entry.get("in_eu") is True
-            line = report.csv_line(entry)
+            line = report.csv_line(entry).encode("utf-8")
             self.attestations.append(
                 _Attestation(index, str(entry.get("job_id")), entry.get("supersedes"), line, inside)
             )
@@ -523,9 +523,19 @@ def _check_report(bundle: BundleReader, found: _Entries) -> tuple[str, list[_Att
     latest = [by_index[i] for i in report.latest_of((a.index, a.job, a.supersedes) for a in found.attestations)]
     member = "report/sovereignty.csv"
     raw = bundle.read(member)
-    if (report.CSV_HEADER + "".join(a.line for a in latest)).encode("utf-8") != raw:
+    view, pos = memoryview(raw), len(_CSV_HEADER)
+    same = view[:pos] == _CSV_HEADER
+    for a in latest:  # compared row by row: the expected text is never built whole
+        if not same:
+            break
+        same = view[pos : pos + len(a.line)] == a.line
+        pos += len(a.line)
+    if not same or pos != len(raw):
         raise _csv_difference(raw, latest, member)
     return policy_id, latest
+
+
+_CSV_HEADER = report.CSV_HEADER.encode("utf-8")
 
 
 def _csv_difference(raw: bytes, latest: list[_Attestation], member: str) -> VerificationError:
@@ -539,7 +549,7 @@ def _csv_difference(raw: bytes, latest: list[_Attestation], member: str) -> Veri
     if len(rows) - 1 != len(latest):
         return VerificationError(f"has {len(rows) - 1} job rows; the attestations give {len(latest)}", member=member)
     for row, att in zip(rows[1:], latest, strict=True):
-        if report.parse_sovereignty_csv((report.CSV_HEADER + att.line).encode())[1:] != [row]:
+        if report.parse_sovereignty_csv(_CSV_HEADER + att.line)[1:] != [row]:
             return VerificationError(
                 f"row for job {row[0] if row else '?'} differs from attestation {att.index}", member=member
             )

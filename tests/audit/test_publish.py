@@ -90,11 +90,17 @@ def test_a_monitor_finds_the_published_log_whole(site: tuple[duckdb.DuckDBPyConn
     assert result.passed and result.size == 70_000, result.findings
 
 
-def test_publishing_again_writes_only_new_and_grown_tiles(tmp_path: Path) -> None:
-    con = fleet.new_store(tmp_path / "g.duckdb")
+def _signed_log(path: Path, size: int) -> tuple[duckdb.DuckDBPyConnection, AuditLog]:
+    """A new store whose log (its key event first) holds ``size`` entries under a checkpoint."""
+    con = fleet.new_store(path)
     log = AuditLog(con)
     log.record_keys([fleet.signer()], at=fleet.T0)
-    _grow(log, 70_000)
+    _grow(log, size)
+    return con, log
+
+
+def test_publishing_again_writes_only_new_and_grown_tiles(tmp_path: Path) -> None:
+    con, log = _signed_log(tmp_path / "g.duckdb", 70_000)
     out = tmp_path / "tlog"
     first = publish(con, out, fleet.ORIGIN)
     assert first.previous is None and first.written == len(_files(out))
@@ -172,10 +178,7 @@ def test_publishing_over_another_log_or_a_damaged_tile_is_refused(
     con, _ = site
     with pytest.raises(AuditError, match="serves another log"):
         publish(con, copy, "other.example/log")
-    other = fleet.new_store(tmp_path / "other.duckdb")
-    other_log = AuditLog(other)
-    other_log.record_keys([fleet.signer()], at=fleet.T0)
-    _grow(other_log, 300)
+    other, _ = _signed_log(tmp_path / "other.duckdb", 300)
     with pytest.raises(VerificationError, match="does not extend"):
         publish(other, copy, fleet.ORIGIN)  # same origin, another tree: never publish a fork over it
     other.close()
@@ -209,10 +212,7 @@ p.publish(con, sys.argv[2], sys.argv[4])
 
 
 def test_a_publish_killed_midway_leaves_a_consistent_folder_and_resumes(tmp_path: Path) -> None:
-    con = fleet.new_store(tmp_path / "g.duckdb")
-    log = AuditLog(con)
-    log.record_keys([fleet.signer()], at=fleet.T0)
-    _grow(log, 1000)
+    con, log = _signed_log(tmp_path / "g.duckdb", 1000)
     out = tmp_path / "tlog"
     publish(con, out, fleet.ORIGIN)
     _grow(log, 5000)

@@ -133,7 +133,12 @@ def test_deflated_and_reordered_bundles_verify_alike(bundles: Bundles) -> None:
     def by_name(members: list[tuple[zipfile.ZipInfo, bytes]]) -> None:  # as `zip -r` would order them
         members.sort(key=lambda m: m[0].filename)
 
+    def extra_fields(members: list[tuple[zipfile.ZipInfo, bytes]]) -> None:  # local and central extra fields
+        for info, _ in members:
+            info.extra = b"\xfe\xca\x04\x00gpum"
+
     for name, edit in (
+        ("extra-fields", extra_fields),
         ("deflated", deflate),
         ("reversed", lambda m: m.reverse()),
         ("shuffled", lambda m: random.Random(5).shuffle(m)),
@@ -329,3 +334,11 @@ def test_a_reformatted_consistency_json_is_refused(august: Path) -> None:
     ):
         err = _refused(_zip(august.parent / "c.zip", {**members, "consistency.json": variant}))
         assert err.member == "consistency.json" and message in err.message, err
+
+
+def test_an_attestation_with_fields_of_another_kind_is_reported_not_a_traceback(bundles: Bundles) -> None:
+    odd = _attestation(1, hosts=5, countries="DE", findings=[1, None])  # validly logged, oddly shaped
+    path = _bundle(bundles.dir, "odd-kind", [_attestation(0), odd])
+    assert _good(path).attestations == 2
+    with zipfile.ZipFile(path) as z:
+        assert ",5,DE," in z.read("report/sovereignty.csv").decode()
