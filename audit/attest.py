@@ -29,30 +29,11 @@ from audit.log import AuditLog, atomic, encode
 from audit.policy import Policy
 from audit.report import policy_json
 from gpumeter import store
-from metering import report
+from gpumeter.months import Month
+from metering.report import JOB_MONTH_COLUMNS
+from metering.report import job_month as metered_jobs
 
 JobMonth = Callable[[duckdb.DuckDBPyConnection, str, frozenset[str]], pl.DataFrame]
-
-JOB_MONTH_COLUMNS = (
-    "job_id",
-    "tenant",
-    "gpu_seconds",
-    "hosts",
-    "countries",
-    "data_locations",
-    "data_countries",
-    "in_eu",
-    "findings",
-)
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month in UTC."""
-    entries.check_month(month)
-    year, mon = int(month[:4]), int(month[5:])
-    start = datetime(year, mon, 1, tzinfo=UTC)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -110,7 +91,10 @@ def sync_usage_windows(
 ) -> SyncResult:
     """Log every metered hour of ``month`` (default: all) not yet logged with its current digest."""
     moment = at or datetime.now(UTC)
-    start, end = month_bounds(month) if month else (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+    start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+    if month is not None:
+        calendar = Month.parse(month)
+        month, start, end = str(calendar), calendar.start, calendar.end
     with atomic(con):
         log = AuditLog(con)
         latest = _latest_bodies(log, "usage_window", month)
@@ -195,8 +179,9 @@ def attest_month(
     at: datetime | None = None,
 ) -> AttestResult:
     """One ``job_attestation`` per job of ``month``; changed jobs supersede their last one."""
+    month = str(Month.parse(month))
     moment = at or datetime.now(UTC)
-    frame = (job_month or report.job_month)(con, month, boundary.countries)
+    frame = (job_month or metered_jobs)(con, month, boundary.countries)
     rows = frame.to_dicts()
     with atomic(con):
         log = AuditLog(con)

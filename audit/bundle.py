@@ -1,4 +1,4 @@
-"""``gpumeter audit export``: a zip an auditor can check offline (SPEC.md "Auditor bundle").
+"""``gpumeter audit export``: a zip an auditor can check offline (docs/formats.md, "Auditor bundle").
 
 Layout: ``checkpoint``; ``keys/<name>+<key ID>.vkey`` (every key the log has used, from
 its ``key_event`` entries); ``entries/<index>.json`` (exact bytes) and
@@ -36,20 +36,15 @@ import duckdb
 
 from audit import entries as kinds
 from audit import report
-from audit.attest import month_bounds
 from audit.errors import AuditError
 from audit.log import AuditLog, StoredCheckpoint, atomic, encode, stored_checkpoint
 from audit.note import Signer, parse_vkey
 from audit.policy import Policy
 from audit.proof import TlogProof, format_proof
 from gpumeter import store
+from gpumeter.months import Month
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-def previous_month(month: str) -> str:
-    year, mon = int(month[:4]), int(month[5:])
-    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
 
 
 @dataclass(frozen=True)
@@ -66,13 +61,12 @@ class ExportResult:
     previous_size: int | None
 
 
-def _previous_checkpoint(con: duckdb.DuckDBPyConnection, month: str, tenant: str | None) -> StoredCheckpoint | None:
+def _previous_checkpoint(con: duckdb.DuckDBPyConnection, month: Month, tenant: str | None) -> StoredCheckpoint | None:
     found = stored_checkpoint(
-        store.run(con, "audit_previous_export", {"month": previous_month(month), "tenant": tenant}).fetchone()
+        store.run(con, "audit_previous_export", {"month": str(month.previous()), "tenant": tenant}).fetchone()
     )
     if found is None:
-        start, _ = month_bounds(month)
-        found = stored_checkpoint(store.run(con, "audit_checkpoint_before", {"before": start}).fetchone())
+        found = stored_checkpoint(store.run(con, "audit_checkpoint_before", {"before": month.start}).fetchone())
     return found
 
 
@@ -94,9 +88,13 @@ def export_bundle(
     *,
     by: str,
     at: datetime | None = None,
+    mark: Path | None = None,
 ) -> ExportResult:
-    """Write the bundle for ``month`` (and ``tenant``, or the whole log) to ``out_path``."""
-    kinds.check_month(month)
+    """Write the bundle for ``month`` (and ``tenant``, or the whole log) to ``out_path``.
+
+    ``mark``: the largest-checkpoint file the signing is guarded by (:mod:`audit.highwater`)."""
+    calendar = Month.parse(month)
+    month = str(calendar)
     moment = at or datetime.now(UTC)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +108,7 @@ def export_bundle(
                 for i, b in store.run(con, "audit_scope", {"month": month, "tenant": tenant}).fetchall()
             ]
             parsed: list[tuple[int, dict[str, Any]]] = [(i, json.loads(b)) for i, b in scope]
-            prev = _previous_checkpoint(con, month, tenant)
+            prev = _previous_checkpoint(con, calendar, tenant)
             vkeys = sorted({str(e["key"]) for _, e in parsed if e.get("type") == "key_event"})
             docs: dict[str, str] = {}
             for _, e in parsed:
@@ -146,7 +144,7 @@ def export_bundle(
                 ),
             )
             export_index = log.append_encoded([encode(entry)], at=moment)[0]
-            checkpoint = log.sign(signers, origin, at=moment)
+            checkpoint = log.sign(signers, origin, at=moment, mark=mark)
             store.run(
                 con,
                 "audit_insert_export",
@@ -219,13 +217,17 @@ def attest_and_export(
     *,
     by: str,
     at: datetime | None = None,
+    mark: Path | None = None,
 ) -> MonthExport:
     """What ``gpumeter audit export`` does: log inventory versions, the month's usage
-    windows and job attestations, then sign a checkpoint and write the bundle."""
+    windows and job attestations, then sign a checkpoint and write the bundle.
+
+    A bad ``month`` is refused before anything is logged."""
     from audit import attest
 
+    month = str(Month.parse(month))
     attest.sync_inventory(con, at=at)
     attest.sync_usage_windows(con, month, at=at)
     attested = attest.attest_month(con, month, boundary, at=at)
-    result = export_bundle(con, month, tenant, out_path, signers, origin, boundary, by=by, at=at)
+    result = export_bundle(con, month, tenant, out_path, signers, origin, boundary, by=by, at=at, mark=mark)
     return MonthExport(attested, result)

@@ -261,8 +261,27 @@ def parse_entries(datas: Sequence[bytes]) -> list[dict[str, Any] | EntryError]:
             if again != data:
                 out.append(EntryError("entry bytes are not RFC 8785 canonical JSON"))
                 continue
+            if _integral_float(value):
+                out.append(EntryError("entry holds an integer beyond 53 bits"))
+                continue
         out.append(value)
     return out
+
+
+def _integral_float(value: object) -> bool:
+    """True when ``value`` holds a float that RFC 8785 spells as an integer literal.
+
+    orjson reads an integer token beyond 64 bits as a float, which re-encodes to the same
+    digits; such a token is an integer beyond 53 bits, refused like any other.
+    """
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) < 1e21
+    t = type(value)
+    if t is dict:
+        return any(map(_integral_float, value.values()))  # type: ignore[attr-defined]  # a dict, checked above
+    if t is list:
+        return any(map(_integral_float, value))  # type: ignore[call-overload]  # a list, checked above
+    return False
 
 
 def _orjson(value: dict[str, Any]) -> bytes | None:

@@ -31,10 +31,10 @@ from typing import Any
 
 from audit.canonical import format_time
 from audit.errors import EntryError
+from gpumeter.months import Month, MonthError
 
 DOCUMENT_NAME = re.compile(r"^documents/[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 KINDS = (
     "usage_window",
@@ -48,10 +48,19 @@ KINDS = (
 
 
 def check_month(month: str) -> str:
+    """``month`` if an entry may carry it: exactly ``str(Month)``, else :class:`EntryError`.
+
+    The rule is :class:`gpumeter.months.Month`'s; a malformed month inside an entry is a
+    malformed entry (so a verifier reports it as such), not a user's bad ``--month``.
+    """
     if type(month) is str and month in _MONTHS_SEEN:
         return month
-    if not isinstance(month, str) or not _MONTH.match(month):
-        raise EntryError("month must be YYYY-MM", value=month)
+    try:
+        canonical = str(Month.parse(month))
+    except MonthError as exc:
+        raise EntryError(exc.message, value=month) from exc
+    if canonical != month:
+        raise EntryError("month must be exactly YYYY-MM", value=month)
     if len(_MONTHS_SEEN) < 4096:
         _MONTHS_SEEN.add(month)
     return month
@@ -220,7 +229,7 @@ def job_attestation(
     findings: Sequence[str],
     supersedes: int | None = None,
 ) -> dict[str, Any]:
-    """A job's month as SPEC.md's auditor bundle defines it (verdict under a named policy)."""
+    """A job's month as docs/formats.md's auditor bundle defines it (verdict under a named policy)."""
     entry: dict[str, Any] = {
         "type": "job_attestation",
         "time": format_time(at),

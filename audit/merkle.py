@@ -12,10 +12,10 @@ more than one), resolved by one batched read of O(log n) hashes from any
 :class:`HashSource` (:class:`MerkleTree` in memory; :class:`audit.tiles.TileHashes` over
 the log's tiles).
 
-Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 (reference §3–§5): proof lengths are
-checked before hashing, leaf and proof hashes must be 32 bytes, old size 0 is rejected
-unless the caller asks for the tlog-witness rule, and equal sizes need an empty proof and
-equal roots. Pure: no I/O.
+Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 (as transparency-dev does): proof
+lengths are checked before hashing, leaf and proof hashes must be 32 bytes, old size 0 is
+rejected unless the caller asks for the tlog-witness rule, and equal sizes need an empty
+proof and equal roots. Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ Ed25519 cosignatures (``tlog-cosignature``, witnesses). Base64 must be canonical
 stray padding bits), so that a one-character edit of a signature line always changes the
 decoded bytes.
 
-Acceptance (reference §7): signatures whose (name, key ID) is unknown are ignored; a
-known one must verify or the whole note is rejected; two configured verifiers with the
-same (name, key ID) are ambiguous; at least one known signature must verify; identical
-signature lines count once; more than 100 signature lines is malformed. Pure: no I/O.
+Acceptance (C2SP signed-note, as Go's sumdb/note applies it): signatures whose (name, key
+ID) is unknown are ignored; a known one must verify or the whole note is rejected; two
+configured verifiers with the same (name, key ID) are ambiguous; at least one known
+signature must verify; identical signature lines count once; more than 100 signature lines
+is malformed. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -322,7 +323,7 @@ class OpenedNote:
 
 
 def open_note(data: bytes | str, verifiers: Sequence[Verifier]) -> OpenedNote:
-    """Parse a note and check its signatures by the acceptance rules of reference §7."""
+    """Parse a note and check its signatures by the acceptance rules in the module doc."""
     note = parse_note(data)
     verified: list[tuple[Signature, Verifier]] = []
     unverified: list[Signature] = []

@@ -9,9 +9,9 @@
 
     <signed checkpoint, verbatim>
 
-Verification order (spec): (1) hash the entry as a leaf; (2) the checkpoint's origin is
-the expected one and a trusted log key signed it; (3) witness cosignatures meet the
-quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
+Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2) the checkpoint's
+origin is the expected one and a trusted log key signed it; (3) witness cosignatures meet
+the quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
 
 A file holding one proof is checked with :func:`verify_proof`. A bundle holds the proofs
 of many entries against one checkpoint: :class:`ProofTree` computes that tree once, from

@@ -2,7 +2,8 @@
 
 ``policy.json`` is the canonical JSON of the boundary (attestations carry its SHA-256);
 ``report/sovereignty.csv`` has one row per job — its latest attestation in the bundle —
-with SPEC.md's columns, lists joined by ``;``; ``report/summary.md`` and ``VERIFY.md``
+with the columns docs/formats.md lists, lists joined by ``;``, a cell that a spreadsheet would run as a
+formula prefixed with ``'`` (:func:`csv_row`); ``report/summary.md`` and ``VERIFY.md``
 are prose. The bundle's ``export`` entry names the SHA-256 of all four, so they are
 covered by the log like everything else, and ``gpumeter audit verify`` also re-derives
 the CSV rows from the attestations.
@@ -24,6 +25,7 @@ import rfc8785
 
 from audit.note import parse_vkey
 from audit.policy import Policy
+from gpumeter.csvcells import text_cell
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
 
@@ -67,9 +69,12 @@ def _join(value: Any) -> str:
 
 
 def csv_row(e: Mapping[str, Any]) -> list[str]:
+    """The report's cells of one attestation. Every column is text: a cell a spreadsheet
+    would run as a formula (a job id ``=cmd|…``) gets a leading ``'`` (:mod:`gpumeter.csvcells`).
+    The exporter writes these cells and the verifier re-derives them here: one rule for both."""
     join = _join
 
-    return [
+    cells = [
         str(e.get("job_id", "")),
         "" if e.get("tenant") is None else str(e["tenant"]),
         join(e.get("hosts")),
@@ -79,6 +84,7 @@ def csv_row(e: Mapping[str, Any]) -> list[str]:
         "true" if e.get("in_eu") is True else "false",
         join(e.get("findings")),
     ]
+    return [text_cell(c) for c in cells]
 
 
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)

@@ -55,6 +55,7 @@ from audit.publish import publish, published_proof
 from audit.verify import verify_bundle
 from bench.results import write_section
 from gpumeter import store
+from testing.stores import new_store
 
 ORIGIN = "bench.gpumeter.example.eu/audit"
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -119,8 +120,7 @@ def bench_append(workdir: Path, n: int, batch: int, signer: Signer) -> dict[str,
     t_encode = time.perf_counter() - t
     del dicts
     db = workdir / "append.duckdb"
-    con = store.connect(db)
-    store.migrate(con)
+    con = new_store(db)
     log = AuditLog(con)
     log.record_keys([signer], at=T0)
     checkpoints = 0
@@ -185,8 +185,7 @@ def tiles_alone(datas: Sequence[bytes], batch: int) -> float:
 def duckdb_alone(workdir: Path, entries: Any, tile_rows: Any, batches: int) -> float:
     """Seconds DuckDB takes to insert and commit the log's rows (entries, tiles) in as many
     transactions, and checkpoint at the end."""
-    con = store.connect(workdir / "duckdb-alone.duckdb")
-    store.migrate(con)
+    con = new_store(workdir / "duckdb-alone.duckdb")
     e_step, t_step = -(-entries.num_rows // batches), -(-tile_rows.num_rows // batches)
     t = time.perf_counter()
     for k in range(batches):
@@ -218,8 +217,7 @@ def peak_rss_mb(*args: str) -> tuple[int, float]:
 def bench_verify(workdir: Path, n: int, signer: Signer) -> dict[str, float]:
     boundary = policy(["EU"])
     digest = policy_digest(boundary)
-    con = store.connect(workdir / "bundle.duckdb")
-    store.migrate(con)
+    con = new_store(workdir / "bundle.duckdb")
     log = AuditLog(con)
     encoded = encode_many(attestation(k, digest) for k in range(n))
     for lo in range(0, n, 10_000):

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,12 @@ from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
 from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
-from billing.rates import profile_slices
-from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
+from billing.plan import plan_month
+from billing.run import default_usage, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
-from gpumeter import store
-from gpumeter.config import load_config
+from gpumeter.config import Config
+from metering.mig import profile_slices
+from testing.stores import SITE_CONFIG, TenantRow, add_tenants, mark_collected, new_store, write_site
 
 TENANTS = 1_000
 JOBS = 200_000
@@ -71,28 +72,8 @@ model = "NVIDIA A30"
 eur_per_gpu_hour = "1.20"
 """
 
-CONFIG = """
-[store]
-database = "gpumeter.duckdb"
-[billing]
-rates = "rates.toml"
-output = "invoices"
-[billing.supplier]
-legal_name = "Nuage GPU SAS"
-country = "FR"
-vat_id = "FR40303265045"
-siren = "303265045"
-address = "12 rue des Serveurs"
-postcode = "75011"
-city = "Paris"
-legal_form = "SAS"
-share_capital = "EUR 120 000"
-rcs = "Paris B 303 265 045"
-iban = "FR7630006000011234567890189"
-"""
 
-
-def tenant_rows() -> list[tuple[str, str, str, str, str]]:
+def tenant_rows() -> list[TenantRow]:
     rows = []
     for i in range(TENANTS):
         if i % 3 == 0:
@@ -105,18 +86,15 @@ def tenant_rows() -> list[tuple[str, str, str, str, str]]:
             country, vat = "DE", "DE" + digits + mod_11_10.calc_check_digit(digits)
         else:
             country, vat = "US", ""
-        rows.append((f"t{i:04d}", f"Tenant {i} Ltd", country, vat, f"{i} Compute Street"))
+        rows.append((f"t{i:04d}", f"Tenant {i} Ltd", country, vat, None, f"{i} Compute Street"))
     return rows
 
 
-def build_store(root: Path) -> tuple[Any, duckdb.DuckDBPyConnection]:
-    (root / "gpumeter.toml").write_text(CONFIG, encoding="utf-8")
+def build_store(root: Path) -> tuple[Config, duckdb.DuckDBPyConnection]:
     discounts = "".join(f'\n[[discount]]\ntenant = "t{i:04d}"\npercent = "10"\n' for i in range(0, TENANTS, 10))
-    (root / "rates.toml").write_text(RATES + discounts, encoding="utf-8")
-    config = load_config(root / "gpumeter.toml")
-    con = store.connect(config.store.database)
-    store.migrate(con)
-    con.executemany("INSERT INTO tenants VALUES (?, ?, ?, ?, NULL, ?, NULL)", tenant_rows())
+    config = write_site(root, SITE_CONFIG, RATES + discounts)
+    con = new_store(config.store.database)
+    add_tenants(con, tenant_rows())
     con.execute(
         """
         INSERT INTO nodes
@@ -134,14 +112,7 @@ def build_store(root: Path) -> tuple[Any, duckdb.DuckDBPyConnection]:
         {"tenants": TENANTS, "jobs": JOBS},
     )
     start = datetime(2026, 10, 1, tzinfo=UTC)
-    con.execute(
-        """
-        INSERT INTO collected_windows
-        SELECT $start + INTERVAL (h) HOUR, 15000, 0, 'bench', 1, 'simulated', now()
-        FROM range(744) AS t(h)
-        """,
-        {"start": start},
-    )
+    mark_collected(con, [(start + timedelta(hours=h), 0, "bench") for h in range(744)])
     # each job: 1-4 hourly windows on one GPU; every 7th job on a MIG instance
     con.execute(
         """
@@ -185,7 +156,7 @@ def best(*fns: Callable[[], Any]) -> list[tuple[float, Any]]:
     return [(min(ts), out) for ts, out in zip(times, outs, strict=True)]
 
 
-def compute(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, Decimal]:
+def compute(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Decimal]:
     """(a) what ``gpumeter invoice`` computes before writing anything."""
     period = Period.parse(MONTH)
     card = read_rates(config.billing.rates)
@@ -196,8 +167,7 @@ def compute(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, Decimal]:
         groups=groups,
         card=card,
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
-        supplier_country=config.billing.supplier.country,
+        supplier=config.billing.supplier,
         payment_terms_days=30,
         issued=issued,
         positions=positions,
@@ -266,7 +236,7 @@ def floor(con: duckdb.DuckDBPyConnection) -> int:
     return len(rows)
 
 
-def documents(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, float]:
+def documents(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, float]:
     """Per-invoice document costs on a sample of the month's invoices."""
     period = Period.parse(MONTH)
     plan = plan_month(
@@ -274,8 +244,7 @@ def documents(con: duckdb.DuckDBPyConnection, config: Any) -> dict[str, float]:
         groups=aggregate_usage(default_usage(con, MONTH)),
         card=read_rates(config.billing.rates),
         tenants=read_tenants(con),
-        supplier=supplier_party(config.billing.supplier),
-        supplier_country="FR",
+        supplier=config.billing.supplier,
         payment_terms_days=30,
         issued=[],
         positions={},

@@ -24,6 +24,7 @@ Results go to the ``## dashboards`` section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import shutil
@@ -42,6 +43,7 @@ from dashboards.reader import forget_version
 from dashboards.settings import Site, open_site
 from gpumeter import store
 from gpumeter.config import load_config
+from testing.stores import RATES, SITE_CONFIG, add_tenants, mark_collected, new_store, record_inventory, write_site
 
 NODES = 256
 GPUS_PER_NODE = 8
@@ -54,29 +56,7 @@ TENANTS = 200
 PASSPHRASE = "bench passphrase, not a secret"  # noqa: S105 - protects a throwaway bench key
 OUT = Path(__file__).resolve().parent / "out" / "dashboards"
 
-CONFIG = """
-[store]
-database = "var/gpumeter.duckdb"
-
-[billing]
-rates = "rates.toml"
-supplier = { legal_name = "Nuage GPU SAS", country = "FR", vat_id = "FR40303265045" }
-
-[audit]
-origin = "bench.gpumeter.example.eu/audit"
-signing_key = "keys/audit.key"
-allowed_countries = ["EU"]
-"""
-
-RATES = """
-[[rate]]
-model = "NVIDIA H100 80GB HBM3"
-eur_per_gpu_hour = "2.80"
-
-[[rate]]
-model = "NVIDIA A100-SXM4-80GB"
-eur_per_gpu_hour = "1.90"
-
+L40S_RATE = """
 [[rate]]
 model = "NVIDIA L40S"
 eur_per_gpu_hour = "1.10"
@@ -112,34 +92,26 @@ def _usage_insert(con: duckdb.DuckDBPyConnection, h0: int, h1: int) -> None:
         """,
         {"start": START, "nodes": NODES, "h0": h0, "h1": h1, "gpus": GPUS_PER_NODE},
     )
-    con.execute(
-        """
-        INSERT OR REPLACE INTO collected_windows
-        SELECT $start + INTERVAL (h) HOUR, 15000,
-               (SELECT count(*) FROM usage WHERE window_start = $start + INTERVAL (h) HOUR),
-               md5('bench' || h::VARCHAR), 1, 'simulated', now()
-        FROM range($h0, $h1) AS t(h)
-        """,
-        {"start": START, "h0": h0, "h1": h1},
+    first, end = START + timedelta(hours=h0), START + timedelta(hours=h1)
+    rows = dict(
+        con.execute(
+            "SELECT window_start, count(*) FROM usage WHERE window_start >= $s AND window_start < $e GROUP BY ALL",
+            {"s": first, "e": end},
+        ).fetchall()
     )
+    windows = [START + timedelta(hours=h) for h in range(h0, h1)]
+    mark_collected(con, [(w, rows.get(w, 0), hashlib.sha256(f"bench{w}".encode()).hexdigest()) for w in windows])
 
 
 def build(root: Path) -> Path:
     """The benchmark site; returns its gpumeter.toml."""
     if root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True)
-    (root / "gpumeter.toml").write_text(CONFIG, encoding="utf-8")
-    (root / "rates.toml").write_text(RATES, encoding="utf-8")
-    cfg = load_config(root / "gpumeter.toml")
+    cfg = write_site(root, SITE_CONFIG, RATES + L40S_RATE)
     keys.ensure_key(cfg.audit.signing_key, PASSPHRASE, cfg.audit.origin)
-    con = store.connect(cfg.store.database)
+    con = new_store(cfg.store.database)
     try:
-        store.migrate(con)
-        for kind in ("nodes", "storage", "jobs", "tenants"):
-            con.execute(
-                "INSERT INTO inventory_versions VALUES ($k, 1, md5($k), $at, $k::BLOB)", {"k": kind, "at": START}
-            )
+        record_inventory(con, 1, START, {kind: kind.encode() for kind in ("nodes", "storage", "jobs", "tenants")})
         con.execute(  # 7 sites; the 8 nodes of ash1 are in the US, outside the EU boundary
             """
             INSERT INTO nodes
@@ -152,14 +124,7 @@ def build(root: Path) -> Path:
             {"nodes": NODES},
         )
         con.execute("INSERT INTO storage_locations VALUES (1, 's3://eu-lake', 'FR'), (1, 's3://us-lake', 'US')")
-        con.execute(
-            """
-            INSERT INTO tenants
-            SELECT 't' || lpad(i::VARCHAR, 3, '0'), 'Tenant ' || i || ' SAS', 'FR', 'FR40303265045', NULL, NULL, NULL
-            FROM range($tenants) AS t(i)
-            """,
-            {"tenants": TENANTS},
-        )
+        add_tenants(con, [(f"t{i:03d}", f"Tenant {i} SAS", "FR", "FR40303265045", None, None) for i in range(TENANTS)])
         _usage_insert(con, 0, HOURS)
         con.execute(
             """

@@ -3,7 +3,7 @@
 Measured in one run, against the same server and data:
   (a) ``collect``: gpumeter's metering of the range into a fresh DuckDB store;
   (b) the naive baseline: pull every raw sample with range-selector queries (chunked by
-      time, as the reference describes) and aggregate on the client with the same rules;
+      time, the obvious way) and aggregate on the client with the same rules;
   (c) the floor: the bare evaluation of the aggregate PromQL queries (a) issues, with the
       same concurrency, results discarded unparsed.
 Reports (b)/(a) (target >= 10) and (a)/(c) (target <= 1.5) and checks (a) == (b).
@@ -32,9 +32,9 @@ from metering.promql import over_energy, over_evidence
 from metering.run import collect, settings_from
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, sample_frame
 from metering.semantics import meter
-from metering.simulator import backfill, bench_fleet, write_inventory
 from metering.windows import HOUR_MS, Span
-from tests import servers
+from simulator import backfill, bench_fleet, write_inventory
+from testing import servers
 
 
 def naive(url: str, cfg_path: Path, span: Span, chunk_hours: int) -> tuple[list[tuple[Any, ...]], int]:

@@ -10,13 +10,18 @@
         ├── VatError               a tenant's VAT status does not allow invoicing (tenant)
         ├── SupplierError          [billing] supplier lacks a mandatory invoice mention
         ├── StoreStateError        issued documents in the store disagree with themselves
-        └── DocumentError          an e-invoice could not be built or failed validation
-            └── ValidationError    Factur-X XML fails the XSD or a schematron
+        ├── DocumentError          an e-invoice could not be built or failed validation
+        │   └── ValidationError    Factur-X XML fails the XSD or a schematron
+        └── StripeSyncError        an issued document cannot be pushed to Stripe (number)
+            ├── StripeRequestError     Stripe refused or did not answer (wraps stripe.StripeError)
+            └── StripeTotalMismatch    Stripe's total differs from the legal document's
 
 Every error carries the structured fields of :class:`gpumeter.errors.GpumeterError`
 (``file``, ``line``, ``value``) plus, where they apply, ``tenant``, ``model``, ``job`` and
 ``period``. Nothing is stored when one is raised: invoicing computes every document before
-it opens the finalization transaction.
+it opens the finalization transaction. The Stripe errors also carry ``number`` (the gpumeter
+document); a Stripe sync checks and plans every document before its first request, so an
+error raised before then means nothing was sent.
 """
 
 from __future__ import annotations
@@ -86,3 +91,21 @@ class ValidationError(DocumentError):
     ) -> None:
         super().__init__(message, value=value, tenant=tenant, period=period)
         self.findings = findings
+
+
+class StripeSyncError(BillingError):
+    """An issued document cannot be pushed to Stripe; ``number`` names it."""
+
+    def __init__(
+        self, message: str, *, number: str | None = None, file: str | Path | None = None, value: object = None
+    ) -> None:
+        super().__init__(message if number is None else f"{number}: {message}", file=file, value=value)
+        self.number = number
+
+
+class StripeRequestError(StripeSyncError):
+    """Stripe refused a request, or could not be reached (after the SDK's retries)."""
+
+
+class StripeTotalMismatch(StripeSyncError):
+    """Stripe's total for a document is not the legal document's total."""

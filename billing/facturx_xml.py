@@ -1,6 +1,6 @@
 """The Factur-X (CII, profile EN 16931) XML of an issued document, via ``facturx.generate_xml``.
 
-Decisions, each answering a trap of factur-x 7.8 (billing-eu.md §6):
+Decisions, each answering a trap of the factur-x 7.8 library:
 
 - money, prices and quantities go in as strings we format ourselves (the library rejects
   ``Decimal`` and would round floats its own way): amounts 2 places, prices as exact as the
@@ -28,8 +28,9 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, Party, mentions
+from billing.invoice import Invoice, Kind, mentions
 from billing.money import HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
+from gpumeter.party import Party
 
 LEVEL = "en16931"
 UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour

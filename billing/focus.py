@@ -1,4 +1,4 @@
-"""FOCUS 1.3 cost and usage rows for GPU jobs (billing-eu.md §8).
+"""FOCUS 1.3 cost and usage rows for GPU jobs (columns: docs/formats.md, "FOCUS rows").
 
 One row per job × GPU model × MIG profile × site of the month (the billable usage), priced
 with the same rate card as the invoices. Costs reconcile with the invoices to the cent:
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -28,12 +27,14 @@ import duckdb
 import polars as pl
 
 from billing.errors import BillingError
-from billing.invoice import Period, aggregate_usage, price_lines
+from billing.invoice import aggregate_usage, price_lines
 from billing.money import exact, round_exact
 from billing.rates import PriceKey, contracted_price
 from billing.run import UsageSource, read_rates, read_tenants
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.csvcells import text_columns
+from gpumeter.months import Month
 from metering import report
 from metering.windows import month_span
 
@@ -126,10 +127,6 @@ def allocate(total: Decimal, weights: list[Fraction]) -> list[Decimal]:
     return [Decimal(b).scaleb(-2) for b in base]
 
 
-def _utc(d: date) -> datetime:
-    return datetime.combine(d, time(0), tzinfo=UTC)
-
-
 def _per_job_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     """FOCUS rows are per job (ResourceId), so the per-job billable usage."""
     return report.billable_usage(con, month)
@@ -147,20 +144,19 @@ def focus_frame(
 
     ``in_eu`` (job id -> sovereignty verdict) fills ``x_InEU`` when the caller has it.
     """
-    period = Period.parse(month)
+    calendar = Month.parse(month)
     card = read_rates(config.billing.rates)
     supplier = config.billing.supplier.legal_name
-    frame = (usage or _per_job_usage)(con, period.month)
+    frame = (usage or _per_job_usage)(con, str(calendar))
     tenants = read_tenants(con)
     groups = aggregate_usage(frame)
-    start = _utc(period.start)
-    end = _utc(period.end + timedelta(days=1))  # exclusive
+    start, end = calendar.start, calendar.end  # end exclusive
     params = {"start": start, "end_": end}
     extras = {
         (j, m, p, s): (prov, first, last, energy)
         for j, m, p, s, prov, first, last, energy in store.run(con, "billing_focus_extras", params).fetchall()
     }
-    invoices = dict(store.run(con, "billing_original_invoices", {"period": period.month}).fetchall())
+    invoices = dict(store.run(con, "billing_original_invoices", {"period": str(calendar)}).fetchall())
 
     # Invoice amounts per (tenant, price key): the sums the rows must reconcile with.
     key_totals: dict[tuple[str, PriceKey], Decimal] = {}
@@ -282,12 +278,13 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def write_focus(frame: pl.DataFrame, path: Path, fmt: str = "csv") -> None:
-    """Write FOCUS rows: ``csv`` (ISO 8601 UTC with ``Z``, exact decimals) or ``parquet``."""
+    """Write FOCUS rows: ``csv`` (ISO 8601 UTC with ``Z``, exact decimals, text cells made
+    inert for spreadsheets by :func:`gpumeter.csvcells.text_columns`) or ``parquet`` (as is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         frame.write_parquet(path)
     elif fmt == "csv":
-        frame.write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%SZ")
+        text_columns(frame).write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%SZ")
     else:
         raise BillingError("FOCUS export format is csv or parquet", value=fmt)
 

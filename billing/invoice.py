@@ -5,7 +5,8 @@ folded onto its GPU's line at N/S), one per MIG profile or site priced apart, an
 volume-tier band. Each line's amount is the exact quantity times its unit price, rounded
 once to the cent; net, VAT and total follow :mod:`billing.money`.
 
-Corrections never edit an issued document (billing-eu.md §3): :func:`adjustments`
+Corrections never edit an issued document (EU and French rules: an issued invoice is
+corrected only by a credit note or a further invoice that cites it): :func:`adjustments`
 compares a fresh computation with the signed sum of what was issued for the month, line
 key by line key, and yields the lines of a supplementary invoice (increases) and of a
 credit note (decreases), both referring to the original invoice.
@@ -13,8 +14,6 @@ credit note (decreases), both referring to the original invoice.
 
 from __future__ import annotations
 
-import calendar
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -40,6 +39,9 @@ from billing.money import (
 )
 from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price, split_quantity
 from billing.vat import VatDecision
+from gpumeter.months import Month
+from gpumeter.party import Party
+from metering.inventory import Tenant, validate_vat_id
 
 SECONDS_PER_HOUR = 3600
 
@@ -56,34 +58,20 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Period:
+    """The invoicing period of a document: one :class:`~gpumeter.months.Month`, as EN 16931 dates."""
+
     month: str  # YYYY-MM
     start: date  # first day (BT-73)
     end: date  # last day, inclusive (BT-74)
 
     @classmethod
-    def parse(cls, month: str) -> Period:
-        m = re.fullmatch(r"(\d{4})-(\d{2})", month.strip()) if isinstance(month, str) else None
-        if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 2000:
-            raise BillingError("month must be YYYY-MM (a calendar month in UTC)", value=month)
-        y, mo = int(m.group(1)), int(m.group(2))
-        return cls(f"{y:04d}-{mo:02d}", date(y, mo, 1), date(y, mo, calendar.monthrange(y, mo)[1]))
+    def of(cls, month: Month) -> Period:
+        return cls(str(month), month.first_day, month.last_day)
 
-
-@dataclass(frozen=True)
-class Party:
-    legal_name: str
-    country: str
-    vat_id: str = ""
-    address: str = ""
-    city: str = ""
-    postcode: str = ""
-    siren: str = ""
-    legal_form: str = ""
-    share_capital: str = ""
-    rcs: str = ""
-    email: str = ""
-    iban: str = ""
-    identifier: str = ""  # gpumeter's tenant id for a customer
+    @classmethod
+    def parse(cls, month: object) -> Period:
+        """``'2026-10'`` -> the period of that month; a bad month raises :class:`~gpumeter.months.MonthError`."""
+        return cls.of(Month.parse(month))
 
 
 @dataclass(frozen=True)
@@ -364,7 +352,7 @@ def _party_json(p: Party) -> dict[str, Any]:
 
 
 def to_json(inv: Invoice) -> dict[str, Any]:
-    """The JSON twin of a document: SPEC "Invoice JSON" fields first, then additions."""
+    """The JSON twin of a document (fields: docs/formats.md, "Invoice JSON")."""
     return {
         "number": inv.number,
         "status": inv.status,
@@ -419,8 +407,6 @@ def check_supplier(p: Party) -> list[str]:
     """Names of the [billing] supplier keys an issued invoice needs but lacks (or holds badly)."""
     from stdnum.fr import siren as fr_siren
 
-    from metering.inventory import validate_vat_id
-
     problems = []
     for key in _FR_REQUIRED if p.country == "FR" else _REQUIRED:
         if not str(getattr(p, key)).strip():
@@ -442,6 +428,19 @@ def verify_supplier(p: Party, *, file: str | None = None) -> None:
             file=file,
             value=None,
         )
+
+
+def customer_party(tenant: Tenant) -> Party:
+    """A tenant of tenants.csv as the customer of its invoices."""
+    return Party(
+        legal_name=tenant.legal_name,
+        country=tenant.country,
+        vat_id=tenant.vat_id,
+        address=tenant.address or "",
+        email=tenant.email or "",
+        siren=customer_siren(tenant.country, tenant.vat_id),
+        identifier=tenant.tenant,
+    )
 
 
 def customer_siren(country: str, vat_id: str) -> str:

@@ -28,7 +28,7 @@ ROUNDING = ROUND_HALF_UP
 
 #: Where amounts are rounded: EUR cents.
 CENT_PLACES = 2
-#: Display precision of GPU-hours in the invoice JSON (SPEC: half-up to 6 places).
+#: Display precision of GPU-hours in the invoice JSON (half-up to 6 places; docs/formats.md).
 HOURS_DISPLAY_PLACES = 6
 #: Precision of quantities in the Factur-X XML (French CTC BR-FR-DEC-02: at most 4 decimals).
 HOURS_XML_PLACES = 4

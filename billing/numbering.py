@@ -3,7 +3,7 @@
 Numbers: one gapless series per supplier, document series and year of issue.
 
 ``GM-2026-000001`` for invoices (supplementary invoices included), ``GMC-2026-000001``
-for credit notes — separate justified series, as French practice allows (billing-eu.md §3).
+for credit notes — separate justified series, as French practice allows.
 A number is claimed with :func:`claim` *inside* the transaction that stores the frozen
 document: if anything fails before the commit, the claim rolls back with it, so the series
 never has a hole. Numbers only use letters, digits and ``-`` (French CTC BR-FR-02) and
@@ -11,7 +11,9 @@ stay under 35 characters (BR-FR-01).
 
 Issued documents are only ever inserted (:func:`store_document`): lines and totals as
 DECIMAL, the exact JSON and PDF bytes and their SHA-256. :func:`read_issued` gives what a
-month already holds, which is what corrections are computed against.
+month already holds, which is what corrections are computed against. Whoever reads the
+frozen bytes back (to restore a file, to push to Stripe) takes them through
+:func:`check_frozen`: bytes that are missing or do not match their SHA-256 are refused.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import duckdb
 
 from billing.errors import BillingError, StoreStateError
 from billing.invoice import Invoice, IssuedPosition, Kind, LineKey, Period
+from billing.plan import IssuedDocument
 from gpumeter import store
 
 DEFAULT_PREFIXES = {Kind.INVOICE: "GM", Kind.CREDIT_NOTE: "GMC"}
@@ -81,20 +84,6 @@ def check_gapless(numbers: list[Number]) -> list[str]:
         if seqs != list(range(1, len(seqs) + 1)):
             findings.append(f"series {prefix}-{year} is not 1..{len(seqs)}: {seqs}")
     return findings
-
-
-@dataclass(frozen=True)
-class IssuedDocument:
-    number: str
-    kind: str
-    tenant: str
-    issue_date: date
-    references_number: str | None
-    net: Decimal
-    vat: Decimal
-    total: Decimal
-    vat_treatment: str
-    vat_rate: Decimal
 
 
 def read_issued(
@@ -189,6 +178,15 @@ def store_document(
                 "amount": ln.amount,
             },
         )
+
+
+def check_frozen(number: str, name: str, data: bytes | None, sha256: str) -> bytes:
+    """The frozen bytes ``name`` of issued document ``number``, if they match the SHA-256 stored with them."""
+    if not data:
+        raise StoreStateError(f"{number}: the stored bytes of {name} are missing", value=number)
+    if _sha256(data) != sha256:
+        raise StoreStateError(f"{number}: the stored bytes of {name} do not match their SHA-256", value=number)
+    return bytes(data)
 
 
 def issued_files(con: duckdb.DuckDBPyConnection, number: str) -> tuple[bytes, str, bytes, str]:

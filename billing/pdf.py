@@ -1,6 +1,6 @@
 """The human-readable invoice: a PDF with every mandatory mention, and its Factur-X twin.
 
-Mentions (billing-eu.md §2; Directive 2006/112/EC Art. 226, CGI ann. II art. 242 nonies A,
+Mentions (Directive 2006/112/EC Art. 226, CGI ann. II art. 242 nonies A,
 Code de commerce L441-9/L441-10/D441-5): supplier name, address, SIREN, legal form, share
 capital, RCS, VAT ids of both parties, customer name and address, issue date, number,
 period (date) of supply, nature of the operation (services), description, quantity, unit
@@ -19,12 +19,14 @@ embeds the XML with ``facturx.generate_from_binary`` (level EN 16931), which add
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, Party, mentions
+from billing.invoice import Invoice, Kind, mentions
 from billing.money import HOURS_DISPLAY_PLACES, fmt_amount, fmt_decimal, fmt_places
+from gpumeter.party import Party
 
 FONT = "GpumeterVera"
 FONT_BOLD = "GpumeterVeraBd"
@@ -80,22 +82,183 @@ def _title(inv: Invoice) -> str:
     return "SUPPLEMENTARY INVOICE" if inv.references is not None else "INVOICE"
 
 
-def render_pdf(inv: Invoice) -> bytes:
-    """The PDF of a draft or issued document (no XML embedded)."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
+@dataclass(frozen=True)
+class _Styles:
+    base: Any
+    small: Any
+    title: Any
+    bold: Any
+    right: Any
+
+
+def _styles() -> _Styles:
     from reportlab.lib.styles import ParagraphStyle
-    from reportlab.lib.units import mm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
     _fonts()
     base = ParagraphStyle("base", fontName=FONT, fontSize=8.5, leading=11)
-    small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=9.5)
-    title = ParagraphStyle("title", parent=base, fontName=FONT_BOLD, fontSize=15, leading=19)
-    bold = ParagraphStyle("bold", parent=base, fontName=FONT_BOLD)
-    right = ParagraphStyle("right", parent=base, alignment=2)
+    return _Styles(
+        base=base,
+        small=ParagraphStyle("small", parent=base, fontSize=7.5, leading=9.5),
+        title=ParagraphStyle("title", parent=base, fontName=FONT_BOLD, fontSize=15, leading=19),
+        bold=ParagraphStyle("bold", parent=base, fontName=FONT_BOLD),
+        right=ParagraphStyle("right", parent=base, alignment=2),
+    )
 
-    draft = inv.number is None
+
+def _two_columns(left: Any, right: Any) -> Any:
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Table, TableStyle
+
+    table = Table([[left, right]], colWidths=[95 * mm, 83 * mm])
+    table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    return table
+
+
+def _header(inv: Invoice, st: _Styles) -> list[Any]:
+    """The supplier with its legal mentions, and what the document is, with its number."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    kind = "DRAFT — NOT AN INVOICE" if inv.number is None else _title(inv)
+    number = f"<font size=10>No. {_esc(inv.number or '(assigned at finalization)')}</font>"
+    supplier = Paragraph("<br/>".join(_party_lines(inv.supplier, supplier=True)), st.base)
+    return [_two_columns(supplier, Paragraph(f"{kind}<br/>{number}", st.title)), Spacer(1, 5 * mm)]
+
+
+def _parties(inv: Invoice, st: _Styles) -> list[Any]:
+    """Dates, period and nature of supply (with the original on a correction), and the customer."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    facts = [
+        f"Issue date: {inv.issue_date.isoformat() if inv.issue_date else '(at finalization)'}",
+        f"Period of supply: {inv.period.start.isoformat()} to {inv.period.end.isoformat()} "
+        f"(calendar month {inv.period.month}, UTC)",
+        "Nature of operations: services (GPU compute time)",
+        f"Due date: {inv.due_date.isoformat() if inv.due_date else f'{inv.payment_terms_days} days after issue'}",
+        "Currency: EUR",
+    ]
+    if inv.references is not None:
+        what = "Credit note for" if inv.kind is Kind.CREDIT_NOTE else "Supplementary invoice to"
+        facts.append(f"<b>{what} invoice {_esc(inv.references.number)} of {inv.references.issue_date.isoformat()}</b>")
+    customer = Paragraph("Customer<br/>" + "<br/>".join(_party_lines(inv.customer, supplier=False)), st.base)
+    return [_two_columns(Paragraph("<br/>".join(facts), st.base), customer), Spacer(1, 5 * mm)]
+
+
+def _lines_table(inv: Invoice, st: _Styles) -> list[Any]:
+    """One row per line: description, quantity, unit price (list price and discount), VAT, amount."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+
+    rate_txt = f"{fmt_decimal(inv.vat.rate_percent)} %" if inv.vat.category != "O" else "n/a"
+    heads = ("#", "Description", "Quantity (GPU-hours)", "Unit price EUR excl. VAT", "VAT", "Amount EUR excl. VAT")
+    rows: list[list[Any]] = [[Paragraph(h, st.bold) for h in heads]]
+    for i, ln in enumerate(inv.lines, start=1):
+        price = fmt_decimal(ln.unit_price, min_places=2)
+        if ln.discount_percent:
+            price += (
+                f"<br/><font size=7>list {fmt_decimal(ln.list_unit_price, min_places=2)}, "
+                f"discount {fmt_decimal(ln.discount_percent)} %</font>"
+            )
+        rows.append(
+            [
+                Paragraph(str(i), st.base),
+                Paragraph(_esc(ln.description), st.small),
+                Paragraph(fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES), st.right),
+                Paragraph(price, st.right),
+                Paragraph(rate_txt, st.right),
+                Paragraph(fmt_amount(ln.amount), st.right),
+            ]
+        )
+    table = Table(rows, colWidths=[7 * mm, 70 * mm, 28 * mm, 28 * mm, 15 * mm, 30 * mm], repeatRows=1)
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
+                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.grey),
+            ]
+        )
+    )
+    return [table, Spacer(1, 4 * mm)]
+
+
+def _totals(inv: Invoice, st: _Styles) -> list[Any]:
+    """Net, VAT (rate and base, reverse charge, or outside scope), total, amount due or credited."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+
+    vat_label = {
+        "S": f"VAT {fmt_decimal(inv.vat.rate_percent)} % on {fmt_amount(inv.net)}",
+        "AE": "VAT 0 % — reverse charge (Autoliquidation)",
+        "O": "VAT — not applicable (outside the scope of EU VAT)",
+    }[inv.vat.category]
+    totals = Table(
+        [
+            [Paragraph("Total excl. VAT (net)", st.base), Paragraph(fmt_amount(inv.net), st.right)],
+            [Paragraph(_esc(vat_label), st.base), Paragraph(fmt_amount(inv.vat_amount), st.right)],
+            [Paragraph("<b>Total incl. VAT</b>", st.base), Paragraph(f"<b>{fmt_amount(inv.total)}</b>", st.right)],
+            [
+                Paragraph("Amount to be credited" if inv.kind is Kind.CREDIT_NOTE else "Amount due", st.base),
+                Paragraph(f"EUR {fmt_amount(inv.total)}", st.right),
+            ],
+        ],
+        colWidths=[60 * mm, 30 * mm],
+        hAlign="RIGHT",
+    )
+    totals.setStyle(TableStyle([("LINEABOVE", (0, 2), (-1, 2), 0.6, colors.black)]))
+    return [totals, Spacer(1, 5 * mm)]
+
+
+def _mentions(inv: Invoice, st: _Styles) -> list[Any]:
+    """The mandatory mentions: VAT regime, payment, late-payment terms, notes, what the file is."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    out: list[Any] = []
+    if inv.vat.category == "AE":
+        out.append(
+            Paragraph(
+                f"<b>Autoliquidation. Reverse charge — Art. 196 Directive 2006/112/EC.</b> VAT is due by the "
+                f"customer. Supplier VAT id {_esc(inv.supplier.vat_id)}; customer VAT id {_esc(inv.customer.vat_id)}.",
+                st.base,
+            )
+        )
+    elif inv.vat.category == "O":
+        out.append(Paragraph(f"<b>{_esc(inv.vat.exemption_text or '')}</b>", st.base))
+    if inv.supplier.iban and inv.kind is Kind.INVOICE:
+        out.append(
+            Paragraph(
+                f"Payment by SEPA credit transfer to IBAN {_esc(inv.supplier.iban)}, "
+                f"reference {_esc(inv.number or inv.tenant)}.",
+                st.base,
+            )
+        )
+    for code, text in mentions(inv):
+        if code == "AAI" and text == inv.vat.exemption_text:
+            continue
+        out.append(Paragraph(_esc(text), st.small))
+    out.append(Spacer(1, 3 * mm))
+    out.append(
+        Paragraph(
+            "This PDF is a Factur-X (EN 16931) invoice: the embedded factur-x.xml carries the same data."
+            if inv.number is not None
+            else "Draft: figures may change until the month is finalized; no number, not a tax document.",
+            st.small,
+        )
+    )
+    return out
+
+
+def render_pdf(inv: Invoice) -> bytes:
+    """The PDF of a draft or issued document (no XML embedded): header, parties, lines, totals, mentions."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import SimpleDocTemplate
+
+    st = _styles()
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf,
@@ -110,138 +273,7 @@ def render_pdf(inv: Invoice) -> bytes:
         creator="gpumeter",
         invariant=1,
     )
-    story: list[Any] = []
-    head = Table(
-        [
-            [
-                Paragraph("<br/>".join(_party_lines(inv.supplier, supplier=True)), base),
-                Paragraph(
-                    f"{'DRAFT — NOT AN INVOICE' if draft else _title(inv)}<br/>"
-                    f"<font size=10>No. {_esc(inv.number or '(assigned at finalization)')}</font>",
-                    title,
-                ),
-            ]
-        ],
-        colWidths=[95 * mm, 83 * mm],
-    )
-    head.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    story += [head, Spacer(1, 5 * mm)]
-
-    facts = [
-        f"Issue date: {inv.issue_date.isoformat() if inv.issue_date else '(at finalization)'}",
-        f"Period of supply: {inv.period.start.isoformat()} to {inv.period.end.isoformat()} "
-        f"(calendar month {inv.period.month}, UTC)",
-        "Nature of operations: services (GPU compute time)",
-        f"Due date: {inv.due_date.isoformat() if inv.due_date else f'{inv.payment_terms_days} days after issue'}",
-        "Currency: EUR",
-    ]
-    if inv.references is not None:
-        what = "Credit note for" if inv.kind is Kind.CREDIT_NOTE else "Supplementary invoice to"
-        facts.append(f"<b>{what} invoice {_esc(inv.references.number)} of {inv.references.issue_date.isoformat()}</b>")
-    cust = Table(
-        [
-            [
-                Paragraph("<br/>".join(facts), base),
-                Paragraph("Customer<br/>" + "<br/>".join(_party_lines(inv.customer, supplier=False)), base),
-            ]
-        ],
-        colWidths=[95 * mm, 83 * mm],
-    )
-    cust.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    story += [cust, Spacer(1, 5 * mm)]
-
-    rate_txt = f"{fmt_decimal(inv.vat.rate_percent)} %" if inv.vat.category != "O" else "n/a"
-    rows: list[list[Any]] = [
-        [
-            Paragraph("#", bold),
-            Paragraph("Description", bold),
-            Paragraph("Quantity (GPU-hours)", bold),
-            Paragraph("Unit price EUR excl. VAT", bold),
-            Paragraph("VAT", bold),
-            Paragraph("Amount EUR excl. VAT", bold),
-        ]
-    ]
-    for i, ln in enumerate(inv.lines, start=1):
-        price = fmt_decimal(ln.unit_price, min_places=2)
-        if ln.discount_percent:
-            price += (
-                f"<br/><font size=7>list {fmt_decimal(ln.list_unit_price, min_places=2)}, "
-                f"discount {fmt_decimal(ln.discount_percent)} %</font>"
-            )
-        rows.append(
-            [
-                Paragraph(str(i), base),
-                Paragraph(_esc(ln.description), small),
-                Paragraph(fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES), right),
-                Paragraph(price, right),
-                Paragraph(rate_txt, right),
-                Paragraph(fmt_amount(ln.amount), right),
-            ]
-        )
-    table = Table(rows, colWidths=[7 * mm, 70 * mm, 28 * mm, 28 * mm, 15 * mm, 30 * mm], repeatRows=1)
-    table.setStyle(
-        TableStyle(
-            [
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
-                ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.grey),
-            ]
-        )
-    )
-    story += [table, Spacer(1, 4 * mm)]
-
-    vat_label = {
-        "S": f"VAT {fmt_decimal(inv.vat.rate_percent)} % on {fmt_amount(inv.net)}",
-        "AE": "VAT 0 % — reverse charge (Autoliquidation)",
-        "O": "VAT — not applicable (outside the scope of EU VAT)",
-    }[inv.vat.category]
-    totals = Table(
-        [
-            [Paragraph("Total excl. VAT (net)", base), Paragraph(fmt_amount(inv.net), right)],
-            [Paragraph(_esc(vat_label), base), Paragraph(fmt_amount(inv.vat_amount), right)],
-            [Paragraph("<b>Total incl. VAT</b>", base), Paragraph(f"<b>{fmt_amount(inv.total)}</b>", right)],
-            [
-                Paragraph("Amount to be credited" if inv.kind is Kind.CREDIT_NOTE else "Amount due", base),
-                Paragraph(f"EUR {fmt_amount(inv.total)}", right),
-            ],
-        ],
-        colWidths=[60 * mm, 30 * mm],
-        hAlign="RIGHT",
-    )
-    totals.setStyle(TableStyle([("LINEABOVE", (0, 2), (-1, 2), 0.6, colors.black)]))
-    story += [totals, Spacer(1, 5 * mm)]
-
-    if inv.vat.category == "AE":
-        story.append(
-            Paragraph(
-                f"<b>Autoliquidation. Reverse charge — Art. 196 Directive 2006/112/EC.</b> VAT is due by the "
-                f"customer. Supplier VAT id {_esc(inv.supplier.vat_id)}; customer VAT id {_esc(inv.customer.vat_id)}.",
-                base,
-            )
-        )
-    elif inv.vat.category == "O":
-        story.append(Paragraph(f"<b>{_esc(inv.vat.exemption_text or '')}</b>", base))
-    if inv.supplier.iban and inv.kind is Kind.INVOICE:
-        story.append(
-            Paragraph(
-                f"Payment by SEPA credit transfer to IBAN {_esc(inv.supplier.iban)}, "
-                f"reference {_esc(inv.number or inv.tenant)}.",
-                base,
-            )
-        )
-    for code, text in mentions(inv):
-        if code == "AAI" and text == inv.vat.exemption_text:
-            continue
-        story.append(Paragraph(_esc(text), small))
-    story.append(Spacer(1, 3 * mm))
-    story.append(
-        Paragraph(
-            "This PDF is a Factur-X (EN 16931) invoice: the embedded factur-x.xml carries the same data."
-            if not draft
-            else "Draft: figures may change until the month is finalized; no number, not a tax document.",
-            small,
-        )
-    )
+    story = [*_header(inv, st), *_parties(inv, st), *_lines_table(inv, st), *_totals(inv, st), *_mentions(inv, st)]
     try:
         doc.build(story)
     except Exception as exc:  # reportlab raises LayoutError and plain Exceptions

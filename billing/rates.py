@@ -1,12 +1,12 @@
 """Rate cards: rates.toml parsed into a frozen :class:`RateCard` (pure: text in, card out).
 
-Format (documented for users in docs/adr/0005-money-and-rounding.md)::
+Format (documented for users in docs/formats.md, decided in docs/adr/0005-money-and-rounding.md)::
 
     # Prices in EUR per GPU-hour, excluding VAT, as decimal strings (never TOML floats).
     [[rate]]
     model = "NVIDIA H100 80GB HBM3"     # DCGM modelName, exactly
     eur_per_gpu_hour = "2.80"           # from hour 0 of the month
-    mig_slices = 7                      # optional; default 4 if "A30" is in the name, else 7
+    mig_slices = 7                      # optional, one per model; default 4 if "A30" is in the name, else 7
 
       [[rate.tier]]                     # optional graduated volume tiers of this rate:
       from_gpu_hours = "1000"           # the tenant's hours of this line beyond 1000 in the
@@ -28,9 +28,10 @@ Format (documented for users in docs/adr/0005-money-and-rounding.md)::
 
 Resolution, most specific first: (model, profile, site), (model, profile), (model, site),
 (model). A MIG instance without a profile rate is priced on its GPU's line at N/S of that
-line's rate (``Ng.*``: N GPU slices; ``Nc.Mg.*``: N compute slices), with S the
-``mig_slices`` of that rate. Usage no rate prices is a :class:`PricingError` naming the
-model and one job: nothing is ever priced at zero.
+line's rate: N is :func:`metering.mig.profile_slices` (``3g.40gb`` and ``1c.3g.40gb`` alike
+are 3, ADR 0007) and S the model's ``mig_slices``, read by :func:`metering.mig.mig_slices_from`
+(one per model), the same S metering splits energy with. Usage no rate prices is a
+:class:`PricingError` naming the model and one job: nothing is ever priced at zero.
 
 Tiers apply to the exact quantity of one invoice line group (tenant × month × the rate
 that priced it), graduated: each band is billed at its own price and shown as its own
@@ -41,7 +42,6 @@ the discounted price must stay exact to :data:`billing.money.PRICE_MAX_PLACES` d
 from __future__ import annotations
 
 import hashlib
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -53,14 +53,14 @@ from typing import Any
 
 from billing.errors import PricingError, RatesError
 from billing.money import PRICE_MAX_PLACES, decimal_places, parse_decimal
+from gpumeter.errors import InputError, Problems, strict
+from gpumeter.tomllines import header_lines, key_line
+from metering.mig import MigSlices, mig_slices_from, profile_slices
 
 RATE_KEYS = frozenset({"model", "eur_per_gpu_hour", "mig_slices", "mig_profile", "site", "tier"})
 TIER_KEYS = frozenset({"from_gpu_hours", "eur_per_gpu_hour"})
 DISCOUNT_KEYS = frozenset({"tenant", "percent"})
 TOP_KEYS = frozenset({"rate", "discount"})
-
-_PROFILE = re.compile(r"^(?:(?P<c>\d+)c\.)?(?P<g>\d+)g\.[0-9A-Za-z.+_-]+$")
-_MAX_SLICES = 64
 
 
 @dataclass(frozen=True)
@@ -192,20 +192,6 @@ class RateCard:
         return Resolution(gpu, PriceKey(model, None, gpu.site), Fraction(n, gpu.mig_slices))
 
 
-def default_mig_slices(model: str) -> int:
-    """SPEC: 4 compute slices when the model name contains "A30", else 7."""
-    return 4 if "A30" in model else 7
-
-
-def profile_slices(profile: str) -> int | None:
-    """N of a MIG profile: ``3g.40gb`` -> 3; a compute-instance ``1c.3g.40gb`` -> 1."""
-    m = _PROFILE.match(profile.strip())
-    if not m:
-        return None
-    n = int(m.group("c") or m.group("g"))
-    return n if n > 0 else None
-
-
 def bands(rate: Rate) -> tuple[Band, ...]:
     """The graduated bands of a rate, from hour 0 upward."""
     starts = [(Decimal(0), rate.eur_per_gpu_hour)] + [(t.from_gpu_hours, t.eur_per_gpu_hour) for t in rate.tiers]
@@ -246,40 +232,21 @@ def contracted_price(list_price: Decimal, percent: Decimal) -> Decimal:
 # --- parsing -----------------------------------------------------------------------------
 
 
-def _header_lines(text: str, header: str) -> list[int]:
-    """1-based line numbers of each ``[[header]]`` in document order."""
-    pat = re.compile(r"^\s*\[\[\s*" + re.escape(header).replace(r"\.", r"\s*\.\s*") + r"\s*\]\]")
-    return [i for i, ln in enumerate(text.splitlines(), start=1) if pat.match(ln)]
-
-
-def _key_line(text: str, start: int | None, key: str) -> int | None:
-    """Line of ``key =`` in the table that starts at line ``start`` (else ``start``)."""
-    if start is None:
-        return None
-    lines = text.splitlines()
-    pat = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-    for i in range(start, len(lines)):  # lines[start] is the line after the header
-        if lines[i].lstrip().startswith("["):
-            break
-        if pat.match(lines[i]):
-            return i + 1
-    return start
-
-
 class _Parser:
-    def __init__(self, text: str, file: str) -> None:
+    def __init__(self, text: str, file: str, mig_slices: MigSlices) -> None:
         self.text = text
         self.file = file
-        self.rate_lines = _header_lines(text, "rate")
-        self.tier_lines = _header_lines(text, "rate.tier")
-        self.discount_lines = _header_lines(text, "discount")
+        self.mig_slices = mig_slices
+        self.rate_lines = header_lines(text, "rate")
+        self.tier_lines = header_lines(text, "rate.tier")
+        self.discount_lines = header_lines(text, "discount")
         self.tier_seen = 0
 
     def fail(self, message: str, *, line: int | None, value: object = None) -> RatesError:
         return RatesError(message, file=self.file, line=line, value=value)
 
     def money(self, table: Mapping[str, Any], key: str, where: str, start: int | None) -> Decimal:
-        line = _key_line(self.text, start, key)
+        line = key_line(self.text, start, key)
         if key not in table:
             raise self.fail(f"{where}: {key} is required", line=start)
         raw = table[key]
@@ -312,7 +279,7 @@ class _Parser:
                 raise self.fail(f"{where}: {key} is required", line=start)
             return None
         raw = table[key]
-        line = _key_line(self.text, start, key)
+        line = key_line(self.text, start, key)
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(f"{where}: {key} must be a non-empty string", line=line, value=raw)
         return raw.strip()
@@ -322,7 +289,7 @@ class _Parser:
             if key not in allowed:
                 raise self.fail(
                     f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
-                    line=_key_line(self.text, start, key),
+                    line=key_line(self.text, start, key),
                     value=key,
                 )
 
@@ -341,26 +308,9 @@ class _Parser:
         if profile is not None and profile_slices(profile) is None:
             raise self.fail(
                 f"{where}: mig_profile must look like '1g.10gb' (N GPU slices, 'g', memory)",
-                line=_key_line(self.text, start, "mig_profile"),
+                line=key_line(self.text, start, "mig_profile"),
                 value=profile,
             )
-        slices = default_mig_slices(model)
-        if "mig_slices" in table:
-            raw = table["mig_slices"]
-            line = _key_line(self.text, start, "mig_slices")
-            if profile is not None:
-                raise self.fail(
-                    f"{where}: mig_slices belongs on the GPU's rate, not on a profile priced apart",
-                    line=line,
-                    value=raw,
-                )
-            if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= _MAX_SLICES:
-                raise self.fail(
-                    f"{where}: mig_slices must be a whole number of compute slices between 1 and {_MAX_SLICES}",
-                    line=line,
-                    value=raw,
-                )
-            slices = raw
         tiers_raw = table.get("tier", [])
         if not isinstance(tiers_raw, list):
             raise self.fail(f"{where}: tier must be an array of tables [[rate.tier]]", line=start, value=tiers_raw)
@@ -377,11 +327,11 @@ class _Parser:
             if tiers and frm <= tiers[-1].from_gpu_hours:
                 raise self.fail(
                     f"{twhere}: from_gpu_hours must increase from one tier to the next",
-                    line=_key_line(self.text, tstart, "from_gpu_hours"),
+                    line=key_line(self.text, tstart, "from_gpu_hours"),
                     value=table["tier"][j - 1]["from_gpu_hours"],
                 )
             tiers.append(Tier(frm, tp, tstart))
-        return Rate(model, price, slices, profile, site, tuple(tiers), index, start)
+        return Rate(model, price, self.mig_slices(model), profile, site, tuple(tiers), index, start)
 
     def discount(self, table: Any, index: int) -> Discount:
         start = self.discount_lines[index - 1] if index - 1 < len(self.discount_lines) else None
@@ -392,7 +342,7 @@ class _Parser:
         tenant = self.string(table, "tenant", where, start, required=True)
         assert tenant is not None
         where = f"[[discount]] #{index} (tenant {tenant!r})"
-        line = _key_line(self.text, start, "percent")
+        line = key_line(self.text, start, "percent")
         if "percent" not in table:
             raise self.fail(f"{where}: percent is required", line=start)
         raw = table["percent"]
@@ -406,51 +356,68 @@ class _Parser:
         return Discount(tenant, pct, index, start)
 
 
-def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
-    """Parse and check rates.toml; the first bad value raises :class:`RatesError`."""
+def parse_rates(text: str, *, file: str | Path = "rates.toml", problems: Problems | None = None) -> RateCard:
+    """Parse and check rates.toml; the first bad value raises :class:`RatesError`.
+
+    With ``Problems(keep=True)`` every bad table is reported there instead, and the card
+    holds the good ones. Text that is not TOML always raises.
+    """
+    problems = strict(problems)
     fname = str(file)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         raise RatesError(f"not valid TOML: {exc}", file=fname, line=line if isinstance(line, int) else None) from exc
-    p = _Parser(text, fname)
+    try:
+        mig_slices = mig_slices_from(doc, text, file=fname, problems=problems)
+    except InputError as exc:  # raised only when not keeping problems: the first, as the card's error
+        raise RatesError(exc.message, file=fname, line=exc.line, value=exc.value) from exc
+    p = _Parser(text, fname, mig_slices)
     for key in doc:
         if key not in TOP_KEYS:
-            raise RatesError(
-                f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
-                file=fname,
-                line=_key_line(text, 0, key) or None,
-                value=key,
+            problems.add(
+                RatesError(
+                    f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
+                    file=fname,
+                    line=key_line(text, 0, key) or None,
+                    value=key,
+                )
             )
     raw_rates = doc.get("rate", [])
     raw_discounts = doc.get("discount", [])
     if not isinstance(raw_rates, list) or not raw_rates:
-        raise RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname)
+        problems.add(RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname))
+        raw_rates = []
     if not isinstance(raw_discounts, list):
-        raise RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts)
-    rates = [p.rate(t, i) for i, t in enumerate(raw_rates, start=1)]
+        problems.add(RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts))
+        raw_discounts = []
+    rates: list[Rate] = []
     seen: dict[tuple[str, str | None, str | None], Rate] = {}
-    for r in rates:
-        what = (r.model, r.mig_profile, r.site)
-        if what in seen:
-            raise RatesError(
-                f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
-            )
-        seen[what] = r
+    for i, t in enumerate(raw_rates, start=1):
+        with problems.guard():
+            r = p.rate(t, i)
+            what = (r.model, r.mig_profile, r.site)
+            if what in seen:
+                raise RatesError(
+                    f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
+                )
+            seen[what] = r
+            rates.append(r)
     discounts: dict[str, Discount] = {}
     for i, t in enumerate(raw_discounts, start=1):
-        d = p.discount(t, i)
-        if d.tenant in discounts:
-            raise RatesError(
-                f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
-                f"#{discounts[d.tenant].index})",
-                file=fname,
-                line=d.line,
-                value=d.tenant,
-            )
-        discounts[d.tenant] = d
-    _check_discounted_prices(rates, discounts.values(), fname)
+        with problems.guard():
+            d = p.discount(t, i)
+            if d.tenant in discounts:
+                raise RatesError(
+                    f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
+                    f"#{discounts[d.tenant].index})",
+                    file=fname,
+                    line=d.line,
+                    value=d.tenant,
+                )
+            _check_discounted_prices(rates, [d], fname)
+            discounts[d.tenant] = d
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return RateCard(tuple(rates), discounts, fname, digest)
 

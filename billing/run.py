@@ -3,7 +3,7 @@
 Order of work, so that bad input changes nothing:
 
 1. read everything: rates.toml, tenants, billable usage, what was already issued;
-2. compute every pending document in memory (pure :mod:`billing.invoice`): a full invoice
+2. compute every pending document in memory (pure :func:`billing.plan.plan_month`): a full invoice
    for a tenant with nothing issued for the month, else a supplementary invoice and/or a
    credit note for what moved since; any pricing or VAT error stops here;
 3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,27 +30,20 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from billing.errors import BillingError, RatesError, StoreStateError
+from audit.keys import pin_mention
+from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
     Invoice,
-    IssuedPosition,
     Kind,
-    LineKey,
-    Party,
     Period,
-    Reference,
-    UsageGroup,
-    adjustments,
     aggregate_usage,
-    customer_siren,
-    price_lines,
     to_json,
     verify_supplier,
 )
 from billing.numbering import (
     DEFAULT_PREFIXES,
-    IssuedDocument,
+    check_frozen,
     check_prefix,
     claim,
     issued_files,
@@ -60,11 +51,14 @@ from billing.numbering import (
     store_document,
 )
 from billing.pdf import facturx_pdf, render_pdf
+from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
-from billing.vat import decide_vat, decision_for
 from gpumeter import store
-from gpumeter.config import Config, Supplier
+from gpumeter.config import Config
+from gpumeter.errors import Problems, read_text
+from gpumeter.files import atomic_write
+from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
 Progress = Callable[[str], None]
@@ -89,63 +83,12 @@ class InvoiceResult:
     validation: str  # e.g. "xsd+en16931+fr-ctc passed", "xsd passed; schematron skipped", "draft"
 
 
-@dataclass(frozen=True)
-class TenantRecord:
-    tenant: str
-    legal_name: str
-    country: str
-    vat_id: str
-    email: str
-    address: str
-
-    def party(self) -> Party:
-        return Party(
-            legal_name=self.legal_name,
-            country=self.country,
-            vat_id=self.vat_id,
-            address=self.address,
-            email=self.email,
-            siren=customer_siren(self.country, self.vat_id),
-            identifier=self.tenant,
-        )
-
-
-@dataclass
-class MonthPlan:
-    period: Period
-    pending: list[Invoice] = field(default_factory=list)
-    issued: list[IssuedDocument] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_rates(path: Path) -> RateCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_rates(text, file=path)
-
-
-def supplier_party(s: Supplier) -> Party:
-    return Party(
-        legal_name=s.legal_name,
-        country=s.country,
-        vat_id=s.vat_id.replace(" ", "").upper(),
-        address=s.address,
-        city=s.city,
-        postcode=s.postcode,
-        siren=s.siren.replace(" ", ""),
-        legal_form=s.legal_form,
-        share_capital=s.share_capital,
-        rcs=s.rcs,
-        email=s.email,
-        iban=s.iban,
-    )
+def read_rates(path: Path, problems: Problems | None = None) -> RateCard:
+    """rates.toml read and parsed (see :func:`billing.rates.parse_rates` for ``problems``)."""
+    return parse_rates(read_text(path, "rates file", RatesError), file=path, problems=problems)
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:
@@ -163,10 +106,11 @@ def _prefixes(config: Config) -> dict[Kind, str]:
     return out
 
 
-def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, TenantRecord]:
+def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, Tenant]:
+    """The tenants of the tenants.csv version in the store (the customers of this month)."""
     return {
-        t: TenantRecord(t, name, country, vat or "", email or "", address or "")
-        for t, name, country, vat, email, address in store.run(con, "billing_tenants").fetchall()
+        t: Tenant(t, name, country, vat or "", email, address, stripe_customer)
+        for t, name, country, vat, email, address, stripe_customer in store.run(con, "billing_tenants").fetchall()
     }
 
 
@@ -175,90 +119,6 @@ def default_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     from metering.report import billable_groups
 
     return billable_groups(con, month)
-
-
-# --- planning (pure) -------------------------------------------------------------------------
-
-
-def plan_month(
-    *,
-    period: Period,
-    groups: Iterable[UsageGroup],
-    card: RateCard,
-    tenants: Mapping[str, TenantRecord],
-    supplier: Party,
-    supplier_country: str,
-    payment_terms_days: int,
-    issued: list[IssuedDocument],
-    positions: Mapping[str, Mapping[LineKey, IssuedPosition]],
-) -> MonthPlan:
-    """Every document the month still needs, computed before anything is written."""
-    plan = MonthPlan(period, issued=issued)
-    for d in card.discounts.values():
-        if d.tenant not in tenants:
-            raise RatesError(
-                f"[[discount]] #{d.index} names tenant {d.tenant!r}, absent from tenants.csv",
-                file=card.file,
-                line=d.line,
-                value=d.tenant,
-            )
-    by_tenant: dict[str, list[UsageGroup]] = {}
-    for g in groups:
-        by_tenant.setdefault(g.tenant, []).append(g)
-    originals = {d.tenant: d for d in issued if d.kind == Kind.INVOICE.value and d.references_number is None}
-    for tenant in sorted(set(by_tenant) | set(positions)):
-        record = tenants.get(tenant)
-        lines = price_lines(by_tenant.get(tenant, []), card, tenant=tenant)
-        original = originals.get(tenant)
-        if original is None:
-            if tenant in positions:
-                raise StoreStateError(
-                    f"tenant {tenant!r} has issued documents for {period.month} but no original invoice",
-                    tenant=tenant,
-                    period=period.month,
-                )
-            if record is None:
-                raise BillingError(
-                    f"tenant {tenant!r} has billable usage but is not in tenants.csv "
-                    f"(job {by_tenant[tenant][0].first_job!r})",
-                    value=tenant,
-                    tenant=tenant,
-                )
-            vat = decide_vat(
-                supplier_country=supplier_country,
-                tenant=tenant,
-                tenant_country=record.country,
-                tenant_vat_id=record.vat_id,
-            )
-            if not record.address:
-                plan.warnings.append(f"tenant {tenant!r} has no address in tenants.csv (Art. 226(5) asks for one)")
-            if lines:
-                plan.pending.append(
-                    Invoice(Kind.INVOICE, tenant, period, supplier, record.party(), lines, vat, payment_terms_days)
-                )
-            continue
-        ups, downs = adjustments(lines, positions.get(tenant, {}))
-        if not ups and not downs:
-            continue
-        if record is None:
-            raise StoreStateError(
-                f"tenant {tenant!r} is no longer in tenants.csv but has invoice {original.number} for "
-                f"{period.month}; restore the tenant (and its jobs) before correcting that month",
-                tenant=tenant,
-                period=period.month,
-                value=original.number,
-            )
-        ref = Reference(original.number, original.issue_date)
-        vat = decision_for(original.vat_treatment, original.vat_rate)
-        customer = record.party()
-        for kind, adj in ((Kind.INVOICE, ups), (Kind.CREDIT_NOTE, downs)):
-            if adj:
-                plan.pending.append(
-                    Invoice(
-                        kind, tenant, period, supplier, customer, tuple(adj), vat, payment_terms_days, references=ref
-                    )
-                )
-    return plan
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -271,18 +131,6 @@ def month_dir(config: Config, period: Period) -> Path:
 def draft_stem(inv: Invoice, *, second: bool) -> str:
     safe = urllib.parse.quote(inv.tenant, safe="-_.")
     return f"draft-{safe}" + ("-credit-note" if second else "")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_bytes(inv: Invoice) -> bytes:
@@ -343,7 +191,7 @@ def invoice_month(
     period = Period.parse(month)
     store.require_schema(con)
     card = read_rates(config.billing.rates)
-    supplier = supplier_party(config.billing.supplier)
+    supplier = config.billing.supplier
     prefixes = _prefixes(config)
     say(f"reading billable usage for {period.month}")
     groups = aggregate_usage((usage or default_usage)(con, period.month))
@@ -355,8 +203,7 @@ def invoice_month(
         card=card,
         tenants=tenants,
         supplier=supplier,
-        supplier_country=config.billing.supplier.country,
-        payment_terms_days=config.billing.supplier.payment_terms_days,
+        payment_terms_days=config.billing.payment_terms_days,
         issued=issued,
         positions=positions,
     )
@@ -371,9 +218,12 @@ def invoice_month(
         raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
     verify_supplier(supplier, file=str(config.path))
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    created = _issue(con, plan, prefixes, card, moment, out_dir, say)
+    pin = pin_mention(config.audit.signing_key, config.audit.origin)
+    if pin is None and plan.pending:
+        say("warning: the audit log has no key yet (run `gpumeter init`); these documents cannot name it")
+    created = _issue(con, plan, prefixes, card, moment, out_dir, say, pin=pin)
     for path, data in created.files:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     results = list(created.results)
@@ -402,7 +252,7 @@ def _write_drafts(plan: MonthPlan, out_dir: Path, say: Progress) -> list[Invoice
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     for path, data in writes:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     return results
 
 
@@ -438,7 +288,11 @@ def _issue(
     moment: datetime,
     out_dir: Path,
     say: Progress,
+    *,
+    pin: str | None = None,
 ) -> _Issued:
+    """Number, render, validate, store and log each pending document; ``pin`` is the
+    audit log key's mention every issued document carries (:func:`audit.keys.pin_mention`)."""
     out = _Issued()
     if not plan.pending:
         return out
@@ -451,6 +305,8 @@ def _issue(
                 con, supplier_vat_id=inv.supplier.vat_id, kind=inv.kind, year=issue_date.year, prefix=prefixes[inv.kind]
             )
             final = inv.finalize(str(number), issue_date)
+            if pin is not None:
+                final = replace(final, notes=(*final.notes, pin))
             say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
             xml = build_xml(final)
             report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
@@ -470,11 +326,10 @@ def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path)
     """An earlier document: rewrite its files from the store if missing or altered."""
     jbytes, jsha, pdf, psha = issued_files(con, doc.number)
     for name, data, sha in ((f"{doc.number}.json", jbytes, jsha), (f"{doc.number}.pdf", pdf, psha)):
-        if _sha256(data) != sha:
-            raise StoreStateError(f"stored bytes of {name} do not match their SHA-256", value=doc.number)
+        check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
-            _atomic_write(path, data)
+            atomic_write(path, data)
     return _issued_result(doc, out_dir)
 
 

@@ -23,7 +23,8 @@ import stripe
 import typer
 from stripe._base_address import BaseAddresses  # the SDK exports the TypedDict only privately
 
-from billing import stripe_sync, stripe_webhook
+from billing.stripe.sync import sync_month
+from billing.stripe.webhook import serve
 from gpumeter import store
 from gpumeter.commandline import ConfigOpt, MonthOpt, err, fail, get_config, say
 
@@ -61,13 +62,7 @@ def sync(
     cfg = get_config(config)
     client = client_from_env(os.environ)
     with store.opened(cfg, "write") as con, err.status(f"pushing {month} to Stripe…"):
-        report = stripe_sync.sync_month(
-            con,
-            client,
-            month,
-            invoices_dir=cfg.billing.output,
-            days_until_due=cfg.billing.supplier.payment_terms_days,
-        )
+        report = sync_month(con, client, month, days_until_due=cfg.billing.payment_terms_days)
     for doc in report.documents:
         typer.echo(f"{doc.number}\t{doc.kind}\t{doc.action}\t{doc.stripe_id}\t{doc.stripe_status}\t{doc.total_cents}")
     say(
@@ -89,4 +84,4 @@ def webhook(
         raise fail("GPUMETER_STRIPE_WEBHOOK_SECRET is not set")
     with store.opened(cfg, "read"):  # the store exists and its schema is current
         pass
-    stripe_webhook.serve(cfg.store.database, secret, host=host, port=port)
+    serve(cfg.store.database, secret, host=host, port=port)

@@ -8,9 +8,10 @@
   (the French e-invoicing reform's BR-FR rules, for documents to French customers).
 
 No HTTP anywhere (factur-x's own schematron path POSTs to a Saxon server). ``saxonche``
-is a dev dependency: it is imported lazily, and without it :func:`check_facturx` reports
-the schematrons as skipped instead of failing. :func:`check_facturx` returns a report;
-:func:`verify_facturx` raises :class:`ValidationError` for gates.
+is optional (the ``schematron`` extra; always in the dev group): it is imported lazily,
+and without it :func:`check_facturx` reports the schematrons as skipped instead of
+failing. :func:`check_facturx` returns a report; :func:`verify_facturx` raises
+:class:`ValidationError` for gates.
 """
 
 from __future__ import annotations

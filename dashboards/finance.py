@@ -9,9 +9,9 @@ Everything is read from what billing stored or computes; nothing here prices any
   method on whole cents — so the split always adds up to the invoiced cents exactly. The
   split is an analysis of where revenue came from, not an amount anyone is billed;
 * **unbilled** usage is what ``gpumeter invoice --finalize`` would issue now for the month
-  (billing's own :func:`billing.run.plan_month` over the month's billable usage, minus
+  (billing's own :func:`billing.plan.plan_month` over the month's billable usage, minus
   what was already issued): a draft's net per tenant and line;
-* **invoices** with their Stripe payment status (:func:`billing.stripe_sync.payment_status`)
+* **invoices** with their Stripe payment status (:func:`billing.stripe.payments.payment_status`)
   and the PDF bytes frozen in the store (:func:`billing.numbering.issued_files`).
 """
 
@@ -30,8 +30,9 @@ import polars as pl
 from billing.errors import BillingError
 from billing.invoice import Kind, Period, aggregate_usage
 from billing.numbering import issued_files, read_issued
-from billing.run import default_usage, plan_month, read_rates, read_tenants, supplier_party
-from billing.stripe_sync import payment_status
+from billing.plan import plan_month
+from billing.run import default_usage, read_rates, read_tenants
+from billing.stripe.payments import payment_status
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.errors import GpumeterError
@@ -232,9 +233,8 @@ def unbilled(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> Unbi
             groups=groups,
             card=read_rates(config.billing.rates),
             tenants=read_tenants(con),
-            supplier=supplier_party(config.billing.supplier),
-            supplier_country=config.billing.supplier.country,
-            payment_terms_days=config.billing.supplier.payment_terms_days,
+            supplier=config.billing.supplier,
+            payment_terms_days=config.billing.payment_terms_days,
             issued=issued,
             positions=positions,
         )

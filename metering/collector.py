@@ -28,10 +28,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import polars as pl
 
-from metering.prom import PromClient
+from metering.mig import default_mig_slices, profile_slices
 from metering.promql import over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
 from metering.semantics import (
@@ -40,14 +41,38 @@ from metering.semantics import (
     NS_PER_MS,
     USAGE_SCHEMA,
     MeterResult,
-    default_mig_slices,
     meter,
-    profile_slices,
 )
 from metering.windows import HOUR_MS, Span
 
 RAW_BATCH = 48  # GPUs per raw-sample query
 ENERGY_LOOKBACK_MS = (2 * HOUR_MS, 24 * HOUR_MS, 7 * 24 * HOUR_MS, 35 * 24 * HOUR_MS)  # beyond the slot before
+
+
+class MetricsClient(Protocol):
+    """What the collector asks of a telemetry backend.
+
+    :class:`metering.prom.PromClient` answers over the Prometheus HTTP API; the demo's
+    ``simulator.SimulatedBackend`` answers in process from simulated series.
+    """
+
+    def backend_name(self) -> str:
+        """Recorded with every collected window (e.g. ``prometheus-open``)."""
+        ...
+
+    def range_ms(self, width_ms: int) -> int:
+        """The selector duration that, with ``offset 1ms`` at an aligned t, covers exactly [t-width, t)."""
+        ...
+
+    def range_frame(
+        self, query: str, start_ms: int, end_ms: int, step_s: int
+    ) -> tuple[list[dict[str, str]], pl.DataFrame]:
+        """A range query as (labels per series, frame of idx i32, t_ms i64, value f64)."""
+        ...
+
+    def raw_series(self, selector: str, start_ms: int, end_ms: int) -> list[Series]:
+        """Every raw sample of ``selector`` with ``start_ms <= ts < end_ms``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +138,7 @@ _EN_SCHEMA = pl.Schema(
 class ChunkMeter:
     """Meters one chunk of windows: aggregates first, raw samples where they must."""
 
-    def __init__(self, client: PromClient, settings: MeterSettings, *, workers: int = 4) -> None:
+    def __init__(self, client: MetricsClient, settings: MeterSettings, *, workers: int = 4) -> None:
         self.client = client
         self.s = settings
         self.workers = workers

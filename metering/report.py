@@ -32,17 +32,19 @@ USAGE_COLUMNS = [
     "countries",
     "in_eu",
 ]
-JOB_MONTH_COLUMNS = [
-    "job_id",
-    "tenant",
-    "gpu_seconds",
-    "hosts",
-    "countries",
-    "data_locations",
-    "data_countries",
-    "in_eu",
-    "findings",
-]
+# What :func:`job_month` returns per job: the facts an audit attestation is made of.
+JOB_MONTH_SCHEMA: dict[str, pl.DataType] = {
+    "job_id": pl.String(),
+    "tenant": pl.String(),
+    "gpu_seconds": pl.Decimal(38, 9),
+    "hosts": pl.List(pl.String),
+    "countries": pl.List(pl.String),
+    "data_locations": pl.List(pl.String),
+    "data_countries": pl.List(pl.String),
+    "in_eu": pl.Boolean(),
+    "findings": pl.List(pl.String),
+}
+JOB_MONTH_COLUMNS = tuple(JOB_MONTH_SCHEMA)
 
 
 def allowed_set(names: tuple[str, ...] | list[str]) -> frozenset[str]:
@@ -88,7 +90,7 @@ def verdicts(
 
 
 def month_usage(con: duckdb.DuckDBPyConnection, month: str, allowed: frozenset[str]) -> pl.DataFrame:
-    """``gpumeter usage --month``: one row per job x GPU model x MIG profile (SPEC.md)."""
+    """``gpumeter usage --month``: one row per job x GPU model x MIG profile (docs/formats.md)."""
     span = month_span(month)
     rows = store.frame(con, "report_month_rows", _params(span))
     v = verdicts(con, span, allowed)
@@ -118,18 +120,7 @@ def job_month(con: duckdb.DuckDBPyConnection, month: str, allowed: frozenset[str
                 "findings": [f.text() for f in verdict.findings],
             }
         )
-    schema = {
-        "job_id": pl.String,
-        "tenant": pl.String,
-        "gpu_seconds": pl.Decimal(38, 9),
-        "hosts": pl.List(pl.String),
-        "countries": pl.List(pl.String),
-        "data_locations": pl.List(pl.String),
-        "data_countries": pl.List(pl.String),
-        "in_eu": pl.Boolean,
-        "findings": pl.List(pl.String),
-    }
-    return pl.DataFrame(rows, schema=schema)  # type: ignore[arg-type]
+    return pl.DataFrame(rows, schema=JOB_MONTH_SCHEMA)
 
 
 def billable_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:

@@ -1,22 +1,20 @@
-"""Orchestration of ``collect`` (and the demo's server-less metering): chunks, store, report."""
+"""Orchestration of ``collect``: chunks, store, report (from Prometheus, or any :class:`MetricsClient`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 
 from gpumeter import store
 from gpumeter.config import Config
-from metering.collector import ChunkMeter, ChunkStats, MeterSettings
+from metering.collector import ChunkMeter, ChunkStats, MeterSettings, MetricsClient
 from metering.inventory import Inventory, load_inventory
+from metering.mig import load_mig_slices
 from metering.prom import PromClient
-from metering.samples import SampleTable, Series
-from metering.semantics import default_mig_slices, meter
 from metering.usage_store import store_inventory, write_windows
 from metering.windows import Span
 
@@ -35,31 +33,7 @@ class CollectReport:
     raw_queries: int = 0
     backend: str = ""
     unknown_jobs: list[str] = field(default_factory=list)
-
-
-def mig_slices_from_rates(path: Path) -> Callable[[str], int]:
-    """``mig_slices`` per model from rates.toml (default 4 for A30, else 7).
-
-    Metering needs S for MIG energy shares (SPEC.md: "S as in Money"). A missing or
-    unreadable rates file leaves the defaults; billing reports rates errors itself.
-    """
-    import tomllib
-
-    overrides: dict[str, int] = {}
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        doc = {}
-    rates = doc.get("rate", [])
-    if isinstance(rates, list):
-        for r in rates:
-            if isinstance(r, dict) and isinstance(r.get("model"), str) and isinstance(r.get("mig_slices"), int):
-                overrides[r["model"]] = r["mig_slices"]
-
-    def slices(model: str) -> int:
-        return overrides.get(model, default_mig_slices(model))
-
-    return slices
+    span: Span | None = None  # what was metered: the app prices the months it touches
 
 
 def settings_from(cfg: Config) -> MeterSettings:
@@ -67,7 +41,7 @@ def settings_from(cfg: Config) -> MeterSettings:
         interval_ms=cfg.telemetry.scrape_interval_ms,
         job_label=cfg.telemetry.job_label,
         idle_job_ids=cfg.telemetry.idle_job_ids,
-        mig_slices=mig_slices_from_rates(cfg.billing.rates),
+        mig_slices=load_mig_slices(cfg.billing.rates),
     )
 
 
@@ -76,7 +50,7 @@ def collect(
     cfg: Config,
     span: Span,
     *,
-    client: PromClient | None = None,
+    client: MetricsClient | None = None,
     inventory: Inventory | None = None,
     chunk_hours: int = 24,
     progress: Progress | None = None,
@@ -84,15 +58,16 @@ def collect(
     """Meter ``span`` from Prometheus into the store; idempotent, resumable chunk by chunk.
 
     ``con`` is an open connection, or a :class:`gpumeter.store.Writer` that opens the store
-    only for each chunk's write (so readers get in between chunks).
+    only for each chunk's write (so readers get in between chunks). ``client`` defaults to a
+    :class:`PromClient` for ``cfg.telemetry`` (closed on return); a given one stays open.
     """
     inv = inventory or load_inventory(cfg.inventory)  # all input checked before any write
-    own_client = client is None
-    client = client or PromClient(
-        cfg.telemetry.prometheus_url, timeout_s=cfg.telemetry.timeout_s, retries=cfg.telemetry.retries
-    )
+    own: PromClient | None = None
+    if client is None:
+        t = cfg.telemetry
+        client = own = PromClient(t.prometheus_url, timeout_s=t.timeout_s, retries=t.retries)
     try:
-        report = CollectReport(backend=client.backend_name())
+        report = CollectReport(backend=client.backend_name(), span=span)
         with store.session(con) as c:
             versions = store_inventory(c, inv)
         chunk_meter = ChunkMeter(client, settings_from(cfg))
@@ -130,8 +105,8 @@ def collect(
         report.unknown_jobs = sorted(j for j in seen if j not in inv.jobs)
         return report
     finally:
-        if own_client:
-            client.close()
+        if own is not None:
+            own.close()
 
 
 def _add(report: CollectReport, stats: ChunkStats, written: int, unchanged: int, rows: int) -> None:
@@ -142,58 +117,6 @@ def _add(report: CollectReport, stats: ChunkStats, written: int, unchanged: int,
     report.raw_gpu_windows += stats.raw_gpu_windows
     report.aggregate_queries += stats.aggregate_queries
     report.raw_queries += stats.raw_queries
-
-
-def collect_samples(
-    con: duckdb.DuckDBPyConnection,
-    cfg: Config,
-    span: Span,
-    series: Iterable[Series],
-    *,
-    inventory: Inventory | None = None,
-    chunk_hours: int = 24,
-    progress: Progress | None = None,
-) -> CollectReport:
-    """Meter raw samples held in memory (the demo's simulated fleet) with the same rules."""
-    inv = inventory or load_inventory(cfg.inventory)
-    settings = settings_from(cfg)
-    versions = store_inventory(con, inv)
-    table = SampleTable(series, job_label=settings.job_label, idle_job_ids=settings.idle_job_ids)
-    report = CollectReport(backend="simulated")
-    total = len(span.windows())
-    done = 0
-    seen: set[str] = set()
-    for chunk in span.chunks(chunk_hours):
-        part = table.frame(chunk.start_ms, chunk.end_ms, interval_ms=settings.interval_ms)
-        result = meter(
-            part,
-            start_ms=chunk.start_ms,
-            end_ms=chunk.end_ms,
-            interval_ms=settings.interval_ms,
-            mig_slices=settings.mig_slices,
-        )
-        w = write_windows(
-            con,
-            result,
-            chunk.windows(),
-            interval_ms=settings.interval_ms,
-            backend="simulated",
-            nodes_version=versions.get("nodes"),
-        )
-        _add(
-            report,
-            ChunkStats(gpu_windows=result.coverage.height),
-            w.windows_written,
-            w.windows_unchanged,
-            w.rows_written,
-        )
-        seen |= set(result.usage.get_column("job_id").to_list())
-        done += len(chunk.windows())
-        if progress:
-            progress(done, total)
-    report.windows = total
-    report.unknown_jobs = sorted(j for j in seen if j not in inv.jobs)
-    return report
 
 
 def gpu_hours(ns: int) -> Decimal:

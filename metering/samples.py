@@ -86,78 +86,45 @@ def uuid_of(labels: Mapping[str, str]) -> str:
     return labels.get("UUID") or labels.get("uuid") or ""
 
 
-class SampleTable:
-    """Many series held compactly: one row per series of labels, one row per sample of numbers.
-
-    :meth:`frame` materialises the canonical frame for a time range only, so that a month of
-    a simulated fleet can be metered day by day without holding every label string for
-    every sample.
-    """
-
-    def __init__(self, series: Iterable[Series], *, job_label: str, idle_job_ids: Iterable[str] = ("", "0")) -> None:
-        idle = set(idle_job_ids)
-        kept = [s for s in series if s.metric in METERED and len(s.ts_ms)]
-        kept.sort(key=lambda s: s.key())  # series id order = canonical key order (tie-breaks)
-        meta_rows = []
-        for sid, s in enumerate(kept):
-            labels = s.labels
-            job = labels.get(job_label)
-            meta_rows.append(
-                (
-                    sid,
-                    s.metric,
-                    s.key(),
-                    uuid_of(labels),
-                    labels.get("GPU_I_ID", ""),
-                    labels.get("GPU_I_PROFILE") or None,
-                    labels.get("modelName", ""),
-                    host_of(labels),
-                    None if job is None or job in idle else job,
-                )
-            )
-        self.meta = pl.DataFrame(
-            meta_rows,
-            schema={"sid": pl.Int32, **{k: FRAME_SCHEMA[k] for k in list(FRAME_SCHEMA)[:8]}},
-            orient="row",
-        )
-        if kept:
-            self.samples = pl.DataFrame(
-                {
-                    "sid": np.repeat(np.arange(len(kept), dtype=np.int32), [len(s.ts_ms) for s in kept]),
-                    "ts_ms": np.concatenate([np.asarray(s.ts_ms, dtype=np.int64) for s in kept]),
-                    "value": np.concatenate([np.asarray(s.values, dtype=np.float64) for s in kept]),
-                }
-            )
-        else:
-            self.samples = pl.DataFrame(schema={"sid": pl.Int32, "ts_ms": pl.Int64, "value": pl.Float64})
-        energy_ids = self.meta.filter(pl.col("metric") == ENERGY).get_column("sid")
-        self._energy = self.samples.filter(pl.col("sid").is_in(energy_ids.implode()))
-
-    def frame(
-        self, start_ms: int | None = None, end_ms: int | None = None, *, interval_ms: int | None = None
-    ) -> pl.DataFrame:
-        """Canonical frame of samples in [start_ms, end_ms).
-
-        With ``interval_ms``, the energy samples of each GPU's last scrape slot before
-        ``start_ms`` come too (the reference for the first increase, however long ago).
-        """
-        rows = self.samples
-        if start_ms is not None:
-            rows = rows.filter(pl.col("ts_ms") >= start_ms)
-        if end_ms is not None:
-            rows = rows.filter(pl.col("ts_ms") < end_ms)
-        if start_ms is not None and interval_ms is not None:
-            before = self._energy.filter(pl.col("ts_ms") < start_ms).join(self.meta.select("sid", "uuid"), on="sid")
-            last_slot = before.group_by("uuid").agg((pl.col("ts_ms").max() // interval_ms).alias("slot"))
-            ref = (
-                before.join(last_slot, on="uuid")
-                .filter(pl.col("ts_ms") // interval_ms == pl.col("slot"))
-                .select("sid", "ts_ms", "value")
-            )
-            rows = pl.concat([ref, rows])
-        return rows.join(self.meta, on="sid").select(list(FRAME_SCHEMA))
-
-
 def sample_frame(series: Iterable[Series], *, job_label: str, idle_job_ids: Iterable[str] = ("", "0")) -> pl.DataFrame:
-    """All samples of the metered metrics as one canonical frame (see module doc)."""
-    return SampleTable(series, job_label=job_label, idle_job_ids=idle_job_ids).frame()
+    """All samples of the metered metrics as one canonical frame (see module doc).
+
+    Labels are parsed once per series (one row of ``meta``), numbers once per sample, and
+    joined by series number; series are numbered in canonical key order (tie-breaks).
+    """
+    idle = set(idle_job_ids)
+    kept = [(s.key(), s) for s in series if s.metric in METERED and len(s.ts_ms)]
+    kept.sort(key=lambda ks: ks[0])
+    meta_rows = []
+    for sid, (key, s) in enumerate(kept):
+        labels = s.labels
+        job = labels.get(job_label)
+        meta_rows.append(
+            (
+                sid,
+                s.metric,
+                key,
+                uuid_of(labels),
+                labels.get("GPU_I_ID", ""),
+                labels.get("GPU_I_PROFILE") or None,
+                labels.get("modelName", ""),
+                host_of(labels),
+                None if job is None or job in idle else job,
+            )
+        )
+    meta = pl.DataFrame(
+        meta_rows,
+        schema={"sid": pl.Int32, **{k: FRAME_SCHEMA[k] for k in list(FRAME_SCHEMA)[:8]}},
+        orient="row",
+    )
+    if kept:
+        samples = pl.DataFrame(
+            {
+                "sid": np.repeat(np.arange(len(kept), dtype=np.int32), [len(s.ts_ms) for _, s in kept]),
+                "ts_ms": np.concatenate([np.asarray(s.ts_ms, dtype=np.int64) for _, s in kept]),
+                "value": np.concatenate([np.asarray(s.values, dtype=np.float64) for _, s in kept]),
+            }
+        )
+    else:
+        samples = pl.DataFrame(schema={"sid": pl.Int32, "ts_ms": pl.Int64, "value": pl.Float64})
+    return samples.join(meta, on="sid").select(list(FRAME_SCHEMA))

@@ -1,10 +1,10 @@
-"""The metering rules of SPEC.md, applied to raw samples (pure; no I/O).
+"""The metering rules (docs/metering.md), applied to raw samples (pure; no I/O).
 
 This is the definition the PromQL path must agree with: the collector uses it directly
 wherever it had to fetch raw samples, the demo uses it on simulated samples, and the tests
 hold the server-side path equal to it.
 
-Rules (SPEC.md "Metering semantics"):
+Rules:
 - slot k = [k*interval, (k+1)*interval), epoch-aligned; a (GPU UUID, MIG instance, job)
   holds a slot when at least one evidence sample carrying the job falls in it, however many
   series carry it. Evidence: ``DCGM_FI_DEV_GPU_UTIL`` on a whole GPU,
@@ -16,7 +16,8 @@ Rules (SPEC.md "Metering semantics"):
 - energy: per physical GPU one sample per slot (the earliest across its series); the
   increase from the previous such sample (a drop is a reset: the new value is the increase)
   belongs to the later sample's slot and goes to the holders there; a MIG instance of
-  profile ``Ng.*`` gets N/S of it, S being the model's compute slices.
+  M slices (:func:`metering.mig.profile_slices`: ``Mg.*`` or ``Nc.Mg.*``) gets M/S of it,
+  S being the model's compute slices (ADR 0007; the share invoices price).
 
 Units: held and busy time in integer nanoseconds, energy in integer microjoules. Shares are
 summed exactly (integers over a common denominator) and rounded once per row, half up.
@@ -25,13 +26,13 @@ summed exactly (integers over a common denominator) and rounded once per row, ha
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
 import polars as pl
 
+from metering.mig import default_mig_slices, profile_slices
 from metering.samples import ENERGY, GR_ACTIVE, UTIL
 from metering.windows import HOUR_MS
 
@@ -72,21 +73,6 @@ GAPS_SCHEMA: pl.Schema = pl.Schema(
         "gap_end_ms": pl.Int64(),
     }
 )
-
-_PROFILE_SLICES = re.compile(r"(?:^|\.)(\d+)g\.")
-
-
-def profile_slices(profile: str | None) -> int | None:
-    """'3g.40gb' -> 3, '1g.10gb+me' -> 1, '1c.3g.40gb' -> 3; None when not a MIG profile."""
-    if not profile:
-        return None
-    m = _PROFILE_SLICES.search(profile)
-    return int(m.group(1)) if m else None
-
-
-def default_mig_slices(model: str) -> int:
-    """Compute slices of a MIG-capable model: 4 on an A30, else 7 (SPEC.md "Money")."""
-    return 4 if "A30" in model else 7
 
 
 @dataclass(frozen=True)

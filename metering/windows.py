@@ -2,7 +2,8 @@
 
 A slot is one scrape interval aligned to the Unix epoch: slot k is
 ``[k*interval, (k+1)*interval)``. A window is one UTC hour ``[h, h+1h)``; usage is stored
-per window. A month is a calendar month in UTC. All ranges are half-open.
+per window. A month is a :class:`gpumeter.months.Month` (a calendar month in UTC);
+:func:`month_span` is its span of windows. All ranges are half-open.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from gpumeter.months import Month
 from metering.errors import RangeError
 
 HOUR_MS = 3_600_000
@@ -73,15 +75,10 @@ class Span:
         return out
 
 
-def month_span(month: str) -> Span:
-    """'2026-10' -> [2026-10-01T00:00Z, 2026-11-01T00:00Z)."""
-    m = re.fullmatch(r"(\d{4})-(\d{2})", month.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise RangeError("month must be YYYY-MM", value=month)
-    y, mo = int(m.group(1)), int(m.group(2))
-    start = datetime(y, mo, 1, tzinfo=UTC)
-    end = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=UTC)
-    return Span.of(start, end)
+def month_span(month: str | Month) -> Span:
+    """'2026-10' -> [2026-10-01T00:00Z, 2026-11-01T00:00Z); a bad month raises :class:`MonthError`."""
+    m = Month.parse(month)
+    return Span(m.start_ms, m.end_ms)
 
 
 def slot_of(ts_ms: int, interval_ms: int) -> int:

@@ -17,7 +17,7 @@ def scenarios() -> dict[str, Scenario]:
 
 @pytest.fixture(scope="session")
 def prometheus_url(scenarios: dict[str, Scenario], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests import servers
+    from testing import servers
 
     series = [s for sc in scenarios.values() for s in sc.series]
     with servers.prometheus(series, tmp_path_factory.mktemp("prometheus")) as url:
@@ -26,7 +26,7 @@ def prometheus_url(scenarios: dict[str, Scenario], tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="session")
 def victoria_url(scenarios: dict[str, Scenario], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests import servers
+    from testing import servers
 
     with servers.victoria(tmp_path_factory.mktemp("victoria")) as url:
         servers.load_victoria(url, [s for sc in scenarios.values() for s in sc.series])

@@ -1,4 +1,4 @@
-"""A plain, slow, obviously-correct reading of SPEC.md's metering semantics.
+"""A plain, slow, obviously-correct reading of the metering rules (docs/metering.md).
 
 Written apart from ``metering.semantics`` (dicts and exact Fractions instead of polars
 frames) so that tests can hold both the polars rules and the PromQL path against it.
@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, Series
 
@@ -149,3 +151,21 @@ def assert_same(got: dict[Key, Row], want: dict[Key, Row], *, busy_tolerance_ns:
             w.profile,
         ), (k, g, w)
         assert abs(g.busy_ns - w.busy_ns) <= busy_tolerance_ns, (k, g.busy_ns, w.busy_ns)
+
+
+def without_nan(series: list[Series]) -> list[Series]:
+    """The series as VictoriaMetrics holds them: it drops NaN samples at ingestion."""
+    out = []
+    for s in series:
+        keep = ~np.isnan(s.values)
+        if keep.any():
+            out.append(Series(s.labels, s.ts_ms[keep], s.values[keep]))
+    return out
+
+
+def stored_rows(con):  # type: ignore[no-untyped-def]
+    """The store's usage rows in :func:`from_frame`'s column order."""
+    return con.execute(
+        "SELECT epoch_ms(window_start), job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, "
+        "gpu_ns, busy_ns, energy_uj FROM usage ORDER BY ALL"
+    ).fetchall()

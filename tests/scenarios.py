@@ -1,4 +1,4 @@
-"""Hand-built DCGM series for every trap of the reference, each in its own time range.
+"""Hand-built DCGM series for every trap docs/metering.md names, each in its own time range.
 
 Every scenario is a list of :class:`Series` exactly as dcgm-exporter and Prometheus would
 hold them, plus the span it covers. The Prometheus and VictoriaMetrics fixtures load all of

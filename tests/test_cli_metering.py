@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.proxy import proxy
+from testing.proxy import proxy
 from tests.sites import make_site
 
 pytestmark = pytest.mark.prometheus
@@ -72,7 +72,7 @@ def test_init_collect_usage_end_to_end(prometheus_url: str, tmp_path: Path) -> N
     )
     assert "job-edge-B" in p.stderr and "not in jobs.csv" in p.stderr
 
-    # csv: the SPEC's columns, ;-joined lists, one verdict per job
+    # csv: the documented columns, ;-joined lists, one verdict per job
     out = run("usage", "--month", "2026-10", "--format", "csv", cwd=site).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == [

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gpumeter import store
 from gpumeter.config import load_config
 from gpumeter.errors import InputError
 from metering.inventory import load_inventory, match_location, parse_storage, read_source
 from metering.usage_store import store_inventory
+from testing.stores import new_store
 from tests import sites
 
 
@@ -80,8 +80,7 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
 def test_failed_load_leaves_store_as_it_was(tmp_path: Path) -> None:
     cfg_path = site(tmp_path)
     cfg = load_config(cfg_path)
-    con = store.connect(cfg.store.database)
-    store.migrate(con)
+    con = new_store(cfg.store.database)
     v1 = store_inventory(con, load_inventory(cfg.inventory))
     before = con.execute("SELECT * FROM inventory_versions ORDER BY ALL").fetchall()
     jobs_before = con.execute("SELECT * FROM jobs ORDER BY ALL").fetchall()

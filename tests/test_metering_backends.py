@@ -12,48 +12,27 @@ import math
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gpumeter import store
 from gpumeter.config import load_config
 from metering.prom import PromClient
 from metering.report import gaps, month_usage
 from metering.run import collect
-from metering.samples import Series
 from metering.windows import Span
-from tests.oracle import assert_same, from_frame, reference
+from testing.stores import new_store
+from tests.oracle import assert_same, from_frame, reference, stored_rows, without_nan
 from tests.scenarios import HOUR, Scenario, ms
 from tests.sites import make_site
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.victoria]
 
 
-def without_nan(series: list[Series]) -> list[Series]:
-    out = []
-    for s in series:
-        keep = ~np.isnan(s.values)
-        if keep.any():
-            out.append(Series(s.labels, s.ts_ms[keep], s.values[keep]))
-    return out
-
-
-def stored_rows(con):  # type: ignore[no-untyped-def]
-    return con.execute(
-        "SELECT epoch_ms(window_start), job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, "
-        "gpu_ns, busy_ns, energy_uj FROM usage ORDER BY ALL"
-    ).fetchall()
-
-
-def meter_span(site: Path, url: str, start: int, end: int, con=None):  # type: ignore[no-untyped-def]
+def meter_span(site: Path, url: str, start: int, end: int):  # type: ignore[no-untyped-def]
     cfg = load_config(make_site(site, url) if not (site / "gpumeter.toml").exists() else site / "gpumeter.toml")
-    own = con is None
-    con = con or store.connect(cfg.store.database)
-    store.migrate(con)
+    con = new_store(cfg.store.database)
     rep = collect(con, cfg, Span(start, end))
     rows = stored_rows(con)
-    if own:
-        con.close()
+    con.close()
     return rep, from_frame(rows)
 
 
@@ -150,8 +129,7 @@ def test_split_ranges_add_up_and_rerun_changes_nothing(
     sc = scenarios["boundaries"]
     _, whole = meter_span(tmp_path / "a", prometheus_url, sc.start_ms, sc.end_ms)
     cfg = load_config(make_site(tmp_path / "b", prometheus_url))
-    con = store.connect(cfg.store.database)
-    store.migrate(con)
+    con = new_store(cfg.store.database)
     collect(con, cfg, Span(sc.start_ms, sc.start_ms + HOUR))
     collect(con, cfg, Span(sc.start_ms + HOUR, sc.end_ms))
     first = con.execute("SELECT * FROM collected_windows ORDER BY ALL").fetchall()
@@ -167,8 +145,7 @@ def test_split_ranges_add_up_and_rerun_changes_nothing(
 
 def test_month_usage_gaps_and_verdicts(prometheus_url: str, scenarios: dict[str, Scenario], tmp_path: Path) -> None:
     cfg = load_config(make_site(tmp_path / "site", prometheus_url))
-    con = store.connect(cfg.store.database)
-    store.migrate(con)
+    con = new_store(cfg.store.database)
     for name in ("outage_reset", "rename_escape", "month_edge", "boundaries"):
         sc = scenarios[name]
         rep = collect(con, cfg, Span(sc.start_ms, sc.end_ms))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,11 +19,10 @@ from hypothesis import strategies as st
 from gpumeter import store
 from gpumeter.config import load_config
 from metering.run import collect
-from metering.samples import Series
 from metering.windows import Span
-from tests import servers
+from testing import servers
 from tests.fleetgen import fleets
-from tests.oracle import assert_same, from_frame, reference
+from tests.oracle import assert_same, from_frame, reference, without_nan
 from tests.sites import make_site
 
 pytestmark = pytest.mark.victoria
@@ -33,15 +31,6 @@ HOUR = 3_600_000
 BASE = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # far from the scenario fixtures' days
 _slot = itertools.count()
 PATHS = {"aggregate": 0, "raw": 0}
-
-
-def without_nan(series: list[Series]) -> list[Series]:
-    out = []
-    for s in series:
-        keep = ~np.isnan(s.values)
-        if keep.any():
-            out.append(Series(s.labels, s.ts_ms[keep], s.values[keep]))
-    return out
 
 
 @pytest.fixture(scope="module")

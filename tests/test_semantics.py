@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from metering.samples import sample_frame
-from metering.semantics import meter, profile_slices
+from metering.semantics import meter
 from tests.fleetgen import fleets
 from tests.oracle import assert_same, from_frame, reference
 from tests.scenarios import Scenario, all_scenarios
@@ -31,11 +31,3 @@ def test_random_fleets_equal_reference(series: list) -> None:  # type: ignore[ty
     got = meter(frame, start_ms=START, end_ms=START + 2 * 3_600_000, interval_ms=60_000)
     want = reference(series, start_ms=START, end_ms=START + 2 * 3_600_000, interval_ms=60_000)
     assert_same(from_frame(got.usage.iter_rows()), want)
-
-
-def test_profile_slices() -> None:
-    assert profile_slices("3g.40gb") == 3
-    assert profile_slices("1g.10gb+me") == 1
-    assert profile_slices("1c.3g.40gb") == 3
-    assert profile_slices("7g.80gb") == 7
-    assert profile_slices(None) is None and profile_slices("weird") is None

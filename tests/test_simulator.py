@@ -24,7 +24,7 @@ from gpumeter.config import load_config
 from gpumeter.countries import EU27
 from metering.inventory import load_inventory
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, Series, host_of
-from metering.simulator import (
+from simulator import (
     Fleet,
     FleetSpec,
     Traps,
@@ -42,9 +42,9 @@ from metering.simulator import (
     write_openmetrics,
     write_openmetrics_days,
 )
-from metering.simulator.exposition import go_float
-from metering.simulator.server import simulated_instant
-from tests import servers
+from simulator.exposition import go_float
+from simulator.server import simulated_instant
+from testing import servers
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 TARGET_LABELS = ("job", "instance", "replica")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,12 +12,13 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from gpumeter import store
+from testing.stores import new_store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import API_KEY, H100, add_tenants, invoice_json, write_document
+from tests.stripe_double.processes import GPUMETER, webhook_command
 
 pytest_plugins = ["tests.stripe_double.fixtures"]
 
-GPUMETER = str(Path(sys.executable).parent / "gpumeter")  # the console script of this venv
 MONTH = "2026-01"
 SECRET = "whsec_cli_test_0001"
 
@@ -38,13 +37,12 @@ supplier = { legal_name = "GPU Cloud SAS", country = "FR", vat_id = "FR403032650
 """,
         encoding="utf-8",
     )
-    con = store.connect(tmp_path / "var" / "gpumeter.duckdb")
-    store.migrate(con)
+    con = new_store(tmp_path / "var" / "gpumeter.duckdb")
     add_tenants(con)
-    con.close()
     root = tmp_path / "var" / "invoices"
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
-    write_document(root, invoice_json("GM-2026-000002", "globex", MONTH, [(H100, "1g.10gb", "3", "0.40")]))
+    write_document(con, root, invoice_json("GM-2026-000001", "acme", MONTH, [(H100, None, "10", "2.80")]))
+    write_document(con, root, invoice_json("GM-2026-000002", "globex", MONTH, [(H100, "1g.10gb", "3", "0.40")]))
+    con.close()
     return tmp_path / "gpumeter.toml"
 
 
@@ -94,34 +92,14 @@ def test_sync_command_needs_a_key_and_a_month(site: Path, stripe_double: StripeD
     assert stripe_double.log == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_webhook_command_serves_and_records(site: Path, stripe_double: StripeDouble) -> None:
     env = {"STRIPE_API_KEY": API_KEY, "GPUMETER_STRIPE_API_BASE": stripe_double.url}
     assert CliRunner().invoke(app, ["stripe", "sync", "--month", MONTH, "--config", str(site)], env=env).exit_code == 0
     invoice = next(i for i in stripe_double.objects("invoices") if i["number"] == "GM-2026-000001")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [GPUMETER, "stripe", "webhook", "--port", str(port), "--config", str(site)],
-        env={**os.environ, "GPUMETER_STRIPE_WEBHOOK_SECRET": SECRET},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert f"listening on http://127.0.0.1:{port}/stripe/webhook" in line, line
-        url = f"http://127.0.0.1:{port}/stripe/webhook"
-        assert stripe_double.send_event(url, "invoice.paid", invoice, "whsec_wrong").status == 400
-        assert stripe_double.send_event(url, "invoice.paid", invoice, SECRET).status == 200
-    finally:
-        proc.terminate()
-        _, errors = proc.communicate(timeout=10)
-    assert SECRET not in errors
+    with webhook_command(site, SECRET) as served:
+        assert stripe_double.send_event(served.url, "invoice.paid", invoice, "whsec_wrong").status == 400
+        assert stripe_double.send_event(served.url, "invoice.paid", invoice, SECRET).status == 200
+    assert SECRET not in served.errors
     deadline = time.monotonic() + 5
     while True:
         try:

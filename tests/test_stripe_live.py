@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import stripe
 
-from billing.stripe_sync import sync_month
+from billing.stripe.sync import sync_month
 from gpumeter import store
 from tests.stripe_double.documents import H100, cents, invoice_json, write_document
 
@@ -41,12 +41,12 @@ def test_sync_against_stripe_test_mode(live_client: stripe.StripeClient, tmp_pat
         f"GM-LIVE-{run}", "acme", "2026-01", [(H100, None, "10", "2.80"), (H100, "3g.40gb", "1", "1.20")]
     )
     doc["tenant"] = tenant
-    write_document(tmp_path, doc)
-    report = sync_month(con, live_client, "2026-01", invoices_dir=tmp_path, audit=None)
+    write_document(con, tmp_path, doc)
+    report = sync_month(con, live_client, "2026-01", audit=None)
     (result,) = report.documents
     try:
         assert result.stripe_total_cents == cents(doc["total"])
-        again = sync_month(con, live_client, "2026-01", invoices_dir=tmp_path, audit=None)
+        again = sync_month(con, live_client, "2026-01", audit=None)
         assert again.posts == 0 and again.documents[0].action == "unchanged"
     finally:
         inv = live_client.v1.invoices.retrieve(result.stripe_id)

@@ -1,4 +1,4 @@
-"""billing.stripe_sync: the real stripe SDK over HTTP against the Stripe test double."""
+"""billing.stripe: the real stripe SDK over HTTP against the Stripe test double."""
 
 from __future__ import annotations
 
@@ -13,15 +13,10 @@ import pytest
 import stripe
 
 from audit.log import AuditLog
-from billing.stripe_sync import (
-    MAX_ITEMS_PER_INVOICE,
-    StripeRequestError,
-    StripeSyncError,
-    StripeTotalMismatch,
-    SyncReport,
-    payment_status,
-    sync_month,
-)
+from billing.errors import StripeRequestError, StripeSyncError, StripeTotalMismatch
+from billing.stripe.payments import payment_status
+from billing.stripe.plan import MAX_ITEMS_PER_INVOICE
+from billing.stripe.sync import SyncReport, sync_month
 from gpumeter import store
 from tests.stripe_double import StripeDouble
 from tests.stripe_double.documents import (
@@ -32,6 +27,7 @@ from tests.stripe_double.documents import (
     cents,
     invoice_json,
     make_client,
+    sha256,
     write_document,
 )
 
@@ -45,9 +41,9 @@ class Crash(BaseException):
     """The process dying: not an Exception, so nothing on the way catches it."""
 
 
-def sync(con: duckdb.DuckDBPyConnection, client: stripe.StripeClient, root: Path, **kw: Any) -> SyncReport:
+def sync(con: duckdb.DuckDBPyConnection, client: stripe.StripeClient, **kw: Any) -> SyncReport:
     """One run with the real audit log; checks it holds one stripe_sync entry per document pushed."""
-    report = sync_month(con, client, MONTH, invoices_dir=root, **kw)
+    report = sync_month(con, client, MONTH, **kw)
     log = AuditLog(con)
     for doc in report.documents:
         found = log.latest("stripe_sync", doc.number, MONTH)
@@ -91,11 +87,11 @@ def test_sync_creates_customer_invoice_items_and_finalizes(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
     doc = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
-    write_document(root, doc)
-    write_document(root, {**doc, "number": None, "status": "draft"} | {"lines": []}).rename(
+    write_document(stripe_store, root, doc)
+    write_document(stripe_store, root, {**doc, "number": None, "status": "draft"} | {"lines": []}).rename(
         root / MONTH / "draft-acme.json"
     )
-    report = sync(stripe_store, stripe_client, root)
+    report = sync(stripe_store, stripe_client)
 
     (result,) = report.documents
     assert result.action == "created" and result.stripe_status == "open"
@@ -149,8 +145,8 @@ def test_only_amounts_numbers_and_tenant_ids_leave_the_store(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
     for i, tenant in enumerate(TENANTS, start=1):
-        write_document(root, invoice_json(f"GM-2026-00000{i}", tenant, MONTH, LINES))
-    sync(stripe_store, stripe_client, root)
+        write_document(stripe_store, root, invoice_json(f"GM-2026-00000{i}", tenant, MONTH, LINES))
+    sync(stripe_store, stripe_client)
     sent = json.dumps([r.params for r in stripe_double.log])
     for name, _country, vat_id, email, address in TENANTS.values():
         for secret in (name, email, address, *([vat_id] if vat_id else [])):
@@ -160,14 +156,14 @@ def test_only_amounts_numbers_and_tenant_ids_leave_the_store(
 def test_rerun_sends_nothing_new(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
-    write_document(root, invoice_json("GM-2026-000002", "bauer", MONTH, LINES[:1]))
-    sync(stripe_store, stripe_client, root)
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000002", "bauer", MONTH, LINES[:1]))
+    sync(stripe_store, stripe_client)
     kinds: tuple[Literal["customers", "invoices", "invoiceitems"], ...] = ("customers", "invoices", "invoiceitems")
     before = {k: len(stripe_double.objects(k)) for k in kinds}
     sent = posts(stripe_double)
 
-    report = sync(stripe_store, stripe_client, root)
+    report = sync(stripe_store, stripe_client)
 
     assert [d.action for d in report.documents] == ["unchanged", "unchanged"]
     assert report.posts == 0 and posts(stripe_double) == sent
@@ -187,9 +183,9 @@ def test_pending_items_of_the_customer_are_not_pulled_in(
     con = store.memory()
     add_tenants(con, {"acme": cus.id})
     doc = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
-    write_document(root, doc)
+    write_document(con, root, doc)
 
-    report = sync(con, stripe_client, root)
+    report = sync(con, stripe_client)
 
     assert report.documents[0].stripe_total_cents == cents(doc["total"])
     assert len(stripe_double.requests("POST", "/v1/customers")) == 1  # only the test's own
@@ -219,15 +215,15 @@ def test_crash_and_rerun_never_duplicates(
     keys_expired: bool,
 ) -> None:
     doc = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
-    write_document(root, doc)
+    write_document(stripe_store, root, doc)
     dying = make_client(stripe_double)
     crash_after(monkeypatch, getattr(dying.v1, service), method, n)
     with pytest.raises(Crash):
-        sync_month(stripe_store, dying, MONTH, invoices_dir=root, audit=None)
+        sync_month(stripe_store, dying, MONTH, audit=None)
     if keys_expired:
         stripe_double.expire_idempotency_keys()  # as if the re-run came more than 24 h later
 
-    report = sync(stripe_store, make_client(stripe_double), root)
+    report = sync(stripe_store, make_client(stripe_double))
 
     # a crash before the invoice existed leaves nothing to resume: the customer is simply found
     assert report.documents[0].action == ("created" if service == "customers" else "resumed")
@@ -242,18 +238,18 @@ def test_crash_and_rerun_never_duplicates(
     assert done == {"invoice", "item:1", "item:2", "item:3", "item:vat", "finalize"}
     # Again: nothing more.
     sent = posts(stripe_double)
-    assert sync(stripe_store, make_client(stripe_double), root).documents[0].action == "unchanged"
+    assert sync(stripe_store, make_client(stripe_double)).documents[0].action == "unchanged"
     assert posts(stripe_double) == sent
 
 
 def test_transient_5xx_is_retried_with_the_same_key(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
     stripe_double.fail_next("/v1/invoiceitems", status=503)  # refused before Stripe ran it
     stripe_double.fail_next("/v1/invoices/", mode="drop")  # finalize ran, the answer was lost
 
-    report = sync(stripe_store, stripe_client, root)
+    report = sync(stripe_store, stripe_client)
 
     assert report.documents[0].stripe_status == "open"
     assert len(stripe_double.objects("invoiceitems")) == 4
@@ -267,16 +263,16 @@ def test_transient_5xx_is_retried_with_the_same_key(
 def test_outage_after_n_requests_then_rerun(
     stripe_store: duckdb.DuckDBPyConnection, stripe_double: StripeDouble, root: Path
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
-    write_document(root, invoice_json("GM-2026-000002", "globex", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000002", "globex", MONTH, LINES))
     stripe_double.fail_after(14, status=503)  # acme's 10 requests, then globex's first 4
     with pytest.raises(StripeRequestError, match=r"503|refused"):
-        sync(stripe_store, make_client(stripe_double, retries=0), root)
+        sync(stripe_store, make_client(stripe_double, retries=0))
     failed = stripe_store.execute("SELECT count(*) FROM stripe_requests WHERE outcome = 'error'").fetchone()
     assert failed == (1,)
     stripe_double.heal()
 
-    report = sync(stripe_store, make_client(stripe_double), root)
+    report = sync(stripe_store, make_client(stripe_double))
 
     assert [d.action for d in report.documents] == ["unchanged", "resumed"]
     assert len(stripe_double.objects("invoices")) == 2
@@ -296,11 +292,11 @@ def test_more_than_250_items_is_refused_before_anything_is_sent(
     tenant: str,
     n_lines: int,
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "bauer", MONTH, LINES))  # a good one, first
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "bauer", MONTH, LINES))  # a good one, first
     lines = [(f"GPU model {i:03d}", None, "1.5", "2.00") for i in range(n_lines)]
-    write_document(root, invoice_json("GM-2026-000002", tenant, MONTH, lines))
+    write_document(stripe_store, root, invoice_json("GM-2026-000002", tenant, MONTH, lines))
     with pytest.raises(StripeSyncError, match="exceed Stripe's 250 per invoice; nothing was sent"):
-        sync(stripe_store, stripe_client, root)
+        sync(stripe_store, stripe_client)
     assert stripe_double.log == []
     assert stripe_store.execute("SELECT count(*) FROM stripe_requests").fetchone() == (0,)
 
@@ -310,8 +306,8 @@ def test_exactly_250_items_fit_on_one_invoice(
 ) -> None:
     lines = [(f"GPU model {i:03d}", None, "1.5", "2.01") for i in range(MAX_ITEMS_PER_INVOICE - 1)]
     doc = invoice_json("GM-2026-000001", "acme", MONTH, lines)
-    write_document(root, doc)
-    report = sync(stripe_store, stripe_client, root)
+    write_document(stripe_store, root, doc)
+    report = sync(stripe_store, stripe_client)
     assert report.documents[0].stripe_total_cents == cents(doc["total"])
     assert len(stripe_double.objects("invoiceitems")) == MAX_ITEMS_PER_INVOICE
 
@@ -331,8 +327,8 @@ def test_vat_treatments(
     footer: str | None,
 ) -> None:
     doc = invoice_json("GM-2026-000001", tenant, MONTH, LINES)
-    write_document(root, doc)
-    report = sync(stripe_store, stripe_client, root)
+    write_document(stripe_store, root, doc)
+    report = sync(stripe_store, stripe_client)
     (invoice,) = stripe_double.objects("invoices")
     items = stripe_double.objects("invoiceitems")
     assert ("vat" in [i["metadata"]["gpumeter_line"] for i in items]) is vat_item
@@ -351,9 +347,9 @@ def test_credit_note_after_late_usage(
 ) -> None:
     original = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
     paid = invoice_json("GM-2026-000002", "bauer", MONTH, LINES)
-    write_document(root, original)
-    write_document(root, paid)
-    sync(stripe_store, stripe_client, root)
+    write_document(stripe_store, root, original)
+    write_document(stripe_store, root, paid)
+    sync(stripe_store, stripe_client)
     bauer_invoice = next(i for i in stripe_double.objects("invoices") if i["number"] == "GM-2026-000002")
     stripe_client.v1.invoices.pay(bauer_invoice["id"], params={"paid_out_of_band": True})
 
@@ -380,10 +376,10 @@ def test_credit_note_after_late_usage(
         references="GM-2026-000002",
     )
     for doc in (credit, extra, credit_paid):
-        write_document(root, doc)
+        write_document(stripe_store, root, doc)
     sent_for_original = len(stripe_double.requests("POST", "/v1/invoices/"))
 
-    report = sync(stripe_store, stripe_client, root)
+    report = sync(stripe_store, stripe_client)
 
     actions = {d.number: d.action for d in report.documents}
     assert actions == {
@@ -410,20 +406,21 @@ def test_credit_note_after_late_usage(
     assert frame["GM-2026-000002"][2] == "paid" and frame["GM-2026-000003"][2] == "open"
     # And once more: nothing new.
     sent = posts(stripe_double)
-    assert {d.action for d in sync(stripe_store, stripe_client, root).documents} == {"unchanged"}
+    assert {d.action for d in sync(stripe_store, stripe_client).documents} == {"unchanged"}
     assert posts(stripe_double) == sent
 
 
 def test_credit_note_for_an_invoice_never_synced_is_refused_up_front(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
     write_document(
+        stripe_store,
         root,
         invoice_json("GMC-2026-000001", "acme", MONTH, LINES[:1], kind="credit_note", references="GM-2025-000099"),
     )
     with pytest.raises(StripeSyncError, match=r"GM-2025-000099.*nothing was sent"):
-        sync(stripe_store, stripe_client, root)
+        sync(stripe_store, stripe_client)
     assert stripe_double.log == []
 
 
@@ -434,9 +431,9 @@ def test_reused_idempotency_key_with_other_parameters_is_surfaced(
     stripe_client.v1.customers.create(
         params={"metadata": {"gpumeter_tenant": "not-acme"}}, options={"idempotency_key": "gpumeter:customer:acme"}
     )
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
     with pytest.raises(StripeRequestError, match="idempotency key reused with other parameters") as info:
-        sync(stripe_store, stripe_client, root)
+        sync(stripe_store, stripe_client)
     assert isinstance(info.value.__cause__, stripe.IdempotencyError)
     row = stripe_store.execute(
         "SELECT step, idempotency_key, outcome, http_status, error FROM stripe_requests WHERE outcome = 'error'"
@@ -449,12 +446,17 @@ def test_changed_document_after_sync_fails_loudly(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
     doc = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
-    path = write_document(root, doc)
-    sync(stripe_store, stripe_client, root)
+    write_document(stripe_store, root, doc)
+    sync(stripe_store, stripe_client)
+    # The frozen document is replaced wholesale (bytes, their SHA-256 and the total alike).
     tampered = invoice_json("GM-2026-000001", "acme", MONTH, [*LINES[:2], (A100, None, "8.5", "1.90")])
-    path.write_text(json.dumps(tampered), encoding="utf-8")
+    data = json.dumps(tampered).encode()
+    stripe_store.execute(
+        "UPDATE billing_documents SET json_bytes = ?, json_sha256 = ?, total = ? WHERE number = 'GM-2026-000001'",
+        [data, sha256(data), tampered["total"]],
+    )
     with pytest.raises(StripeTotalMismatch, match="GM-2026-000001"):
-        sync(stripe_store, stripe_client, root)
+        sync(stripe_store, stripe_client)
 
 
 def test_foreign_item_on_the_draft_stops_finalization(
@@ -463,16 +465,16 @@ def test_foreign_item_on_the_draft_stops_finalization(
     root: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    write_document(root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
+    write_document(stripe_store, root, invoice_json("GM-2026-000001", "acme", MONTH, LINES))
     dying = make_client(stripe_double)
     crash_after(monkeypatch, dying.v1.invoice_items, "create", 2)
     with pytest.raises(Crash):
-        sync_month(stripe_store, dying, MONTH, invoices_dir=root, audit=None)
+        sync_month(stripe_store, dying, MONTH, audit=None)
     client = make_client(stripe_double)
     (draft,) = stripe_double.objects("invoices")
     client.v1.invoice_items.create(params={"customer": draft["customer"], "invoice": draft["id"], "amount": 100})
     with pytest.raises(StripeSyncError, match="holds an item gpumeter did not send"):
-        sync(stripe_store, client, root)
+        sync(stripe_store, client)
     assert stripe_double.objects("invoices")[0]["status"] == "draft"
 
 
@@ -495,9 +497,9 @@ def test_inconsistent_documents_are_refused(
 ) -> None:
     doc = invoice_json("GM-2026-000001", "acme", MONTH, LINES)
     mutate(doc)
-    write_document(root, doc)
+    write_document(stripe_store, root, doc)
     with pytest.raises(StripeSyncError, match=message):
-        sync(stripe_store, stripe_client, root)
+        sync(stripe_store, stripe_client)
     assert stripe_double.log == []
 
 
@@ -505,15 +507,15 @@ def test_audit_log_gets_one_entry_per_document_without_personal_data(
     stripe_store: duckdb.DuckDBPyConnection, stripe_client: stripe.StripeClient, stripe_double: StripeDouble, root: Path
 ) -> None:
     for i, tenant in enumerate(TENANTS, start=1):
-        write_document(root, invoice_json(f"GM-2026-00000{i}", tenant, MONTH, LINES))
+        write_document(stripe_store, root, invoice_json(f"GM-2026-00000{i}", tenant, MONTH, LINES))
     # The first run's log writes are lost (as by a crash right after Stripe answered).
-    sync_month(stripe_store, stripe_client, MONTH, invoices_dir=root, audit=None)
+    sync_month(stripe_store, stripe_client, MONTH, audit=None)
     log = AuditLog(stripe_store)
     assert log.subjects("stripe_sync", MONTH) == {}
     sent = posts(stripe_double)
 
-    sync(stripe_store, stripe_client, root)
-    sync(stripe_store, stripe_client, root)
+    sync(stripe_store, stripe_client)
+    sync(stripe_store, stripe_client)
 
     assert posts(stripe_double) == sent
     assert sorted(log.subjects("stripe_sync", MONTH)) == ["GM-2026-000001", "GM-2026-000002", "GM-2026-000003"]

@@ -10,6 +10,8 @@ import pytest
 
 from gpumeter.config import load_config
 from gpumeter.errors import ConfigError
+from gpumeter.months import MonthError
+from gpumeter.party import Party
 from metering.errors import RangeError, TelemetryError
 from metering.prom import PromClient
 from metering.promql import quote, raw_selector, regex_alternation
@@ -24,8 +26,8 @@ def test_month_spans_are_utc_calendar_months() -> None:
         int(datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1000),
     )
     assert len(month_span("2026-02").windows()) == 28 * 24
-    for bad in ("2026-13", "2026-1", "26-01", "2026/01"):
-        with pytest.raises(RangeError):
+    for bad in ("2026-13", "2026-1", "26-01", "2026/01", "1999-12"):
+        with pytest.raises(MonthError):
             month_span(bad)
 
 
@@ -75,3 +77,33 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config(cfg)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_the_supplier_is_a_party_and_its_payment_terms_apart(tmp_path: Path) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    cfg.write_text(
+        "[billing.supplier]\n"
+        'legal_name = "Nuage GPU SAS"\ncountry = "FR"\nvat_id = "fr 40 303265045"\nsiren = "303 265 045"\n'
+        "payment_terms_days = 45\n"
+    )
+    c = load_config(cfg)
+    assert c.billing.supplier == Party("Nuage GPU SAS", "FR", "FR40303265045", siren="303265045")
+    assert c.billing.payment_terms_days == 45
+    assert load_config(tmp_path / "gpumeter.toml").billing.supplier.identifier == ""
+    for bad, match in (
+        ('identifier = "acme"', "unknown keys"),
+        ('payment_terms_days = "30"', "payment_terms_days"),
+        ("siren = 303265045", "siren must be a string"),
+    ):
+        cfg.write_text(f'[billing.supplier]\nlegal_name = "N"\ncountry = "FR"\n{bad}\n')
+        with pytest.raises(ConfigError, match=match):
+            load_config(cfg)
+
+
+def test_named_sets_are_one_table_for_usage_and_audit() -> None:
+    """``allowed_countries = ["EU+EFTA"]`` means the same to ``usage`` and to the audit log."""
+    from audit.policy import policy
+    from metering.report import allowed_set
+
+    for items in (["EU+EFTA"], ["EEA", "CH"], ["EU"], ["EFTA", "FR"]):
+        assert allowed_set(items) == policy(items).countries

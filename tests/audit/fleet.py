@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import duckdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.note import Signer
-from gpumeter import store
+from testing.stores import UsageRow, add_tenants, add_usage, mark_collected, record_inventory
 
 ORIGIN = "audit.test.example.eu/log"
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -36,12 +35,6 @@ def signer(seed: int = 1) -> Signer:
     return Signer(ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
 
 
-def new_store(path: Path) -> duckdb.DuckDBPyConnection:
-    con = store.connect(path)
-    store.migrate(con)
-    return con
-
-
 def _csv(header: str, rows: list[str]) -> bytes:
     return ("\n".join([header, *rows]) + "\n").encode()
 
@@ -60,11 +53,7 @@ def load_inventory(
         ),
         "tenants": _csv("tenant,legal_name,country,vat_id", [f"{t},{n},{c},{v}" for t, (n, c, v) in TENANTS.items()]),
     }
-    for kind, content in files.items():
-        con.execute(
-            "INSERT INTO inventory_versions VALUES ($k, $v, $s, $t, $c)",
-            {"k": kind, "v": version, "s": hashlib.sha256(content).hexdigest(), "t": at, "c": content},
-        )
+    record_inventory(con, version, at, files)
     for host, (site, country) in nodes.items():
         con.execute(
             "INSERT INTO nodes VALUES ($v, $h, $s, $c, 'ovh')", {"v": version, "h": host, "s": site, "c": country}
@@ -75,11 +64,7 @@ def load_inventory(
     con.execute("DELETE FROM tenants")
     for job, (tenant, locs) in JOBS.items():
         con.execute("INSERT INTO jobs VALUES ($j, $t, 'p', $d)", {"j": job, "t": tenant, "d": locs})
-    for tenant, (name, country, vat) in TENANTS.items():
-        con.execute(
-            "INSERT INTO tenants VALUES ($t, $n, $c, $v, NULL, NULL, NULL)",
-            {"t": tenant, "n": name, "c": country, "v": vat},
-        )
+    add_tenants(con, [(tenant, name, country, vat, None, None) for tenant, (name, country, vat) in TENANTS.items()])
 
 
 def meter(
@@ -90,18 +75,15 @@ def meter(
 ) -> None:
     """One metered hour: job -> (host, GPU-seconds); replaces the window like ``collect``."""
     con.execute("DELETE FROM usage WHERE window_start = $w", {"w": window})
-    con.execute("DELETE FROM collected_windows WHERE window_start = $w", {"w": window})
     digest = hashlib.sha256()
+    rows: list[UsageRow] = []
     for k, (job, (host, seconds)) in enumerate(sorted(usage.items())):
         ns = seconds * 1_000_000_000
-        con.execute(
-            "INSERT INTO usage VALUES ($w, $j, $u, '', NULL, 'NVIDIA H100 80GB HBM3', $h, $ns, $ns, 0)",
-            {"w": window, "j": job, "u": f"GPU-{host}-{k}", "h": [host], "ns": ns},
-        )
+        rows.append((window, job, f"GPU-{host}-{k}", "", None, "NVIDIA H100 80GB HBM3", [host], ns, ns, 0))
         digest.update(f"{job}|{host}|{ns}\n".encode())
-    con.execute(
-        "INSERT INTO collected_windows VALUES ($w, 15000, $r, $d, $v, 'simulated', $c)",
-        {"w": window, "r": len(usage), "d": digest.hexdigest(), "v": nodes_version, "c": window + timedelta(hours=1)},
+    add_usage(con, rows)
+    mark_collected(
+        con, [(window, len(usage), digest.hexdigest())], nodes_version=nodes_version, at=window + timedelta(hours=1)
     )
 
 

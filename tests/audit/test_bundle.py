@@ -1,4 +1,4 @@
-"""Auditor bundles: SPEC layout, offline verification, tenant isolation, hostile input."""
+"""Auditor bundles (layout: docs/formats.md): offline verification, tenant isolation, hostile input."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from audit.entries import key_event
 from audit.errors import BundleError, VerificationError
 from audit.log import AuditLog
 from audit.verify import check_bundle, verify_bundle
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -53,7 +54,7 @@ def _export(con: duckdb.DuckDBPyConnection, month: str, tenant: str | None, out:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     d = tmp_path_factory.mktemp("bundles")
-    con = fleet.new_store(d / "g.duckdb")
+    con = new_store(d / "g.duckdb")
     fleet.july(con)
     invoice_at = fleet.T0 + timedelta(days=32)
     from audit.record import record_invoice_finalized
@@ -190,7 +191,7 @@ def test_tenant_bundle_holds_nothing_of_other_tenants(site: Site) -> None:
 
 
 def test_rotation_keeps_consistency_verifiable_with_only_the_new_key(tmp_path: Path) -> None:
-    con = fleet.new_store(tmp_path / "g.duckdb")
+    con = new_store(tmp_path / "g.duckdb")
     fleet.july(con)
     _export(con, "2026-07", None, tmp_path / "july.zip", fleet.T0 + timedelta(days=31))
     new = fleet.signer(seed=2)
@@ -384,3 +385,34 @@ def test_flipping_bytes_of_the_zip_file_never_verifies_wrong_content(site: Site)
         path.write_bytes(bytes(bad))
         assert not check_bundle(path, [VKEY]).passed
     assert hashlib.sha256(bytes(raw)).digest() == hashlib.sha256(site.july.read_bytes()).digest()
+
+
+@pytest.mark.parametrize("month", ["2026-13", "1999-12", "2026-7"])
+def test_a_bad_month_is_refused_before_anything_is_logged(tmp_path: Path, month: str) -> None:
+    """``audit export --month`` with a bad month: one MonthError, and the log stays empty."""
+    from audit.bundle import attest_and_export
+    from gpumeter.months import MonthError
+
+    con = new_store(tmp_path / "g.duckdb")
+    fleet.july(con)
+    with pytest.raises(MonthError, match="YYYY-MM"):
+        attest_and_export(con, month, None, tmp_path / "b.zip", [SIGNER], fleet.ORIGIN, EU, by="t", at=AUG)
+    assert AuditLog(con).size() == 0 and not (tmp_path / "b.zip").exists()
+
+
+def test_a_formula_job_id_is_neutralised_and_the_verifier_agrees(tmp_path: Path) -> None:
+    """report/sovereignty.csv writes ``'=cmd…`` for a job id a spreadsheet would run, and the
+    verifier re-derives the same cell through audit.report."""
+    hostile = "=cmd|'/C calc'!A0"
+    con = new_store(tmp_path / "g.duckdb")
+    try:
+        fleet.load_inventory(con)
+        con.execute("INSERT INTO jobs VALUES ($j, 'acme', '-p', [])", {"j": hostile})
+        fleet.meter(con, fleet.T0, {hostile: ("gpu-fr-1", 3600), "acme-train-1": ("gpu-ch-1", 60)})
+        bundle = _export(con, "2026-07", None, tmp_path / "b.zip", fleet.T0 + timedelta(days=32))
+    finally:
+        con.close()
+    rows = list(csv.reader(io.StringIO(_members(bundle)["report/sovereignty.csv"].decode())))
+    assert [r[0] for r in rows[1:]] == ["'" + hostile, "acme-train-1"]
+    result = verify_bundle(bundle, [VKEY])
+    assert result.pinned and result.attestations == 2 and result.outside == ("acme-train-1",)

@@ -18,6 +18,7 @@ import pytest
 
 from gpumeter import store
 from gpumeter.commandline import EXIT_UNPINNED
+from testing.stores import new_store
 from tests.audit import fleet
 
 GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
@@ -125,7 +126,7 @@ def _forged(site: Path) -> Path:
     from audit import policy
     from audit.bundle import attest_and_export
 
-    con = fleet.new_store(site / "forger.duckdb")
+    con = new_store(site / "forger.duckdb")
     inside = {h: (s, "FR" if c == "CH" else c) for h, (s, c) in fleet.NODES.items()}
     fleet.load_inventory(con, nodes=inside)
     fleet.meter(con, fleet.T0, {"acme-train-1": ("gpu-fr-1", 3600), "acme-train-2": ("gpu-ch-1", 3600)})

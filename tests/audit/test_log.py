@@ -16,6 +16,7 @@ from audit.check import check_log, verify_log
 from audit.errors import AuditError, EntryError, VerificationError
 from audit.log import AuditLog
 from gpumeter import store
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -27,7 +28,7 @@ def _entry(n: int) -> dict[str, object]:
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = fleet.new_store(tmp_path / "g.duckdb")
+    c = new_store(tmp_path / "g.duckdb")
     yield c
     c.close()
 
@@ -356,3 +357,11 @@ def test_usage_windows_and_inventory_sync_idempotently(con: duckdb.DuckDBPyConne
     assert len(again.appended) == 1 and again.superseded == (w.appended[0],)
     record.after_collect(con, None, at=fleet.T0)  # type: ignore[arg-type]  # metering's hook: nothing new
     assert log.size() == 8
+
+
+@pytest.mark.parametrize("month", ["2026-13", "1999-12", " 2026-07", "2026-7", 202607])
+def test_an_entry_with_a_bad_month_is_a_bad_entry(con: duckdb.DuckDBPyConnection, month: object) -> None:
+    """The month rule is gpumeter.months.Month's, exactly; inside an entry it fails as EntryError."""
+    with pytest.raises(EntryError, match="YYYY-MM"):
+        AuditLog(con).append({**_entry(1), "month": month})
+    assert AuditLog(con).size() == 0

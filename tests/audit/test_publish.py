@@ -18,6 +18,7 @@ from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog
 from audit.publish import check_published, publish, published_proof
 from audit.verify import pinned_keys
+from testing.stores import new_store
 from tests.audit import fleet
 
 SIZES = (1, 255, 256, 257, 65_535, 65_536, 70_000)
@@ -39,7 +40,7 @@ def _grow(log: AuditLog, size: int) -> None:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """A log signed at each of SIZES (its key event is entry 0), published after each."""
     d = tmp_path_factory.mktemp("publish")
-    con = fleet.new_store(d / "g.duckdb")
+    con = new_store(d / "g.duckdb")
     log = AuditLog(con)
     log.record_keys([fleet.signer()], at=fleet.T0)
     out = d / "tlog"
@@ -92,7 +93,7 @@ def test_a_monitor_finds_the_published_log_whole(site: tuple[duckdb.DuckDBPyConn
 
 def _signed_log(path: Path, size: int) -> tuple[duckdb.DuckDBPyConnection, AuditLog]:
     """A new store whose log (its key event first) holds ``size`` entries under a checkpoint."""
-    con = fleet.new_store(path)
+    con = new_store(path)
     log = AuditLog(con)
     log.record_keys([fleet.signer()], at=fleet.T0)
     _grow(log, size)

@@ -30,6 +30,7 @@ from audit.entries import job_attestation
 from audit.errors import BundleError, EntryError, VerificationError
 from audit.log import AuditLog
 from audit.verify import VerifyResult, check_bundle, verify_bundle
+from testing.stores import new_store
 from tests.audit import fleet
 
 EU = policy.policy(["EU"])
@@ -59,7 +60,7 @@ def _attestation(k: int, **extra: Any) -> dict[str, Any]:
 
 
 def _bundle(tmp: Path, name: str, entries: Sequence[dict[str, Any]]) -> Path:
-    con = fleet.new_store(tmp / f"{name}.duckdb")
+    con = new_store(tmp / f"{name}.duckdb")
     AuditLog(con).append_many(list(entries), at=fleet.T0)
     out = tmp / f"{name}.zip"
     export_bundle(con, "2026-07", None, out, [SIGNER], fleet.ORIGIN, EU, by="test", at=EXPORTED_AT)
@@ -301,7 +302,7 @@ def test_a_zip_bomb_is_refused_from_its_directory(bundles: Bundles) -> None:
 def august(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second month's bundle, with consistency.json."""
     d = tmp_path_factory.mktemp("august")
-    con = fleet.new_store(d / "g.duckdb")
+    con = new_store(d / "g.duckdb")
     AuditLog(con).append_many([_attestation(k) for k in range(5)], at=fleet.T0)
     export_bundle(con, "2026-07", None, d / "july.zip", [SIGNER], fleet.ORIGIN, EU, by="t", at=EXPORTED_AT)
     AuditLog(con).append_many([_attestation(k, month="2026-08") for k in range(5, 8)], at=EXPORTED_AT)

@@ -1,4 +1,4 @@
-"""The public test vectors, read from where they live (shared by the audit tests)."""
+"""The public test vectors vendored in ``tests/data/`` (sources and licences: tests/data/README.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-VECTORS = Path("/work/shared/reference/testvectors")
+VECTORS = Path(__file__).resolve().parent.parent / "data"
 
 
 def vector(path: str) -> Any:

@@ -17,43 +17,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gpumeter import store
-from gpumeter.config import Config, load_config
+from gpumeter.config import Config
+from testing.stores import RATES, SITE_CONFIG, add_tenants, add_usage, mark_collected, new_store, write_site
 
 H100 = "NVIDIA H100 80GB HBM3"
 A100 = "NVIDIA A100-SXM4-80GB"
 A30 = "NVIDIA A30"
-
-SUPPLIER_TOML = """
-[billing.supplier]
-legal_name = "Nuage GPU SAS"
-country = "FR"
-vat_id = "FR40303265045"
-siren = "303265045"
-address = "12 rue des Serveurs"
-postcode = "75011"
-city = "Paris"
-legal_form = "SAS"
-share_capital = "EUR 120 000"
-rcs = "Paris B 303 265 045"
-email = "billing@nuage.example.eu"
-iban = "FR7630006000011234567890189"
-payment_terms_days = 30
-"""
-
-RATES = """
-[[rate]]
-model = "NVIDIA H100 80GB HBM3"
-eur_per_gpu_hour = "2.80"
-
-[[rate]]
-model = "NVIDIA A100-SXM4-80GB"
-eur_per_gpu_hour = "1.90"
-
-[[rate]]
-model = "NVIDIA A30"
-eur_per_gpu_hour = "1.20"
-"""
 
 # tenant, legal_name, country, vat_id, address
 TENANTS = [
@@ -78,10 +47,7 @@ class Site:
         (self.root / "rates.toml").write_text(text, encoding="utf-8")
 
     def add_tenant(self, tenant: str, legal_name: str, country: str, vat_id: str, address: str | None) -> None:
-        self.con.execute(
-            "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address) VALUES (?, ?, ?, ?, NULL, ?)",
-            [tenant, legal_name, country, vat_id, address],
-        )
+        add_tenants(self.con, [(tenant, legal_name, country, vat_id, None, address)])
 
     def add_job(self, job: str, tenant: str, project: str = "proj") -> None:
         self.con.execute(
@@ -102,14 +68,11 @@ class Site:
         """One usage row (its own GPU UUID) of ``seconds`` held GPU time, exact to the ns."""
         ns = int(Decimal(seconds) * 1_000_000_000)
         ws = datetime.fromisoformat(window).replace(tzinfo=UTC)
-        self.con.execute(
-            "INSERT INTO collected_windows VALUES (?, 15000, 1, 'test', 1, 'simulated', now()) ON CONFLICT DO NOTHING",
-            [ws],
-        )
+        mark_collected(self.con, [(ws, 1, "test")])
         n = next(self._uuid)
-        self.con.execute(
-            "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, [?], ?, ?, ?)",
-            [ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, host, ns, ns // 2, energy_uj],
+        add_usage(
+            self.con,
+            [(ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, [host], ns, ns // 2, energy_uj)],
         )
 
 
@@ -125,15 +88,8 @@ def site(tmp_path: Path) -> Iterator[Site]:
 def make_site(root: Path) -> Site:
     """gpumeter.toml, rates.toml, a migrated store with nodes and the three tenants."""
     root.mkdir()
-    (root / "gpumeter.toml").write_text(
-        '[store]\ndatabase = "var/gpumeter.duckdb"\n\n[billing]\nrates = "rates.toml"\noutput = "var/invoices"\n'
-        + SUPPLIER_TOML,
-        encoding="utf-8",
-    )
-    (root / "rates.toml").write_text(RATES, encoding="utf-8")
-    config = load_config(root / "gpumeter.toml")
-    con = store.connect(config.store.database)
-    store.migrate(con)
+    config = write_site(root, SITE_CONFIG, RATES)
+    con = new_store(config.store.database)
     con.execute(
         "INSERT INTO nodes VALUES (1, 'par1-gpu01', 'par1', 'FR', 'nuage'), (1, 'ams1-gpu01', 'ams1', 'NL', 'nuage')"
     )

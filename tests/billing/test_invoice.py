@@ -16,7 +16,6 @@ from billing.invoice import (
     IssuedPosition,
     Kind,
     Line,
-    Party,
     Period,
     Reference,
     adjustments,
@@ -26,6 +25,7 @@ from billing.invoice import (
 )
 from billing.rates import parse_rates
 from billing.vat import Treatment, VatDecision, check_tenant_vat, decide_vat
+from gpumeter.party import Party
 
 H100 = "NVIDIA H100 80GB HBM3"
 A30 = "NVIDIA A30"

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from billing.errors import PricingError, RatesError
-from billing.rates import RateCard, parse_rates, profile_slices, split_quantity
+from billing.rates import RateCard, parse_rates, split_quantity
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -125,7 +125,6 @@ def test_mig_is_priced_at_n_over_s_of_its_gpu_rate() -> None:
     assert r.factor == Fraction(3, 7) and r.key.mig_profile is None and r.key.site is None
     assert c.resolve("NVIDIA A30", "2g.12gb", None, job="j").factor == Fraction(2, 4)
     assert c.resolve("Custom GPU", "1g.5gb", None, job="j").factor == Fraction(1, 3)
-    assert c.resolve(H100, "1c.3g.40gb", None, job="j").factor == Fraction(1, 7)
     assert c.resolve(H100, None, None, job="j").factor == 1
     with pytest.raises(PricingError) as info:
         c.resolve("NVIDIA A30", "7g.24gb", None, job="job-9")
@@ -170,12 +169,3 @@ def test_graduated_bands_split_exact_quantities() -> None:
         (Decimal("2.50"), 4000),
         (Decimal("2.00"), Fraction(10001, 10)),
     ]
-
-
-def test_profile_shapes() -> None:
-    assert profile_slices("1g.10gb") == 1
-    assert profile_slices("7g.80gb") == 7
-    assert profile_slices("1g.10gb+me") == 1
-    assert profile_slices("2c.4g.40gb") == 2
-    assert profile_slices("whole") is None
-    assert profile_slices("0g.5gb") is None

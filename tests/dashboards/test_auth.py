@@ -13,25 +13,12 @@ from typer.testing import CliRunner
 from dashboards.auth import add_user, list_users, remove_user, sign_in
 from dashboards.errors import UserError
 from dashboards.ratelimit import Backoff, Throttle
-from dashboards.reader import StoreAccess
 from dashboards.roles import Role
 from gpumeter import store
 from gpumeter.config import load_config
-from tests.dashboards.fixtures import CREATED, PASSWORD
+from tests.dashboards.fixtures import CREATED, PASSWORD, access, rows
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
-
-
-def access(config: Path) -> StoreAccess:
-    return StoreAccess(load_config(config).store.database, read_wait_s=5, write_wait_s=5)
-
-
-def rows(config: Path, sql: str) -> list[tuple[object, ...]]:
-    con = store.connect(load_config(config).store.database, read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_passwords_are_stored_as_argon2id_only(empty_site: Path) -> None:
@@ -169,12 +156,12 @@ def test_dashboard_command_checks_before_serving(tmp_path: Path, cli: CliRunner)
     from app.cli import app
     from dashboards.commands import streamlit_argv
     from gpumeter.errors import ConfigError, StoreError
-    from tests.dashboards.fixtures import EMPTY_CONFIG
+    from testing.stores import SITE_CONFIG
 
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG, encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG, encoding="utf-8")
     missing = cli.invoke(app, ["dashboard", "--port", "8599", "--config", str(tmp_path / "gpumeter.toml")])
     assert isinstance(missing.exception, StoreError) and "run `gpumeter init` first" in str(missing.exception)
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
     bad = cli.invoke(app, ["dashboard", "--config", str(tmp_path / "gpumeter.toml")])
     assert isinstance(bad.exception, ConfigError) and "[dashboard] oidc has the wrong type" in str(bad.exception)
     argv = streamlit_argv("127.0.0.1", 8599)

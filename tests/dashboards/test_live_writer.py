@@ -18,8 +18,8 @@ from dashboards.reader import StoreAccess
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
-from metering.simulator import small_fleet, write_inventory
-from tests import servers
+from simulator import small_fleet, write_inventory
+from testing import servers
 from tests.dashboards.conftest import OpenApp, assert_clean
 from tests.dashboards.fixtures import GPUMETER, PASSPHRASE, add_users, run_gpumeter
 

@@ -4,6 +4,7 @@ populated month, a month with violations, a fresh month and an empty store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
 from metering import report
+from testing.stores import mark_collected
 from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
 from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
 
@@ -265,9 +267,7 @@ def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
     """December has been metered (one empty window) but nothing ran and nothing was billed."""
     con = store.connect(load_config(demo_site).store.database)
     try:
-        con.execute(
-            "INSERT INTO collected_windows VALUES ('2026-12-01T00:00:00Z', 15000, 0, 'empty', 1, 'simulated', now())"
-        )
+        mark_collected(con, [(datetime(2026, 12, 1, tzinfo=UTC), 0, "empty")])
     finally:
         con.close()
     at = open_app(demo_site, "ada")
@@ -304,9 +304,9 @@ def test_every_page_on_an_empty_store(page: Page, empty_site: Path, open_app: Op
 
 
 def test_store_without_migrations_is_one_line(tmp_path: Path, open_app: OpenApp) -> None:
-    from tests.dashboards.fixtures import EMPTY_CONFIG
+    from testing.stores import SITE_CONFIG
 
-    (tmp_path / "gpumeter.toml").write_text(EMPTY_CONFIG, encoding="utf-8")
+    (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG, encoding="utf-8")
     at = open_app(tmp_path / "gpumeter.toml")
     assert not at.exception
     assert [e.value for e in at.error] == [
@@ -314,29 +314,14 @@ def test_store_without_migrations_is_one_line(tmp_path: Path, open_app: OpenApp)
     ]
 
 
-def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboards.settings import CONFIG_ENV
-    from tests.dashboards.conftest import APP
-    from tests.dashboards.fixtures import build_empty
+def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, open_app: OpenApp) -> None:
+    from tests.dashboards.fixtures import OIDC_USER, build_oidc
 
-    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
-    con = store.connect(load_config(config).store.database)
-    try:
-        from dashboards.auth import add_user
-        from tests.dashboards.fixtures import CREATED, PASSWORD
-
-        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
-    finally:
-        con.close()
-    monkeypatch.setenv(CONFIG_ENV, str(config))
-    known = AppTest.from_file(str(APP), default_timeout=60)
-    known.user = {"is_logged_in": True, "email": "ops@example.eu", "name": "Ops"}
-    known.run()
+    config = build_oidc(tmp_path / "oidc")
+    known = open_app(config, identity={"is_logged_in": True, "email": OIDC_USER, "email_verified": True, "name": "Ops"})
     assert_clean(known)
     assert titles(known) == ["Compliance"]
-    stranger = AppTest.from_file(str(APP), default_timeout=60)
-    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
-    stranger.run()
+    stranger = open_app(config, identity={"is_logged_in": True, "email": "mallory@example.com", "email_verified": True})
     assert not stranger.exception
     assert titles(stranger) == ["gpumeter"]
     assert any("mallory@example.com is not a dashboard user" in e.value for e in stranger.error)
@@ -349,9 +334,7 @@ def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypat
         )
     finally:
         con.close()
-    logged_out = AppTest.from_file(str(APP), default_timeout=60)
-    logged_out.user = {"is_logged_in": False}
-    logged_out.run()
+    logged_out = open_app(config, identity={"is_logged_in": False})
     assert not logged_out.exception
     assert [b.label for b in logged_out.button] == ["Sign in with your identity provider"]
 
@@ -360,3 +343,18 @@ def test_sign_in_form_never_echoes_the_password(demo_site: Path, open_app: OpenA
     at = open_app(demo_site)
     sign_in(at, "fin", "hunter2-hunter2-hunter2")
     assert not any("hunter2" in str(e.value) for e in [*at.error, *at.markdown, *at.caption])
+
+
+def test_every_page_opens_on_the_latest_month_with_data(demo_site: Path, open_app: OpenApp) -> None:
+    """The store's data ends before the current month: no page opens on an empty month."""
+    assert f"{datetime.now(UTC):%Y-%m}" > MONTH
+    at = open_app(demo_site, "ada")
+    for page, key in (
+        (Page.FINANCE, "finance-unbilled-month"),
+        (Page.UTILISATION, "util-month"),
+        (Page.COMPLIANCE, "compliance-month"),
+        (Page.AUDITOR, "auditor-month"),
+    ):
+        at.switch_page(page_path(page)).run()
+        assert_clean(at)
+        assert at.selectbox(key=key).value == MONTH, page

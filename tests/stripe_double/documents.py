@@ -1,21 +1,28 @@
-"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the SPEC's shape.
+"""Builders for the Stripe tests: clients, tenants and invoice JSON files in the documented shape.
 
 - :func:`make_client`: the real ``stripe`` SDK pointed at a :class:`StripeDouble`;
 - :func:`add_tenants`: three tenants with names, e-mails and addresses, so tests can
   prove none of it reaches Stripe;
-- :func:`invoice_json` / :func:`write_document`: finalized invoice JSON files.
+- :func:`invoice_json` / :func:`write_document`: finalized documents, frozen in the store
+  as ``gpumeter invoice --finalize`` does (the JSON bytes and their SHA-256 in
+  ``billing_documents``) and written to the invoices folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import stripe
+
+from gpumeter import store
+from gpumeter.months import Month
 
 from .server import StripeDouble
 
@@ -63,7 +70,7 @@ def invoice_json(
     references: str | None = None,
     treatment: str | None = None,
 ) -> dict[str, Any]:
-    """A finalized document as the SPEC's "Invoice JSON" (plus the PII billing adds).
+    """A finalized document as docs/formats.md's "Invoice JSON".
 
     ``lines``: (gpu_model, mig_profile, gpu_hours, unit_price); each amount is
     hours × price rounded half-up once; VAT 20 % on the net when domestic.
@@ -104,12 +111,61 @@ def invoice_json(
     }
 
 
-def write_document(root: Path, doc: dict[str, Any]) -> Path:
+def write_document(con: duckdb.DuckDBPyConnection, root: Path, doc: dict[str, Any]) -> Path:
+    """Issue ``doc``: freeze it in the store if finalized, then write ``<root>/<period>/<number>.json``."""
+    data = json.dumps(doc, indent=2).encode("utf-8")
+    if doc["status"] == "finalized":
+        freeze(con, doc, data)
     folder: Path = root / str(doc["period"])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{doc['number']}.json"
-    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    path.write_bytes(data)
     return path
+
+
+def freeze(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], data: bytes) -> None:
+    """One ``billing_documents`` row for ``doc`` through billing's own insert query."""
+    month = Month.parse(doc["period"])
+    issued = month.next().first_day
+    series = str(doc["kind"])
+    row = con.execute("SELECT count(*) FROM billing_documents WHERE series = ?", [series]).fetchone()
+    pdf = b"%PDF-1.7 test double"
+    store.run(
+        con,
+        "billing_insert_document",
+        {
+            "number": doc["number"],
+            "supplier_vat_id": "FR40303265045",
+            "series": series,
+            "year": issued.year,
+            "seq": (row[0] if row else 0) + 1,
+            "kind": doc["kind"],
+            "type_code": "381" if doc["kind"] == "credit_note" else "380",
+            "tenant": doc["tenant"],
+            "period": str(month),
+            "issue_date": issued,
+            "due_date": issued,
+            "references_number": doc["references"],
+            "references_date": issued if doc["references"] else None,
+            "currency": doc["currency"],
+            "net": doc["net"],
+            "vat_treatment": doc["vat_treatment"],
+            "vat_rate": doc["vat_rate"],
+            "vat": doc["vat"],
+            "total": doc["total"],
+            "rates_sha256": sha256(b""),
+            "json_bytes": data,
+            "json_sha256": sha256(data),
+            "pdf_bytes": pdf,
+            "pdf_sha256": sha256(pdf),
+            "xml_sha256": sha256(b""),
+            "finalized_at": datetime.combine(issued, datetime.min.time(), UTC),
+        },
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def cents(amount: str) -> int:

@@ -1,6 +1,6 @@
 """A Stripe-compatible **test double**: a small stateful HTTP server for tests only.
 
-It speaks the subset of Stripe's v1 REST API that ``billing.stripe_sync`` uses, so that
+It speaks the subset of Stripe's v1 REST API that ``billing.stripe`` uses, so that
 tests can drive the real ``stripe`` SDK over real HTTP
 (``stripe.StripeClient(key, base_addresses={"api": double.url})``). It is not Stripe and
 not a mock of any one test: it keeps state, checks requests and answers as Stripe does.
