@@ -43,6 +43,7 @@ KEY = re.compile(r"^keys/[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.vkey$")
 FIXED = frozenset(
     {
         "checkpoint",
+        "checkpoint.tsr",
         "consistency.json",
         "policy.json",
         "policy.txt",
@@ -81,7 +82,7 @@ class Limits:
             return self.key
         if name.startswith("report/"):
             return self.report
-        if name == "checkpoint":
+        if name in ("checkpoint", "checkpoint.tsr"):
             return self.note
         return self.small
 

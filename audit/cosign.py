@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 import duckdb
 import requests
 
-from audit import keys, posting
+from audit import keys, posting, report
 from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog, StoredCheckpoint, atomic
 from audit.note import Note, Signature, open_note, parse_note
@@ -87,12 +87,7 @@ def trust_policy(cfg: Config) -> TrustPolicy:
 
 def policy_text(cfg: Config) -> str:
     """The ``policy.txt`` a bundle ships: a C2SP tlog-policy file for this log."""
-    comment = (
-        f"Trust policy of the gpumeter audit log {cfg.audit.origin} (C2SP tlog-policy).\n"
-        "A checkpoint counts when one log key signed it and the quorum of witnesses cosigned it.\n"
-        "Pin the log key from a channel the operator cannot change (e.g. your invoices)."
-    )
-    return trust_policy(cfg).format(comment)
+    return report.policy_txt(cfg.audit.origin, trust_policy(cfg)).decode("utf-8")
 
 
 def merge_cosignatures(note: str, cosignatures: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ A kill -9 mid-publish leaves whole new tiles beside the old ``checkpoint``; publ
 again finds them present and equal, and moves ``checkpoint`` on.
 
 :func:`check_published` is what a monitor runs on a published copy: it opens the
-checkpoint with a :class:`audit.verify.Trust`, recomputes every tile from the entry
+checkpoint with a :class:`audit.pinning.Trust`, recomputes every tile from the entry
 bundles (:class:`audit.check.TileCheck`) and names the first file that does not hold.
 """
 
@@ -45,7 +45,7 @@ from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog
 from audit.merkle import HASH_SIZE, leaf_hash
 from audit.note import decode_note, parse_note
-from audit.verify import Trust
+from audit.pinning import Trust
 
 STAGING = ".staging"
 

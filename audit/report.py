@@ -25,6 +25,7 @@ import rfc8785
 
 from audit.note import parse_vkey
 from audit.policy import Policy
+from audit.trust import TrustPolicy
 from gpumeter.csvcells import text_cell
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
@@ -258,19 +259,19 @@ def consistency_json(old_checkpoint: str, proof: Sequence[bytes]) -> bytes:
     return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
 
 
-def policy_txt(origin: str, vkeys: Sequence[str]) -> bytes:
-    """``policy.txt``: a C2SP tlog-policy naming the log's keys, for convenience.
+def policy_txt(origin: str, policy: TrustPolicy) -> bytes:
+    """``policy.txt``: the log's C2SP tlog-policy (log keys, witnesses, quorum), for convenience.
 
     ``gpumeter audit verify`` never trusts it: a bundle can carry any key, so the key
     must be pinned from outside (``--key``, ``--policy``, the key ring of the site).
     """
-    lines = [
-        f"# C2SP tlog-policy of the gpumeter audit log {origin}, as this bundle states it.",
-        "# Do not trust it from the bundle: compare the key with one the operator gave you.",
-        *(f"log {v}" for v in vkeys),
-        "quorum none",
-    ]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    comment = (
+        f"Trust policy of the gpumeter audit log {origin} (C2SP tlog-policy), as this bundle states it.\n"
+        "A checkpoint counts when one log key signed it and the quorum of witnesses cosigned it.\n"
+        "Do not trust it from the bundle: compare each key with one you got from a channel the\n"
+        "operator cannot change afterwards (e.g. the fingerprint printed on your invoices)."
+    )
+    return policy.format(comment).encode("utf-8")
 
 
 def key_file_name(vkey: str) -> str:

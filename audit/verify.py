@@ -5,10 +5,11 @@ facts per entry, never the entries). In order, each refusal naming the member or
 
 1. the archive is safe to read (:class:`audit.archive.BundleReader`: layout, paths,
    sizes, compression ratios, counts) and holds the required members;
-2. ``checkpoint`` is accepted by the :class:`Trust` — today :class:`PinnedKeys`: a
-   signed note whose log signature verifies with a trusted key named after its origin,
-   its body a strict tlog-checkpoint. That is the seam for more checks on the note
-   (witness cosignatures, a time stamp);
+2. ``checkpoint`` is accepted by the :class:`audit.pinning.Trust` — a C2SP tlog-policy
+   pinned from outside the bundle: a log key of the policy, named after the origin,
+   signed it, and witness cosignatures meet the policy's quorum; the body is a strict
+   tlog-checkpoint. With a TSA certificate pinned, ``checkpoint.tsr`` must be an RFC 3161
+   token over the note as the log signed it, and its genTime is reported;
 3. entries are read in index order a few thousand at a time, each hashed as a leaf and
    checked (:func:`audit.canonical.parse_entries`), and what later checks need is kept;
 4. the tree is computed once (:class:`audit.proof.ProofTree`): it must reach the
@@ -37,8 +38,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import rfc8785
@@ -46,86 +48,21 @@ import rfc8785
 from audit import report
 from audit.archive import BundleReader, Limits
 from audit.canonical import parse_entries
-from audit.checkpoint import SignedCheckpoint, open_checkpoint, parse_checkpoint
+from audit.checkpoint import SignedCheckpoint
 from audit.entries import document_refs, scope
 from audit.errors import AuditError, BundleError, EntryError, KeyFileError, VerificationError
 from audit.gcpause import gc_paused
 from audit.merkle import HASH_SIZE, decompose_inclusion, verify_consistency
-from audit.note import Verifier, b64decode, decode_note, parse_note, parse_vkey
+from audit.note import Verifier, b64decode, decode_note, parse_vkey
+from audit.pinning import Trust, bundle_trust, pinned_keys
 from audit.proof import ProofTree, TlogProof, parse_proof, root_of
 
+TIMESTAMP = "checkpoint.tsr"  # the RFC 3161 token of the checkpoint as the log signed it, when there is one
 REQUIRED = ("checkpoint", "policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md")
 REPORT_FILES = ("VERIFY.md", "policy.json", "policy.txt", "report/sovereignty.csv", "report/summary.md")
 MAX_CONSISTENCY_HASHES = 63  # C2SP tlog-witness: at most 63 consistency proof lines
 BATCH = 4096  # entries read, hashed and checked at once ...
 BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
-
-
-# -------------------------------------------------------------------------------- trust
-
-
-class Trust(Protocol):
-    """What decides that a checkpoint note is the log's (the verifier's one seam for it).
-
-    ``verify_checkpoint`` returns the opened checkpoint or raises
-    :class:`VerificationError`; an implementation may ask for more than the log's
-    signature (witness cosignatures, a time stamp). ``with_predecessors`` is the same
-    trust also accepting log signatures by ``keys`` (rotated-away keys that logged
-    ``key_rotated`` entries name), for the previous checkpoint of ``consistency.json``.
-    ``source`` is ``"pinned"``, or ``"bundle"`` when the keys came from the bundle itself.
-    """
-
-    @property
-    def source(self) -> str: ...
-
-    def verify_checkpoint(self, note: str) -> SignedCheckpoint: ...
-
-    def with_predecessors(self, keys: Sequence[Verifier]) -> Trust: ...
-
-    @property
-    def log_keys(self) -> tuple[Verifier, ...]: ...
-
-
-@dataclass(frozen=True)
-class PinnedKeys:
-    """Trust in a checkpoint signed by one of ``keys`` named after the origin.
-
-    The origin is ``origin`` when given (configuration), else the note's own, which must
-    then be the name of the key that signed it.
-    """
-
-    keys: tuple[Verifier, ...]
-    origin: str | None = None
-    source: str = "pinned"
-
-    @property
-    def log_keys(self) -> tuple[Verifier, ...]:
-        return tuple(v for v in self.keys if v.is_log_key)
-
-    def verify_checkpoint(self, note: str) -> SignedCheckpoint:
-        claimed = parse_checkpoint(parse_note(note).text).origin
-        if self.origin is not None and claimed != self.origin:
-            raise VerificationError(f"checkpoint origin {claimed!r} is not the expected {self.origin!r}")
-        if not self.log_keys:
-            raise VerificationError("no Ed25519 log key to verify with (cosignature keys cannot sign checkpoints)")
-        signed = open_checkpoint(note, self.log_keys, origin=claimed)
-        if not any(v.name == signed.checkpoint.origin for v in signed.log_keys):
-            raise VerificationError("checkpoint is not signed by a key named after its origin")
-        return signed
-
-    def with_predecessors(self, keys: Sequence[Verifier]) -> PinnedKeys:
-        return PinnedKeys((*self.keys, *(k for k in keys if k not in self.keys)), self.origin, self.source)
-
-
-def pinned_keys(keys: Sequence[str], origin: str | None = None) -> PinnedKeys:
-    """:class:`PinnedKeys` from vkey strings (``--key``)."""
-    out = []
-    for k in keys:
-        try:
-            out.append(parse_vkey(k.strip()))
-        except KeyFileError as exc:
-            raise KeyFileError(f"--key is not a verifier key: {exc.message}") from exc
-    return PinnedKeys(tuple(out), origin)
 
 
 # ------------------------------------------------------------------------------- result
@@ -148,6 +85,10 @@ class VerifyResult:
     consistency_from: int | None
     key_source: str  # "pinned" or "bundle"
     keys: tuple[str, ...]  # fingerprints of the keys whose signatures verified the checkpoint
+    witnesses: tuple[str, ...] = ()  # key names of the witnesses whose cosignatures verified
+    quorum: str = "none"  # the witness quorum the trust asked for, in words
+    timestamp: datetime | None = None  # genTime of checkpoint.tsr, checked against the pinned TSA
+    timestamped: bool = False  # the bundle carries checkpoint.tsr (checked or not)
 
     @property
     def pinned(self) -> bool:
@@ -157,6 +98,8 @@ class VerifyResult:
     def notice(self) -> str | None:
         if not self.pinned:
             return f"verified against the key in the bundle (fingerprint {', '.join(self.keys)}); pass --key to pin it"
+        if self.timestamped and self.timestamp is None:
+            return "the bundle carries a time stamp (checkpoint.tsr); pass --tsa-cert to check it"
         return None
 
 
@@ -569,7 +512,7 @@ def verify_bundle(
 ) -> VerifyResult:
     """Verify a bundle; raises :class:`VerificationError` naming the first member or entry that fails.
 
-    ``trust`` decides the checkpoint (default: :class:`PinnedKeys` of ``keys``); with
+    ``trust`` decides the checkpoint (default: the log keys ``keys``, no witness); with
     neither, the bundle's own ``keys/`` are used and the result says so (``key_source``).
     """
     pinned = trust if trust is not None else pinned_keys(keys, origin) if keys else None
@@ -586,13 +529,22 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
     if pinned is not None:
         trust = pinned
     elif bundle_keys:
-        trust = PinnedKeys(tuple(bundle_keys), origin, source="bundle")
+        try:
+            trust = bundle_trust(bundle_keys, origin)
+        except AuditError as exc:
+            raise _at("keys/", exc) from exc
     else:
         raise BundleError("no verifier key: pass --key (the bundle carries none)", member="keys/")
     try:
-        signed = trust.verify_checkpoint(decode_note(bundle.read("checkpoint")))
+        note = decode_note(bundle.read("checkpoint"))
+        signed = trust.verify_checkpoint(note)
     except AuditError as exc:
         raise _at("checkpoint", exc) from exc
+    tsr = bundle.read(TIMESTAMP) if bundle.has(TIMESTAMP) else None
+    try:
+        stamped = trust.check_timestamp(note, tsr)
+    except AuditError as exc:
+        raise _at(TIMESTAMP, exc) from exc
 
     found = _read_entries(bundle)
     _check_proofs(bundle, found, signed)
@@ -620,6 +572,10 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
         consistency_from=consistency_from,
         key_source=trust.source,
         keys=tuple(v.fingerprint for v in signed.log_keys),
+        witnesses=tuple(v.name for v in signed.cosigners),
+        quorum=trust.quorum,
+        timestamp=stamped,
+        timestamped=tsr is not None,
     )
 
 

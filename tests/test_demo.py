@@ -66,8 +66,8 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
         timeout=300,
     )
     assert bad.returncode != 0 and "entries/" in bad.stderr
+    from audit.pinning import pinned_keys
     from audit.publish import check_published
-    from audit.verify import pinned_keys
 
     published = check_published(out / "tlog", pinned_keys([(out / "keys" / "audit.vkey").read_text().strip()]))
     assert published.passed and published.size > 0 and (out / "tlog" / "tile" / "entries").is_dir()

@@ -206,8 +206,8 @@ def test_a_zip_bomb_is_refused_in_bounded_memory(site: tuple[Path, str]) -> None
 
 def test_publish_writes_tiles_a_monitor_can_follow(site: tuple[Path, str], gm: Run) -> None:
     d, vkey = site
+    from audit.pinning import pinned_keys
     from audit.publish import check_published
-    from audit.verify import pinned_keys
 
     out = gm("audit", "publish", "--out", "public", "--config", "gpumeter.toml")
     assert out.returncode == 0 and out.stdout.strip() == "public" and "published checkpoint size" in out.stderr

@@ -16,8 +16,8 @@ from audit import merkle, tiles
 from audit.canonical import canonical
 from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog
+from audit.pinning import pinned_keys
 from audit.publish import check_published, publish, published_proof
-from audit.verify import pinned_keys
 from testing.stores import new_store
 from tests.audit import fleet
 
