@@ -28,7 +28,10 @@ I/O edge:
 ``bundle``          ``export_bundle`` (``gpumeter audit export``)
 ``publish``         ``publish`` (``gpumeter audit publish``): static tlog-tiles; ``check_published``
 ``archive``         bounded, checked, streaming reading of a bundle zip (``BundleReader``)
-``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``), ``Trust``
+``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``)
+``verify_entries``  the verifier's streaming read of the entries, and the report checked against them
+``pinning``         what verify trusts: ``Trust``, ``PolicyTrust`` (a tlog-policy + a pinned TSA)
+``seal``            a committed checkpoint time-stamped and cosigned (``checkpoint``, ``export``)
 ``gcpause``         pausing the cyclic garbage collector while a batch builds many objects
 ``highwater``       the largest checkpoint ever signed, beside the key: no fork after a restore
 ``cosign``          submitting checkpoints to witnesses, their cosignatures; ``cosign_latest``

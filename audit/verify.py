@@ -28,6 +28,7 @@ facts per entry, never the entries). In order, each refusal naming the member or
 8. ``policy.json`` is the boundary every attestation names, and ``report/sovereignty.csv``
    is exactly the text the latest attestation of each job gives.
 
+Steps 3 and 8 live in :mod:`audit.verify_entries`, the trust in :mod:`audit.pinning`.
 :func:`verify_bundle` raises :class:`VerificationError`; :func:`check_bundle` returns a
 :class:`BundleCheck` either way. Whether the keys were pinned is in the result
 (``key_source``): the CLI refuses a bundle verified only with its own keys.
@@ -42,27 +43,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-import rfc8785
-
 from audit import report
 from audit.archive import BundleReader, Limits
-from audit.canonical import parse_entries
 from audit.checkpoint import SignedCheckpoint
-from audit.entries import document_refs, scope
-from audit.errors import AuditError, BundleError, EntryError, KeyFileError, VerificationError
+from audit.errors import AuditError, BundleError, KeyFileError, VerificationError
 from audit.gcpause import gc_paused
 from audit.merkle import HASH_SIZE, decompose_inclusion, verify_consistency
 from audit.note import Verifier, b64decode, decode_note, parse_vkey
 from audit.pinning import Trust, bundle_trust, pinned_keys
 from audit.proof import ProofTree, TlogProof, parse_proof, root_of
+from audit.verify_entries import Entries, check_report, member_json, named, read_entries
 
 TIMESTAMP = "checkpoint.tsr"  # the RFC 3161 token of the checkpoint as the log signed it, when there is one
 REQUIRED = ("checkpoint", "policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md")
 REPORT_FILES = ("VERIFY.md", "policy.json", "policy.txt", "report/sovereignty.csv", "report/summary.md")
 MAX_CONSISTENCY_HASHES = 63  # C2SP tlog-witness: at most 63 consistency proof lines
-BATCH = 4096  # entries read, hashed and checked at once ...
-BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
 
 
 # ------------------------------------------------------------------------------- result
@@ -113,124 +108,6 @@ class BundleCheck:
     findings: tuple[str, ...] = field(default=())
 
 
-def _at(member: str, exc: AuditError, entry: int | None = None) -> VerificationError:
-    """The same failure, named after the bundle member it is about."""
-    cls = BundleError if isinstance(exc, BundleError) else VerificationError
-    return cls(exc.message, member=exc.member or member, entry=entry if entry is not None else exc.entry)
-
-
-def _json(raw: bytes, name: str) -> Any:
-    """A bundle member's JSON value (strict; deep nesting is a refusal, not a traceback)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BundleError(f"not UTF-8 JSON: {exc}", member=name) from exc
-
-
-# ------------------------------------------------------------------------------ entries
-
-
-@dataclass(slots=True)
-class _Attestation:
-    index: int
-    job: str
-    supersedes: object
-    line: bytes  # its row of report/sovereignty.csv, UTF-8
-    inside: bool
-
-
-@dataclass
-class _Entries:
-    """What the checks after the proofs need from the entries (a few facts each)."""
-
-    indices: list[int] = field(default_factory=list)
-    leaves: list[bytes] = field(default_factory=list)
-    first_error: tuple[int, EntryError] | None = None
-    refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # document -> (SHA-256, first entry)
-    attestations: list[_Attestation] = field(default_factory=list)
-    policies: dict[tuple[object, object], int] = field(default_factory=dict)  # (policy, policy_sha256) -> entry
-    exports: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    rotations: list[tuple[str, str]] = field(default_factory=list)
-    key_events: dict[str, int] = field(default_factory=dict)  # vkey a key_event names -> first entry
-    scopes: dict[tuple[str, str | None, bool], int] = field(default_factory=dict)  # (month, tenant, inventory)
-
-    def fail(self, index: int, exc: EntryError) -> None:
-        if self.first_error is None:
-            self.first_error = (index, exc)
-
-    def add(self, index: int, data: bytes, entry: dict[str, Any]) -> None:
-        try:
-            refs = list(document_refs(entry)) if b'"document"' in data else []
-            kind = entry["type"]
-            where = scope(entry) if kind != "key_event" else None
-        except (EntryError, KeyError) as exc:
-            message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
-            self.fail(index, EntryError(message))
-            return
-        for doc, digest in refs:
-            if self.refs.setdefault(doc, (digest, index))[0] != digest:
-                self.fail(index, EntryError(f"names {doc} with another SHA-256 than entry {self.refs[doc][1]}"))
-        if where is not None:
-            self.scopes.setdefault((*where, kind == "inventory_snapshot"), index)
-        if kind == "job_attestation":
-            key = (entry.get("policy"), entry.get("policy_sha256", _UNSET))
-            self.policies.setdefault(key, index)
-            inside = entry.get("in_eu") is True
-            line = report.csv_line(entry).encode("utf-8")
-            self.attestations.append(
-                _Attestation(index, str(entry.get("job_id")), entry.get("supersedes"), line, inside)
-            )
-        elif kind == "export":
-            self.exports.append((index, entry))
-        elif kind == "key_event":
-            self.key_events.setdefault(str(entry.get("key")), index)
-            if entry.get("event") == "key_rotated":
-                self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
-
-
-_UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
-
-
-def _batches(bundle: BundleReader, order: list[int]) -> Iterable[tuple[list[int], list[bytes]]]:
-    """The entries in ``order``, read a batch at a time: BATCH of them or BATCH_BYTES, whichever comes first."""
-    chunk: list[int] = []
-    datas: list[bytes] = []
-    held = 0
-    for i in order:
-        data = bundle.entry(i)
-        chunk.append(i)
-        datas.append(data)
-        held += len(data)
-        if len(chunk) == BATCH or held >= BATCH_BYTES:
-            yield chunk, datas
-            chunk, datas, held = [], [], 0
-    if chunk:
-        yield chunk, datas
-
-
-def _read_entries(bundle: BundleReader) -> _Entries:
-    """Step 3: every entry read in index order, hashed and checked, its facts kept."""
-    found = _Entries()
-    order = bundle.entry_indices
-    for i in order:
-        if not bundle.has_entry(i):
-            raise BundleError("proof without its entry", member=f"entries/{i}.tlog-proof", entry=i)
-        if not bundle.has_proof(i):
-            raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
-    if not order:
-        raise BundleError("bundle holds no entries", member="entries/")
-    sha = hashlib.sha256
-    for chunk, datas in _batches(bundle, order):
-        found.indices += chunk
-        found.leaves += [sha(b"\x00" + d).digest() for d in datas]
-        for i, data, parsed in zip(chunk, datas, parse_entries(datas), strict=True):
-            if isinstance(parsed, EntryError):
-                found.fail(i, parsed)
-            else:
-                found.add(i, data, parsed)
-    return found
-
-
 # ------------------------------------------------------------------------------- proofs
 
 
@@ -251,7 +128,7 @@ def _problem(bundle: BundleReader, i: int, entry: bytes, signed: SignedCheckpoin
                 f"inclusion proof for leaf {i} does not lead to the root of size {cp.size}", member=name, entry=i
             )
     except AuditError as exc:
-        return _at(name, exc, i)
+        return named(name, exc, i)
     return None
 
 
@@ -263,7 +140,7 @@ def _refuse(bundle: BundleReader, i: int, entry: bytes, signed: SignedCheckpoint
     )
 
 
-def _check_proofs(bundle: BundleReader, found: _Entries, signed: SignedCheckpoint) -> None:
+def _check_proofs(bundle: BundleReader, found: Entries, signed: SignedCheckpoint) -> None:
     """Step 4: the tree, computed once, reaches the checkpoint's root, and every proof file
     is the one it gives for its entry."""
     cp = signed.checkpoint
@@ -281,7 +158,7 @@ def _check_proofs(bundle: BundleReader, found: _Entries, signed: SignedCheckpoin
             try:
                 proof = parsed[need.index] = parse_proof(bundle.proof(need.index))
             except AuditError as exc:
-                raise _at(f"entries/{need.index}.tlog-proof", exc, need.index) from exc
+                raise named(f"entries/{need.index}.tlog-proof", exc, need.index) from exc
         if proof.index != need.index or len(proof.path) != sum(decompose_inclusion(need.index, cp.size)):
             raise _refuse(bundle, need.index, entry_bytes(need.index), signed)
         tree.give(need, proof.path[need.position])
@@ -353,7 +230,7 @@ def _check_documents(bundle: BundleReader, refs: dict[str, tuple[str, int]]) -> 
             raise BundleError(f"missing document named by entry {i}", member=name, entry=i)
 
 
-def _export_entry(bundle: BundleReader, found: _Entries) -> dict[str, Any]:
+def _export_entry(bundle: BundleReader, found: Entries) -> dict[str, Any]:
     """The bundle's own (last) export entry, after checking what it commits to."""
     if not found.exports:
         raise BundleError("bundle holds no export entry")
@@ -371,7 +248,7 @@ def _export_entry(bundle: BundleReader, found: _Entries) -> dict[str, Any]:
     return export
 
 
-def _check_scope(found: _Entries, month: Any, tenant: Any) -> None:
+def _check_scope(found: Entries, month: Any, tenant: Any) -> None:
     for (m, t, inventory), i in sorted(found.scopes.items(), key=lambda kv: kv[1]):
         earlier_inventory = inventory and tenant is None and m <= str(month)
         if (m != month and not earlier_inventory) or (tenant is not None and t != tenant):
@@ -411,7 +288,7 @@ def _check_consistency(
     if not bundle.has(name):
         raise VerificationError("missing: the export entry names a previous checkpoint", member=name)
     raw = bundle.read(name)
-    doc = _json(raw, name)
+    doc = member_json(raw, name)
     if not isinstance(doc, dict) or set(doc) != {"old_checkpoint", "proof"}:
         raise BundleError('must be {"old_checkpoint": "<note>", "proof": [base64, ...]}', member=name)
     old_note, proof_b64 = doc["old_checkpoint"], doc["proof"]
@@ -440,63 +317,8 @@ def _check_consistency(
         new = signed.checkpoint
         verify_consistency(old.checkpoint.size, new.size, old.checkpoint.root, new.root, proof)
     except AuditError as exc:
-        raise _at(name, exc) from exc
+        raise named(name, exc) from exc
     return old.checkpoint.size
-
-
-def _check_report(bundle: BundleReader, found: _Entries) -> tuple[str, list[_Attestation]]:
-    policy_raw = bundle.read("policy.json")
-    policy = _json(policy_raw, "policy.json")
-    if not isinstance(policy, dict):
-        raise BundleError("must be a JSON object", member="policy.json")
-    try:
-        canonical = rfc8785.dumps(policy)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
-        raise BundleError(f"cannot be canonicalised: {exc}", member="policy.json") from exc
-    if canonical != policy_raw:
-        raise BundleError("is not RFC 8785 canonical JSON", member="policy.json")
-    policy_id = policy.get("id")
-    if not isinstance(policy_id, str) or not isinstance(policy.get("countries"), list):
-        raise BundleError("policy.json must name an id and its countries", member="policy.json")
-    digest = hashlib.sha256(policy_raw).hexdigest()
-    for (name, sha), i in sorted(found.policies.items(), key=lambda kv: kv[1]):
-        if name != policy_id or sha not in (_UNSET, digest):
-            raise VerificationError("attestation was made under another policy than policy.json", entry=i)
-    by_index = {a.index: a for a in found.attestations}
-    latest = [by_index[i] for i in report.latest_of((a.index, a.job, a.supersedes) for a in found.attestations)]
-    member = "report/sovereignty.csv"
-    raw = bundle.read(member)
-    view, pos = memoryview(raw), len(_CSV_HEADER)
-    same = view[:pos] == _CSV_HEADER
-    for a in latest:  # compared row by row: the expected text is never built whole
-        if not same:
-            break
-        same = view[pos : pos + len(a.line)] == a.line
-        pos += len(a.line)
-    if not same or pos != len(raw):
-        raise _csv_difference(raw, latest, member)
-    return policy_id, latest
-
-
-_CSV_HEADER = report.CSV_HEADER.encode("utf-8")
-
-
-def _csv_difference(raw: bytes, latest: list[_Attestation], member: str) -> VerificationError:
-    """How ``report/sovereignty.csv`` differs from what the attestations give (named)."""
-    try:
-        rows = report.parse_sovereignty_csv(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return BundleError(f"not UTF-8 CSV: {exc}", member=member)
-    if not rows or tuple(rows[0]) != report.CSV_COLUMNS:
-        return BundleError(f"header must be {','.join(report.CSV_COLUMNS)}", member=member)
-    if len(rows) - 1 != len(latest):
-        return VerificationError(f"has {len(rows) - 1} job rows; the attestations give {len(latest)}", member=member)
-    for row, att in zip(rows[1:], latest, strict=True):
-        if report.parse_sovereignty_csv(_CSV_HEADER + att.line)[1:] != [row]:
-            return VerificationError(
-                f"row for job {row[0] if row else '?'} differs from attestation {att.index}", member=member
-            )
-    return VerificationError("differs from the text the attestations give", member=member)
 
 
 # --------------------------------------------------------------------------------- main
@@ -532,31 +354,31 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
         try:
             trust = bundle_trust(bundle_keys, origin)
         except AuditError as exc:
-            raise _at("keys/", exc) from exc
+            raise named("keys/", exc) from exc
     else:
         raise BundleError("no verifier key: pass --key (the bundle carries none)", member="keys/")
     try:
         note = decode_note(bundle.read("checkpoint"))
         signed = trust.verify_checkpoint(note)
     except AuditError as exc:
-        raise _at("checkpoint", exc) from exc
+        raise named("checkpoint", exc) from exc
     tsr = bundle.read(TIMESTAMP) if bundle.has(TIMESTAMP) else None
     try:
         stamped = trust.check_timestamp(note, tsr)
     except AuditError as exc:
-        raise _at(TIMESTAMP, exc) from exc
+        raise named(TIMESTAMP, exc) from exc
 
-    found = _read_entries(bundle)
+    found = read_entries(bundle)
     _check_proofs(bundle, found, signed)
     if found.first_error is not None:
         i, problem = found.first_error
-        raise _at(f"entries/{i}.json", problem, i)
+        raise named(f"entries/{i}.json", problem, i)
     _check_keys(bundle, found.key_events)
     _check_documents(bundle, found.refs)
     export = _export_entry(bundle, found)
     _check_scope(found, export.get("month"), export.get("tenant"))
     consistency_from = _check_consistency(bundle, signed, trust, found.rotations, export.get("previous_checkpoint"))
-    policy_id, latest = _check_report(bundle, found)
+    policy_id, latest = check_report(bundle, found)
     cp = signed.checkpoint
     return VerifyResult(
         origin=cp.origin,
