@@ -9,9 +9,11 @@
 
     <signed checkpoint, verbatim>
 
-Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2) the checkpoint's
-origin is the expected one and a trusted log key signed it; (3) witness cosignatures meet
-the quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
+Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2)+(3) the trust
+(:class:`audit.pinning.Trust`, a pinned tlog-policy) accepts the checkpoint: its origin is
+the expected one, a log key of the policy signed it, and the witnesses' cosignatures meet
+the policy's quorum (the one quorum rule, :meth:`audit.trust.TrustPolicy.satisfied`);
+(4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
 
 A file holding one proof is checked with :func:`verify_proof`. A bundle holds the proofs
 of many entries against one checkpoint: :class:`ProofTree` computes that tree once, from
@@ -30,8 +32,9 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from audit.checkpoint import SignedCheckpoint, open_checkpoint
+from audit.checkpoint import SignedCheckpoint
 from audit.errors import VerificationError
 from audit.merkle import (
     HASH_SIZE,
@@ -42,7 +45,10 @@ from audit.merkle import (
     root_from_inclusion,
     verify_inclusion,
 )
-from audit.note import Verifier, b64decode, b64encode, decode_note
+from audit.note import b64decode, b64encode, decode_note
+
+if TYPE_CHECKING:
+    from audit.pinning import Trust
 
 HEADER = "c2sp.org/tlog-proof@v1"
 _HASH_B64 = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")  # canonical base64 of exactly 32 bytes
@@ -111,19 +117,12 @@ def root_of(proof: TlogProof, entry: bytes, size: int) -> bytes:
     return root_from_inclusion(proof.index, size, leaf_hash(entry), proof.path)
 
 
-def verify_proof(
-    data: bytes | str,
-    entry: bytes,
-    log_keys: Sequence[Verifier],
-    *,
-    origin: str,
-    witnesses: Sequence[Verifier] = (),
-    quorum: int = 0,
-) -> VerifiedProof:
-    """All four steps: parse, check the checkpoint's signatures, then the inclusion path."""
+def verify_proof(data: bytes | str, entry: bytes, trust: Trust) -> VerifiedProof:
+    """All four steps: parse, ``trust`` accepts the checkpoint (origin, log key, witness
+    quorum), then the inclusion path binds ``entry`` to its root."""
     proof = parse_proof(data)
     leaf = leaf_hash(entry)
-    signed = open_checkpoint(proof.checkpoint, log_keys, origin=origin, witnesses=witnesses, quorum=quorum)
+    signed = trust.verify_checkpoint(proof.checkpoint)
     verify_inclusion(proof.index, signed.checkpoint.size, leaf, proof.path, signed.checkpoint.root)
     return VerifiedProof(proof.index, leaf, signed)
 

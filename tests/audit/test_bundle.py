@@ -24,6 +24,7 @@ from audit.bundle import export_bundle
 from audit.entries import key_event
 from audit.errors import BundleError, VerificationError
 from audit.log import AuditLog
+from audit.pinning import pinned_keys
 from audit.verify import check_bundle, verify_bundle
 from testing.stores import new_store
 from tests.audit import fleet
@@ -120,7 +121,7 @@ def test_layout_is_the_spec_layout(site: Site) -> None:
     for i in entries:
         data = m[f"entries/{i}.json"]
         assert data == log.entry(i)  # the exact canonical bytes the tree hashes
-        p = proof.verify_proof(m[f"entries/{i}.tlog-proof"], data, [note.parse_vkey(VKEY)], origin=fleet.ORIGIN)
+        p = proof.verify_proof(m[f"entries/{i}.tlog-proof"], data, pinned_keys([VKEY], fleet.ORIGIN))
         assert p.checkpoint.note == m["checkpoint"].decode()
         entry = json.loads(data)
         assert set(entry) >= {"type", "time"}
