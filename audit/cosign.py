@@ -17,7 +17,8 @@ checkpoint to every witness that has not cosigned it yet:
    failure is reported, and the next checkpoint is submitted to it again.
 
 :func:`cosign_latest` is what the export path calls: the latest checkpoint with every
-cosignature gathered so far merged into its note. :func:`trust_policy` is the policy the
+cosignature gathered so far merged into its note; :func:`cosigned_note` the same for any
+stored checkpoint, without asking anyone (what ``audit publish`` writes). :func:`trust_policy` is the policy the
 configuration implies, and :func:`policy_text` the ``policy.txt`` a bundle ships.
 
 HTTP is bounded (:mod:`audit.posting`): time-outs, an overall deadline, answers larger than
@@ -102,6 +103,12 @@ def merge_cosignatures(note: str, cosignatures: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------------ storage
+
+
+def cosigned_note(con: duckdb.DuckDBPyConnection, checkpoint: StoredCheckpoint) -> str:
+    """``checkpoint``'s signed note with every witness cosignature the log keeps for it
+    (each checked against its witness's key when it came): what ``audit publish`` serves."""
+    return merge_cosignatures(checkpoint.note, sorted(_cosignatures(con, checkpoint.id).values()))
 
 
 def _cosignatures(con: duckdb.DuckDBPyConnection, checkpoint_id: int) -> dict[str, str]:

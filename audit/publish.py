@@ -2,7 +2,8 @@
 
 Layout under DIR, servable as is by any static web server or object store::
 
-    checkpoint                        the latest signed checkpoint (the only file that changes)
+    checkpoint                        the latest signed checkpoint, with the witnesses'
+                                      cosignatures the log keeps (the only file that changes)
     tile/<L>/<N>                      full tiles: 256 hashes, never rewritten
     tile/<L>/<N>.p/<W>                partial tiles, for every checkpoint the log signed
     tile/entries/<N>[.p/<W>]          entry bundles: the entries' exact bytes
@@ -41,6 +42,7 @@ import duckdb
 from audit import tiles
 from audit.check import TileCheck, _rows
 from audit.checkpoint import SignedCheckpoint, parse_checkpoint
+from audit.cosign import cosigned_note
 from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog
 from audit.merkle import HASH_SIZE, leaf_hash
@@ -210,7 +212,7 @@ def publish(con: duckdb.DuckDBPyConnection, out: Path, origin: str) -> PublishRe
             writer.put(b, b"", _end(b), present_only=True)
         for tile, data in _bundles(con, {k: v for k, v in bundle_widths.items() if k >= start}, start):
             writer.put(tile, data, _end(tile))
-        writer.write(out / "checkpoint", latest.note.encode("utf-8"))
+        writer.write(out / "checkpoint", cosigned_note(con, latest).encode("utf-8"))
     finally:
         writer.close()
     return PublishResult(out, latest.size, previous, writer.written, writer.bytes, len(sizes))
