@@ -8,10 +8,10 @@ Pure core (no I/O, no clock):
 ``merkle``          RFC 6962 hashing, ``Frontier``, ``MerkleTree``, proof plans, verification
 ``tiles``           C2SP tlog-tiles: paths, layout, ``grow`` (appending), ``TileHashes``, bundles
 ``note``            C2SP signed notes: parse/format, vkeys, key IDs, ``Signer``, ``open_note``
-``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log keys, witnesses)
-``proof``           ``c2sp.org/tlog-proof@v1`` files: format, parse, verify; ``ProofTree`` for many
+``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log signature, cosigners)
+``proof``           ``c2sp.org/tlog-proof@v1`` files: format, parse, verify (under a ``Trust``); ``ProofTree``
 ``policy``          named, versioned boundaries; ``check_job`` / ``verify_job``
-``trust``           C2SP tlog-policy: ``parse_policy``, ``build_policy``, ``TrustPolicy.check_checkpoint``
+``trust``           C2SP tlog-policy: ``parse_policy``, ``build_policy``, ``check_checkpoint``; the quorum rule
 ``entries``         the entry kinds as JSON objects; index columns (``meta``)
 ``report``          ``policy.json``, ``report/sovereignty.csv``, ``summary.md``, ``VERIFY.md``
 ``errors``          ``AuditError`` and its tree
@@ -34,7 +34,7 @@ I/O edge:
 ``seal``            a committed checkpoint time-stamped and cosigned (``checkpoint``, ``export``)
 ``gcpause``         pausing the cyclic garbage collector while a batch builds many objects
 ``highwater``       the largest checkpoint ever signed, beside the key: no fork after a restore
-``cosign``          submitting checkpoints to witnesses, their cosignatures; ``cosign_latest``
+``cosign``          submitting checkpoints to witnesses, their cosignatures; ``cosigned_note``
 ``timestamp``       RFC 3161 tokens of checkpoints; ``verify_timestamp`` against a pinned TSA
 ``witness``         a C2SP tlog-witness: its folder, state and ``add-checkpoint`` rules
 ``witness_http``    that witness over HTTP, bounded (body, time, concurrent handlers)

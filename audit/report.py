@@ -206,27 +206,54 @@ def verify_md(*, origin: str, month: str, tenant: str | None) -> bytes:
 
 Audit log `{_md(origin)}`, month {month}, {scope}.
 
-Get the log's verifier key (a C2SP *vkey*, `{_md(origin)}+<key ID>+<base64>`) from the
-operator through a channel you trust, and pin it. The copies in `keys/` and `policy.txt`
-are for convenience only: a bundle can carry any key, so a check against them alone
-proves nothing.
+Nothing in this bundle can tell you which key is the log's: a forger re-signing it would
+replace `keys/` and `policy.txt` too. So pin, from outside the bundle:
+
+- the log's verifier key (a C2SP *vkey*, `{_md(origin)}+<key ID>+<base64>`), from a channel
+  the operator cannot change afterwards: every invoice prints its fingerprint;
+- each witness's key (a cosignature vkey), from the witness itself: a witness is run by
+  someone other than the operator and cosigns a checkpoint only if it extends every
+  checkpoint it cosigned before, so the log cannot show different histories to different
+  readers without a witness noticing;
+- the certificate of the time-stamping authority, if the operator uses one, from that
+  authority.
+
+`policy.txt` shows the operator's own statement of all this as a C2SP tlog-policy file; it
+is for convenience and comparison, never trusted.
 
 ## With gpumeter
 
-    gpumeter audit verify bundle.zip --key '<vkey>'      # or --key FILE with the vkey
+    gpumeter audit verify bundle.zip --key '<vkey>'             # or --key FILE with the vkey(s)
+    gpumeter audit verify bundle.zip --key '<vkey>' --witness '<witness vkey>' --witness '<…>' --quorum 2
+    gpumeter audit verify bundle.zip --policy my-policy.txt --tsa-cert tsa.pem
 
-Exit status 0 means every signature, inclusion proof, consistency proof and SHA-256 below
-holds against the key you pinned; 3 names the first entry or file that fails; 4 means
-the bundle's checks hold but nothing outside it pinned its key (the output shows the key's
-fingerprint): pass `--key`. At the operator's site, the key ring of its `gpumeter.toml`
-pins the key instead.
+- `--key` pins the log key; repeat it for a key the log rotated away from.
+- `--witness` (repeatable) names a witness key, and `--quorum K` how many of them must have
+  cosigned `checkpoint` (default: all of them).
+- `--policy FILE` pins all of it at once as a C2SP tlog-policy: `log <vkey>` lines, `witness
+  <name> <vkey>` lines, `group <name> <k|any|all> <member>…` lines and one `quorum` line. Write
+  it yourself, or take `policy.txt` and compare every key in it with yours first.
+- `--tsa-cert FILE` pins a time-stamping authority's certificate (PEM): `checkpoint.tsr`, an
+  RFC 3161 token over the checkpoint as the log signed it, must then verify, and the output
+  gives its time. Without a time stamp, the times in the entries are the operator's clock.
+
+Exit status 0 means every signature, cosignature quorum, time stamp (when a certificate is
+pinned), inclusion proof, consistency proof and SHA-256 below holds against what you pinned;
+3 names the first entry or file that fails (a checkpoint signed by another key, a quorum not
+met, a bad time stamp included); 4 means the bundle's checks hold but nothing outside it
+pinned its key (the output shows the key's fingerprint): pass `--key` or `--policy`; 1 is
+any other error (an unreadable file, a malformed policy). At the operator's site, the key
+ring, `[audit] witnesses` and `quorum` of its `gpumeter.toml` pin them instead.
 
 ## By hand, with standard C2SP / RFC 6962 tools
 
 1. `checkpoint` is a C2SP signed note holding a tlog-checkpoint: origin, tree size, base64
    RFC 6962 root. Check its Ed25519 signature with the vkey, e.g. Go
    `golang.org/x/mod/sumdb/note`: `note.Open(data, note.VerifierList(note.NewVerifier(vkey)))`,
-   and that the origin line is `{_md(origin)}`.
+   and that the origin line is `{_md(origin)}`. The witnesses' lines are C2SP
+   tlog-cosignature/v1 signatures (type 0x04): an 8-byte big-endian time in seconds, then
+   the witness key's Ed25519 signature of `cosignature/v1\\ntime <seconds>\\n` followed
+   by the note's text.
 2. Each `entries/<index>.json` is the exact entry bytes (RFC 8785 canonical JSON). Its leaf
    hash is `SHA-256(0x00 || bytes)`. `entries/<index>.tlog-proof` is a
    `c2sp.org/tlog-proof@v1` file: the `index`, the inclusion path (base64 hashes, leaf's

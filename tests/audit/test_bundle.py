@@ -141,6 +141,9 @@ def test_layout_is_the_spec_layout(site: Site) -> None:
     assert [r[0] for r in rows[1:]] == sorted(fleet.JOBS)
     assert json.loads(m["policy.json"])["countries"] == sorted(EU.countries)
     assert b"gpumeter audit verify" in m["VERIFY.md"] and b"VerifyInclusion" in m["VERIFY.md"]
+    # it tells the auditor what to pin, each way of pinning, and what exit status 4 means
+    for said in (b"--key", b"--policy FILE", b"--witness", b"--quorum K", b"--tsa-cert FILE", b"4 means", b"invoice"):
+        assert said in m["VERIFY.md"], said
 
 
 def test_round_trip_with_a_pinned_key(site: Site) -> None:
