@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from audit import cosign, keys
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
@@ -224,6 +225,24 @@ def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
     assert box.options[0] == "the whole log" and f"tenant {SCOPED_TENANT}" in box.options and not box.disabled
     button = next(b for b in full.get("download_button") if b.label == "Build and download bundle")
     assert not button.disabled
+    # the page tells auditors to pin the log key or a policy, and shows the current key to compare with theirs
+    assert any("never the copies inside the bundle" in c.value and "--policy FILE" in c.value for c in full.caption)
+    cfg = load_config(demo_site)
+    ring = keys.load_keyring(cfg.audit.signing_key)
+    assert ring.current is not None
+    vkey = ring.current.verifier(cfg.audit.origin).vkey
+    # the demo's two witnesses, 2 of 2: named, with their keys, as --witness options and as a tlog-policy
+    (w1, w2) = cfg.audit.witnesses
+    assert [c.value for c in full.code] == [
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'",
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}' "
+        f"--witness '{w1.vkey}' --witness '{w2.vkey}' --quorum 2",
+        cosign.policy_text(cfg).rstrip("\n"),  # the bundle's policy.txt; st.code drops the last newline
+    ]
+    said = next(m.value for m in full.markdown if m.value.startswith("**Witnesses.**"))
+    assert "all of (auditor, customer) cosigned it" in said and "from the witness itself" in said
+    assert f"**auditor** `{w1.vkey}`" in said and f"**customer** `{w2.vkey}`" in said
+    assert any("times are the operator's clock" in c.value for c in full.caption)  # the demo has no TSA
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
