@@ -166,6 +166,7 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
 
     audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
     log_vkey = audit_keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin).vkey
+    site_toml = cfg.path.read_text(encoding="utf-8")
     with _witnesses(out, log_vkey) as witnesses:
         cfg = load_config(_configure_witnesses(cfg.path, witnesses))
         console.print(
@@ -175,8 +176,12 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
         )
         _invoice(console, con, cfg)
         _audit(console, con, cfg, out, passphrase, witnesses)
+    # The witnesses lived only as long as the demo: a gpumeter.toml still naming them would
+    # make every later checkpoint and bundle miss its quorum.
+    cfg.path.write_text(site_toml, encoding="utf-8")
     console.print(
-        "Witnesses stopped (they ran only for the demo: a checkpoint signed later reports them down, and is kept)",
+        f"Witnesses stopped (they ran only for the demo; {cfg.path} no longer lists them: "
+        "run your own with `gpumeter witness init` and `gpumeter witness serve`)",
         highlight=False,
     )
 

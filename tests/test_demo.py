@@ -87,6 +87,8 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
     said = " ".join(text.split())
     assert "cosigned by auditor, customer (2 of 2 witnesses)" in said, text
     assert "no [audit] tsa_url: times are the operator's clock" in said and "Witnesses stopped" in said
+    # they are gone, so the site no longer requires them: later checkpoints and bundles stand alone
+    assert "witnesses" not in (out / "gpumeter.toml").read_text()
     policy_file = out / "auditor-policy.txt"
     pinned = parse_policy(policy_file.read_bytes())
     assert [k.verifier.vkey for k in pinned.logs] == [log_vkey]
