@@ -10,8 +10,9 @@
     write_wait_s = 30         # the same for the dashboard's own writes (failed sign-ins, exports)
     version_ttl_s = 2         # how often the data's version is re-read (0: on every page run)
 
-Everything is optional. The signing-key passphrase (for exports) is handed in by the
-entrypoint, which alone reads the environment.
+Everything is optional; the keys and their types are checked when gpumeter.toml is read
+(unknown keys and wrong types are refused there). The signing-key passphrase (for exports)
+is handed in by the entrypoint, which alone reads the environment.
 """
 
 from __future__ import annotations
@@ -28,15 +29,6 @@ from gpumeter.errors import ConfigError
 CONFIG_ENV = "GPUMETER_DASHBOARD_CONFIG"
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 
-_KEYS: dict[str, type | tuple[type, ...]] = {
-    "oidc": bool,
-    "oidc_provider": str,
-    "oidc_claim": str,
-    "read_wait_s": (int, float),
-    "write_wait_s": (int, float),
-    "version_ttl_s": (int, float),
-}
-
 
 @dataclass(frozen=True)
 class DashboardSettings:
@@ -49,25 +41,15 @@ class DashboardSettings:
 
 
 def dashboard_settings(config: Config) -> DashboardSettings:
-    """Parse ``[dashboard]``; an unknown key or a bad value names the file and the key."""
-    raw = config.raw.get("dashboard", {})
-    if not isinstance(raw, dict):
-        raise ConfigError("[dashboard] must be a table", file=config.path, value=raw)
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        kind = _KEYS.get(key)
-        if kind is None:
-            raise ConfigError(
-                f"[dashboard] has an unknown key (keys: {', '.join(sorted(_KEYS))})", file=config.path, value=key
-            )
-        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-            raise ConfigError(f"[dashboard] {key} has the wrong type", file=config.path, value=value)
-        values[key] = value
-        if isinstance(value, int | float) and key.endswith("_s"):
-            seconds = float(value)
-            if seconds < 0:
+    """``[dashboard]`` as settings. Its keys and their types are declared and checked with the
+    rest of gpumeter.toml (``gpumeter.config.TABLES``); what is left here is their meaning."""
+    raw: dict[str, Any] = config.raw.get("dashboard", {})
+    values: dict[str, Any] = {k: v for k, v in raw.items() if k in DashboardSettings.__dataclass_fields__}
+    for key, value in values.items():
+        if key.endswith("_s"):
+            if value < 0:
                 raise ConfigError(f"[dashboard] {key} must not be negative", file=config.path, value=value)
-            values[key] = seconds
+            values[key] = float(value)
     return DashboardSettings(**values)
 
 

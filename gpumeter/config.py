@@ -1,8 +1,11 @@
 """gpumeter.toml, parsed once into frozen dataclasses.
 
-Every path in the file is relative to the file itself. Only the CLI and the Streamlit
-entrypoint read the environment; the passphrase of the audit key is passed in, never read
-here.
+Every table and key the file may hold is declared once, in :data:`TABLES`, with its type;
+:func:`load_config` refuses an unknown table, an unknown key or a wrong type before it reads
+anything (one error naming the file, the line, the key and the value), then turns the values
+into settings. Every path in the file is relative to the file itself. Only the CLI and the
+Streamlit entrypoint read the environment; the passphrase of the audit key is passed in,
+never read here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,19 @@ from typing import Any
 
 from gpumeter.errors import ConfigError
 from gpumeter.party import Party, compact_id
+from gpumeter.tomlschema import (
+    BOOLEAN,
+    NUMBER,
+    STRING,
+    STRING_TABLE,
+    STRINGS,
+    WHOLE,
+    Kind,
+    check,
+    line_of,
+    table,
+    table_list,
+)
 
 DEFAULT_CONFIG = Path("gpumeter.toml")
 
@@ -30,9 +46,91 @@ def parse_duration_ms(text: str, *, file: Path | None = None, key: str = "") -> 
     return int(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
+def _is_duration(value: object) -> bool:
+    try:
+        parse_duration_ms(value)  # type: ignore[arg-type]  # a non-string is refused inside
+    except ConfigError:
+        return False
+    return True
+
+
+DURATION = Kind("a duration such as '15s'", _is_duration)
+
+_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
+
+#: Every table of gpumeter.toml and its keys: one line per key (docs/configuration.md
+#: documents each). "Reserved" keys are accepted and type-checked for a feature that reads
+#: them; nothing in this module does.
+TABLES: dict[str, dict[str, Kind]] = {
+    "store": {
+        "database": STRING,
+        "read_wait_s": NUMBER,
+        "write_wait_s": NUMBER,
+    },
+    "telemetry": {
+        "prometheus_url": STRING,
+        "scrape_interval": DURATION,
+        "job_label": STRING,
+        "idle_job_ids": STRINGS,
+        "timeout_s": NUMBER,
+        "retries": WHOLE,
+        "settle": DURATION,  # reserved: gpumeter serve
+        "late_window": DURATION,  # reserved: gpumeter serve
+        "workers": WHOLE,  # reserved: gpumeter serve
+        "query_url": STRING,  # reserved: collect and serve through a query frontend
+        "headers": STRING_TABLE,  # reserved: collect and serve (e.g. X-Scope-OrgID)
+        "bearer_token_env": STRING,  # reserved: collect and serve (the variable's name, not the token)
+    },
+    "inventory": {
+        "nodes": STRING,
+        "storage": STRING,
+        "jobs": STRING,
+        "tenants": STRING,
+    },
+    "billing": {
+        "rates": STRING,
+        "output": STRING,
+        "invoice_prefix": STRING,
+        "credit_note_prefix": STRING,
+        "contracts": STRING,  # reserved: invoice (contracts.toml)
+        "supplier": table(
+            {
+                **dict.fromkeys(_SUPPLIER_KEYS, STRING),
+                "payment_terms_days": WHOLE,
+                "peppol_id": STRING,  # reserved: Peppol e-invoices
+            }
+        ),
+    },
+    "audit": {
+        "origin": STRING,
+        "signing_key": STRING,
+        "allowed_countries": STRINGS,
+        "witnesses": table_list({"name": STRING, "url": STRING, "vkey": STRING}),  # reserved: witnesses
+        "quorum": WHOLE,  # reserved: witnesses
+        "tsa_url": STRING,  # reserved: trusted time (RFC 3161)
+        "checkpoint_every": DURATION,  # reserved: gpumeter serve
+    },
+    "dashboard": {  # read by dashboards.settings
+        "oidc": BOOLEAN,
+        "oidc_provider": STRING,
+        "oidc_claim": STRING,
+        "read_wait_s": NUMBER,
+        "write_wait_s": NUMBER,
+        "version_ttl_s": NUMBER,
+        "session_idle": DURATION,  # reserved: dashboard sessions
+        "trusted_proxy_header": STRING,  # reserved: dashboard sign-in throttling
+    },
+    "alerts": {
+        "webhook_url": STRING,  # reserved: budget alerts
+    },
+}
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     database: Path
+    read_wait_s: float = 30.0  # how long a reader waits for another process's lock
+    write_wait_s: float = 60.0  # how long a writer (collect, invoice, stripe sync, …) waits
 
 
 @dataclass(frozen=True)
@@ -87,42 +185,47 @@ class Config:
         return self.path.parent
 
 
-def _table(doc: dict[str, Any], name: str, file: Path) -> dict[str, Any]:
-    value = doc.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table", file=file, value=value)
-    return value
+class _Reader:
+    """Values of a checked document (types hold: :func:`gpumeter.tomlschema.check` ran), with
+    errors about a value's meaning that name the file and the key's line."""
+
+    def __init__(self, doc: dict[str, Any], file: Path, text: str) -> None:
+        self.doc, self.file, self.text = doc, file, text
+
+    def table(self, *path: str) -> dict[str, Any]:
+        value: dict[str, Any] = self.doc
+        for name in path:
+            value = value.get(name, {})
+        return value
+
+    def get(self, path: str, key: str, default: Any) -> Any:
+        return self.table(*path.split(".")).get(key, default)
+
+    def bad(self, path: str, key: str, message: str, value: object) -> ConfigError:
+        line = line_of(self.text, (*path.split("."), key))
+        return ConfigError(f"[{path}] {key} {message}", file=self.file, line=line, value=value)
 
 
-def _str(tbl: dict[str, Any], key: str, section: str, file: Path, default: str | None = None) -> str:
-    value = tbl.get(key, default)
-    if value is None:
-        raise ConfigError(f"[{section}] {key} is required", file=file)
-    if not isinstance(value, str):
-        raise ConfigError(f"[{section}] {key} must be a string", file=file, value=value)
-    return value
-
-
-_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
-
-
-def _supplier(sup: object, file: Path) -> tuple[Party, int]:
+def _supplier(r: _Reader) -> tuple[Party, int]:
     """``[billing] supplier``: the supplier as a :class:`Party`, and its payment terms in days.
 
     A site that only meters may leave the supplier out; billing refuses to issue without it.
     """
-    if not isinstance(sup, dict):
-        raise ConfigError("[billing] supplier must be a table", file=file, value=sup)
-    unknown = set(sup) - {*_SUPPLIER_KEYS, "payment_terms_days"}
-    if unknown:
-        raise ConfigError("[billing] supplier has unknown keys", file=file, value=sorted(unknown))
-    values = {key: _str(sup, key, "billing.supplier", file, "") for key in _SUPPLIER_KEYS}
+    sup = r.table("billing", "supplier")
+    values = {key: sup.get(key, "") for key in _SUPPLIER_KEYS}
     days = sup.get("payment_terms_days", 30)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-        raise ConfigError("[billing] supplier payment_terms_days must be a whole number of days", file=file, value=days)
+    if days < 0:
+        raise r.bad("billing.supplier", "payment_terms_days", "must be a whole number of days", days)
     values["vat_id"] = compact_id(values["vat_id"])
     values["siren"] = compact_id(values["siren"])
     return Party(**values), days
+
+
+def _seconds(r: _Reader, path: str, key: str, default: float, *, positive: bool = False) -> float:
+    value = r.get(path, key, default)
+    if value < 0 or (positive and value == 0):
+        raise r.bad(path, key, "must be a positive number" if positive else "must not be negative", value)
+    return float(value)
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
@@ -132,75 +235,64 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration: {exc.strerror or exc}", file=file) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration is not UTF-8 text (byte {exc.start})", file=file) from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
+    check(doc, TABLES, file=file, text=text)
+    r = _Reader(doc, file, text)
     base = file.resolve().parent
 
-    def rel(p: str) -> Path:
-        return (base / p).resolve()
+    def rel(table: str, key: str, default: str) -> Path:
+        return (base / str(r.get(table, key, default))).resolve()
 
-    store = _table(doc, "store", file)
-    tel = _table(doc, "telemetry", file)
-    inv = _table(doc, "inventory", file)
-    bil = _table(doc, "billing", file)
-    aud = _table(doc, "audit", file)
-
-    idle = tel.get("idle_job_ids", ["", "0"])
-    if not isinstance(idle, list) or not all(isinstance(x, str) for x in idle):
-        raise ConfigError("[telemetry] idle_job_ids must be a list of strings", file=file, value=idle)
-    job_label = _str(tel, "job_label", "telemetry", file, "hpc_job")
+    job_label = r.get("telemetry", "job_label", "hpc_job")
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", job_label):
-        raise ConfigError("[telemetry] job_label is not a Prometheus label name", file=file, value=job_label)
-    interval_ms = parse_duration_ms(
-        _str(tel, "scrape_interval", "telemetry", file, "15s"), file=file, key="[telemetry] scrape_interval"
-    )
+        raise r.bad("telemetry", "job_label", "is not a Prometheus label name", job_label)
+    interval = r.get("telemetry", "scrape_interval", "15s")
+    interval_ms = parse_duration_ms(interval)
     if interval_ms % 1000:
-        raise ConfigError("[telemetry] scrape_interval must be whole seconds", file=file, value=interval_ms)
+        raise r.bad("telemetry", "scrape_interval", "must be whole seconds", interval)
     if 3_600_000 % interval_ms:
-        raise ConfigError("[telemetry] scrape_interval must divide one hour", file=file, value=interval_ms)
-
-    supplier, payment_terms_days = _supplier(bil.get("supplier", {}), file)
-
-    allowed = aud.get("allowed_countries", ["EU"])
-    if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
-        raise ConfigError("[audit] allowed_countries must be a list of strings", file=file, value=allowed)
-
-    timeout = tel.get("timeout_s", 120.0)
-    retries = tel.get("retries", 4)
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError("[telemetry] timeout_s must be a positive number", file=file, value=timeout)
-    if not isinstance(retries, int) or retries < 0:
-        raise ConfigError("[telemetry] retries must be a non-negative integer", file=file, value=retries)
+        raise r.bad("telemetry", "scrape_interval", "must divide one hour", interval)
+    retries = r.get("telemetry", "retries", 4)
+    if retries < 0:
+        raise r.bad("telemetry", "retries", "must not be negative", retries)
+    supplier, payment_terms_days = _supplier(r)
 
     return Config(
         path=file.resolve(),
-        store=StoreConfig(database=rel(_str(store, "database", "store", file, "var/gpumeter.duckdb"))),
+        store=StoreConfig(
+            database=rel("store", "database", "var/gpumeter.duckdb"),
+            read_wait_s=_seconds(r, "store", "read_wait_s", StoreConfig.read_wait_s),
+            write_wait_s=_seconds(r, "store", "write_wait_s", StoreConfig.write_wait_s),
+        ),
         telemetry=TelemetryConfig(
-            prometheus_url=_str(tel, "prometheus_url", "telemetry", file, "http://127.0.0.1:9090"),
+            prometheus_url=r.get("telemetry", "prometheus_url", "http://127.0.0.1:9090"),
             scrape_interval_ms=interval_ms,
             job_label=job_label,
-            idle_job_ids=tuple(idle),
-            timeout_s=float(timeout),
+            idle_job_ids=tuple(r.get("telemetry", "idle_job_ids", ["", "0"])),
+            timeout_s=_seconds(r, "telemetry", "timeout_s", TelemetryConfig.timeout_s, positive=True),
             retries=retries,
         ),
         inventory=InventoryConfig(
-            nodes=rel(_str(inv, "nodes", "inventory", file, "nodes.csv")),
-            storage=rel(_str(inv, "storage", "inventory", file, "storage.csv")),
-            jobs=rel(_str(inv, "jobs", "inventory", file, "jobs.csv")),
-            tenants=rel(_str(inv, "tenants", "inventory", file, "tenants.csv")),
+            nodes=rel("inventory", "nodes", "nodes.csv"),
+            storage=rel("inventory", "storage", "storage.csv"),
+            jobs=rel("inventory", "jobs", "jobs.csv"),
+            tenants=rel("inventory", "tenants", "tenants.csv"),
         ),
         billing=BillingConfig(
-            rates=rel(_str(bil, "rates", "billing", file, "rates.toml")),
+            rates=rel("billing", "rates", "rates.toml"),
             supplier=supplier,
-            output=rel(_str(bil, "output", "billing", file, "var/invoices")),
+            output=rel("billing", "output", "var/invoices"),
             payment_terms_days=payment_terms_days,
         ),
         audit=AuditConfig(
-            origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),
-            signing_key=rel(_str(aud, "signing_key", "audit", file, "keys/audit.key")),
-            allowed_countries=tuple(allowed),
+            origin=r.get("audit", "origin", "gpumeter.example.eu/audit"),
+            signing_key=rel("audit", "signing_key", "keys/audit.key"),
+            allowed_countries=tuple(r.get("audit", "allowed_countries", ["EU"])),
         ),
         raw=doc,
     )

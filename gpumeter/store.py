@@ -26,15 +26,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 import polars as pl
 
+from gpumeter.config import StoreConfig
 from gpumeter.errors import StoreError
 
 if TYPE_CHECKING:
     from gpumeter.config import Config
 
-READ_WAIT_S = 30.0
-"""How long a reader waits for a writer's lock before giving up."""
-WRITE_WAIT_S = 60.0
-"""How long a writer (collect, invoice, stripe, users, audit) waits for another's lock."""
+READ_WAIT_S = StoreConfig.read_wait_s
+"""How long a reader waits for a writer's lock before giving up (``[store] read_wait_s``)."""
+WRITE_WAIT_S = StoreConfig.write_wait_s
+"""How long a writer (collect, invoice, stripe, users, audit) waits for another's lock
+(``[store] write_wait_s``)."""
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
@@ -124,11 +126,12 @@ def opened(cfg: Config, mode: Mode = "read", *, wait_s: float | None = None) -> 
     """The store of ``cfg``, checked against the code's schema, closed on exit.
 
     ``read`` opens read-only (the database must exist); ``write`` opens read-write. Both
-    wait a bounded time for another process's lock and then name the holder; both refuse
-    a schema older than the code (run ``gpumeter init``) or newer (upgrade gpumeter).
+    wait a bounded time for another process's lock (``[store] read_wait_s`` /
+    ``write_wait_s``) and then name the holder; both refuse a schema older than the code
+    (run ``gpumeter init``) or newer (upgrade gpumeter).
     """
     read_only = mode == "read"
-    wait = wait_s if wait_s is not None else (READ_WAIT_S if read_only else WRITE_WAIT_S)
+    wait = wait_s if wait_s is not None else (cfg.store.read_wait_s if read_only else cfg.store.write_wait_s)
     con = connect(cfg.store.database, read_only=read_only, wait_s=wait)
     try:
         require_schema(con)
