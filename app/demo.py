@@ -2,9 +2,10 @@
 
 A deterministic fleet (20 GPUs in France, Germany, the Netherlands, Finland, Italy, the US
 and Switzerland, with MIG, shared GPUs, outages, counter resets, duplicate scrapes and a
-sovereignty violation) is simulated for one month; its samples are metered with the same
-rules ``collect`` applies to Prometheus; then the month is invoiced and audited, and an
-auditor bundle is written and verified.
+sovereignty violation) is simulated for one month (or its first ``--days`` days, the fleet
+idle after them); the whole month is metered with the same rules ``collect`` applies to
+Prometheus (only a fully metered month can be invoiced); then the month is invoiced and
+audited, and an auditor bundle is written and verified.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from rich.table import Table
 from gpumeter import store
 from gpumeter.commandline import err
 from gpumeter.config import Config, load_config
+from gpumeter.months import Month
 from metering import report
 from metering.commands import progress_bar
 from metering.run import collect
@@ -52,7 +54,8 @@ def demo(
     con = store.connect(cfg.store.database)
     try:
         store.migrate(con)
-        span = Span.of(start, start + timedelta(days=days))
+        month = Month.parse(DEMO_MONTH)
+        span = Span.of(month.start, month.end)  # the whole month: the fleet is idle after `days`
         with progress_bar("metering") as update:
             rep = collect(con, cfg, span, client=SimulatedBackend(fleet.series), progress=update)
         err.print(

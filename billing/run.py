@@ -8,9 +8,11 @@ Order of work, so that bad input changes nothing:
    credit note for what moved since; any pricing or VAT error stops here;
 3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
    (stale drafts of the month are removed first);
-4. with ``--finalize``: in **one** transaction, claim each gapless number, build the
-   Factur-X XML, validate it (XSD always; EN 16931 and, for French customers, French CTC
-   schematrons when saxonche is installed), render and embed the PDF, store the frozen
+4. with ``--finalize``: only for a month that has ended and was fully collected, at an
+   issue date no earlier than the last issued document's (:mod:`billing.closing`); in
+   **one** transaction, claim each gapless number, build the Factur-X XML, validate it
+   (XSD always; EN 16931 and, for French customers, French CTC schematrons when saxonche
+   is installed), render and embed the PDF, store the frozen
    document (lines and totals as DECIMAL, JSON and PDF bytes, SHA-256s) and record the
    finalization in the audit log; commit; then write ``<number>.json`` / ``.pdf``.
    Issued files missing from the folder are restored from the store, byte for byte.
@@ -32,6 +34,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from billing.closing import coverage_note, verify_issue_date, verify_month_closed
 from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
@@ -57,6 +60,7 @@ from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.months import Month
 from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
@@ -225,6 +229,9 @@ def invoice_month(
     )
     for w in plan.warnings:
         say(f"warning: {w}")
+    note = coverage_note(con, Month.parse(period.month), config.telemetry.scrape_interval_ms)
+    if note:
+        say(note)
     out_dir = month_dir(config, period)
     if not finalize:
         drafts = _write_drafts(plan, out_dir, say)
@@ -232,8 +239,11 @@ def invoice_month(
         return sorted(drafts + earlier, key=lambda r: (r.tenant, r.number or "~"))
     if now is not None and now.tzinfo is None:
         raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
-    verify_supplier(supplier, file=str(config.path))
     moment = (now or datetime.now(UTC)).astimezone(UTC)
+    verify_month_closed(con, Month.parse(period.month), moment)
+    verify_supplier(supplier, file=str(config.path))
+    if plan.pending:
+        verify_issue_date(con, moment.date())
     created = _issue(con, plan, prefixes, card, moment, out_dir, say)
     for path, data in created.files:
         _atomic_write(path, data)

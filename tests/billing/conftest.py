@@ -2,7 +2,8 @@
 
 Usage is inserted into the real ``usage``, ``jobs``, ``tenants``, ``nodes`` and
 ``collected_windows`` tables, and priced through ``metering.report.billable_usage`` like in
-production.
+production. The first usage of a month marks every hour of that month collected, as a
+``collect`` over the whole month would: only a fully metered month can be issued.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import duckdb
 import pytest
 
 from gpumeter.config import Config
+from gpumeter.months import Month
 from testing.stores import RATES, SITE_CONFIG, add_tenants, add_usage, mark_collected, new_store, write_site
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -38,6 +40,7 @@ class Site:
     config: Config
     con: duckdb.DuckDBPyConnection
     _uuid: Iterator[int] = field(default_factory=itertools.count)
+    _metered: set[Month] = field(default_factory=set)
 
     @property
     def out(self) -> Path:
@@ -68,12 +71,20 @@ class Site:
         """One usage row (its own GPU UUID) of ``seconds`` held GPU time, exact to the ns."""
         ns = int(Decimal(seconds) * 1_000_000_000)
         ws = datetime.fromisoformat(window).replace(tzinfo=UTC)
+        self.meter_month(Month.of(ws))
         mark_collected(self.con, [(ws, 1, "test")])
         n = next(self._uuid)
         add_usage(
             self.con,
             [(ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, [host], ns, ns // 2, energy_uj)],
         )
+
+    def meter_month(self, month: Month) -> None:
+        """Every hour of ``month`` collected (with no usage), once."""
+        if month not in self._metered:
+            self._metered.add(month)
+            hours = (month.end - month.start) // timedelta(hours=1)
+            mark_collected(self.con, [(month.start + timedelta(hours=h), 0, "test") for h in range(hours)])
 
 
 @pytest.fixture
