@@ -30,7 +30,8 @@ class Faults:
         self.delay_s = 0.0
         self.on_request: Callable[[int, str], None] | None = None
         self.requests = 0
-        self.injected: list[tuple[int, str]] = []  # (request number, "fail" | "truncate" | "delay")
+        # (request number, what it got): "fail" | "truncate" | "delay" | "bad gateway" (backend gone)
+        self.injected: list[tuple[int, str]] = []
         self.lock = threading.Lock()
 
     def _take(self, n: int) -> tuple[bool, bool, bool]:
@@ -83,6 +84,8 @@ def proxy(target: str) -> Iterator[tuple[str, Faults]]:
                 try:
                     r = requests.get(target + self.path, timeout=120)
                 except requests.RequestException:
+                    with faults.lock:
+                        faults.injected.append((n, "bad gateway"))
                     self._answer(502, "text/plain", b"bad gateway: the backend did not answer\n")
                     return
                 content_type = r.headers.get("Content-Type", "application/json")

@@ -102,6 +102,14 @@ def metered(db: Path) -> Metered:
                 if logged.get(w) != d
             ]
             log_findings += [f"hour {w} is in the log but was never collected" for w in logged.keys() - stored.keys()]
+            log_findings += [
+                f"hour {w} is logged {n} times with the same digest"
+                for w, n in _rows(
+                    con,
+                    "SELECT subject, count(*) FROM audit_entries WHERE entry_type = 'usage_window' "
+                    "GROUP BY subject, json_extract_string(decode(entry), '$.digest') HAVING count(*) > 1",
+                )
+            ]
             inventory = _rows(con, "SELECT kind, version, sha256 FROM inventory_versions ORDER BY ALL")
             findings += [
                 f"inventory {kind}: versions {a} and {b} hold the same file"
