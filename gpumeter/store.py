@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -289,14 +289,34 @@ def frame(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] |
     return out
 
 
+_WRITE_FAILED = re.compile(r'Could not write (?:all bytes to )?file "(?P<file>[^"]+)"[^:]*: (?P<reason>[^\n]+)')
+
+
+def write_error(exc: duckdb.Error) -> StoreError:
+    """A write the store could not make (a full disk, an I/O error), as one line: the file,
+    the reason, and that the transaction left nothing behind."""
+    m = _WRITE_FAILED.search(str(exc))
+    what = f"{m.group('file')}: {m.group('reason').strip()}" if m else f"the store: {exc}"
+    return StoreError(f"cannot write {what}; the transaction was rolled back, nothing of it was kept")
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: commit on success, roll back on any exception."""
+    """All or nothing: commit on success, roll back on any exception.
+
+    A commit the disk refuses (full, failing) is a :class:`StoreError` naming the file and
+    the reason; DuckDB keeps nothing of that transaction.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        with suppress(duckdb.Error):  # a connection a failed write invalidated has nothing left to roll back
+            con.execute("ROLLBACK")
+        if isinstance(exc, duckdb.IOException):
+            raise write_error(exc) from exc
         raise
-    else:
+    try:
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        raise write_error(exc) from exc
