@@ -108,6 +108,7 @@ TABLES: dict[str, dict[str, Kind]] = {
         "witnesses": table_list({"name": STRING, "url": STRING, "vkey": STRING}),  # reserved: witnesses
         "quorum": WHOLE,  # reserved: witnesses
         "tsa_url": STRING,  # reserved: trusted time (RFC 3161)
+        "tsa_cert": STRING,  # reserved: trusted time (the authority's pinned certificate)
         "checkpoint_every": DURATION,  # reserved: gpumeter serve
     },
     "dashboard": {  # read by dashboards.settings
@@ -120,8 +121,12 @@ TABLES: dict[str, dict[str, Kind]] = {
         "session_idle": DURATION,  # reserved: dashboard sessions
         "trusted_proxy_header": STRING,  # reserved: dashboard sign-in throttling
     },
-    "alerts": {
-        "webhook_url": STRING,  # reserved: budget alerts
+    "alerts": {  # reserved: budget alerts
+        "webhook_url": STRING,
+        "source": STRING,
+        "timeout_s": NUMBER,
+        "attempts": WHOLE,
+        "backoff_s": NUMBER,
     },
 }
 

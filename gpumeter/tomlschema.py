@@ -94,22 +94,19 @@ def _dotted(path: KeyPath) -> str:
     return out
 
 
+_NOUNS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),  # before int: a bool is an int to isinstance
+    (int, "an integer"),
+    (float, "a decimal number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a table"),
+    ((datetime, date, time), "a date or time"),
+)
+
+
 def _noun(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return "a date or time"
-    return type(value).__name__
+    return next((noun for kinds, noun in _NOUNS if isinstance(value, kinds)), type(value).__name__)
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from gpumeter.config import TABLES, load_config
 from gpumeter.errors import ConfigError
+from gpumeter.tomlschema import Kind
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
 
@@ -60,6 +62,15 @@ def line_of(text: str, fragment: str) -> int:
     return next(i for i, ln in enumerate(text.splitlines(), start=1) if fragment in ln)
 
 
+def refused(tmp_path: Path, table: str, line: str) -> tuple[ConfigError, str]:
+    """The error of BASE with ``line`` in ``[table]``, and the "file:line: " it must start with."""
+    text = add_to(table, line)
+    path = load(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return e.value, f"{path}:{line_of(text, line)}: "
+
+
 def test_the_base_file_loads(tmp_path: Path) -> None:
     cfg = load_config(load(tmp_path, BASE))
     assert cfg.telemetry.scrape_interval_ms == 15_000
@@ -79,13 +90,10 @@ def test_the_base_file_loads(tmp_path: Path) -> None:
     ],
 )
 def test_an_unknown_key_is_refused_with_file_line_and_key(tmp_path: Path, table: str, typo: str) -> None:
-    text = add_to(table, typo)
-    path = load(tmp_path, text)
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
+    error, where = refused(tmp_path, table, typo)
     key = typo.split(" =")[0]
-    message = e.value.explain()
-    assert f"{path}:{line_of(text, typo)}: " in message
+    message = error.explain()
+    assert message.startswith(where)
     assert f"[{table}]" in message and f"unknown key {key!r}" in message
     assert "(known keys: " in message  # the user sees what was meant
 
@@ -123,14 +131,11 @@ def test_a_table_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_a_wrong_type_is_refused_with_file_line_key_and_value(tmp_path: Path, table: str, bad: str, want: str) -> None:
-    text = add_to(table, bad)
-    path = load(tmp_path, text)
-    with pytest.raises(ConfigError) as e:
-        load_config(path)
+    error, where = refused(tmp_path, table, bad)
     key = bad.split(" =")[0]
-    message = e.value.explain()
-    assert message.startswith(f"{path}:{line_of(text, bad)}: [{table}] {key} {want}"), message
-    assert repr(e.value.value) in message or repr(e.value.value) in bad
+    message = error.explain()
+    assert message.startswith(f"{where}[{table}] {key} {want}"), message
+    assert repr(error.value) in message or repr(error.value) in bad
 
 
 # Keys other parts of gpumeter read (or will read): accepted, and type-checked like the rest.
@@ -144,12 +149,14 @@ RESERVED = [
     ("audit", 'witnesses = [{ name = "w1", url = "http://127.0.0.1:7380", vkey = "w1+abcd+AQ" }]', 'witnesses = "w1"'),
     ("audit", "quorum = 1", "quorum = 1.5"),
     ("audit", 'tsa_url = "http://127.0.0.1:3180/tsa"', "tsa_url = []"),
+    ("audit", 'tsa_cert = "keys/tsa.pem"', "tsa_cert = true"),
     ("audit", 'checkpoint_every = "1h"', "checkpoint_every = 3600"),
     ("dashboard", 'session_idle = "30m"', "session_idle = 30"),
     ("dashboard", 'trusted_proxy_header = "X-Forwarded-For"', "trusted_proxy_header = 1"),
     ("billing", 'contracts = "contracts.toml"', "contracts = 1"),
     ("billing.supplier", 'peppol_id = "0009:81234567600014"', "peppol_id = 9"),
     ("alerts", 'webhook_url = "https://hooks.example.eu/gpumeter"', "webhook_url = false"),
+    ("alerts", "attempts = 3", "attempts = 2.5"),
 ]
 
 
@@ -209,3 +216,19 @@ def test_an_unquoted_siren_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     )
     assert p.returncode == 1 and "Traceback" not in p.stderr and "AttributeError" not in p.stderr
     assert "[billing.supplier] siren must be a string, not an integer (value 812345676)" in p.stderr
+
+
+def test_no_key_of_the_file_is_made_for_a_secret() -> None:
+    """Secrets come from the environment only (README, Security model): no declared key is
+    named for one; a key that points at a secret names its environment variable (``*_env``)."""
+
+    def names(keys: Mapping[str, Kind], prefix: str) -> Iterator[str]:
+        for key, kind in keys.items():
+            yield f"{prefix}.{key}"
+            if kind.keys is not None:
+                yield from names(kind.keys, f"{prefix}.{key}")
+
+    every = [n for table, keys in TABLES.items() for n in names(keys, table)]
+    assert "telemetry.bearer_token_env" in every and len(every) > 40
+    words = ("secret", "password", "passphrase", "token", "api_key", "apikey", "credential")
+    assert [n for n in every if any(w in n.lower() for w in words) and not n.endswith("_env")] == []
