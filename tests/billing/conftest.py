@@ -79,6 +79,16 @@ class Site:
             [(ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, [host], ns, ns // 2, energy_uj)],
         )
 
+    def add_example_month(self) -> None:
+        """October 2026's usual usage: acme (FR) 10 h of an H100 and 2 h of a 3g.40gb slice,
+        berlin (DE) 1447.2 s of an A100, nyc (US) 2 h of an A30 1g.6gb slice."""
+        for job, tenant in (("j1", "acme"), ("j2", "berlin"), ("j3", "nyc")):
+            self.add_job(job, tenant)
+        self.add_usage("j1", H100, 36000)
+        self.add_usage("j1", H100, 7200, profile="3g.40gb")
+        self.add_usage("j2", A100, "1447.2")
+        self.add_usage("j3", A30, 7200, profile="1g.6gb")
+
     def meter_month(self, month: Month) -> None:
         """Every hour of ``month`` collected (with no usage), once."""
         if month not in self._metered:

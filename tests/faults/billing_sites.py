@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.billing.conftest import A100, H100, Site, make_site
+from tests.billing.conftest import Site, make_site
 from tests.faults.conftest import GPUMETER
 
 MONTH = "2026-10"
@@ -40,13 +40,7 @@ def billing_site(root: Path) -> Site:
     """Three tenants (FR, DE, US) with October's usage, every hour of October collected; the
     store is closed so that the CLI can open it."""
     site = make_site(root)
-    site.add_job("j1", "acme")
-    site.add_job("j2", "berlin")
-    site.add_job("j3", "nyc")
-    site.add_usage("j1", H100, 36000)
-    site.add_usage("j1", H100, 7200, profile="3g.40gb")
-    site.add_usage("j2", A100, "1447.2")
-    site.add_usage("j3", H100, 5400, window="2026-10-20T04:00:00")
+    site.add_example_month()
     site.con.close()
     return site
 

@@ -102,12 +102,12 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
         yield len(double.log), stripe_side(double), store_side(site, double)
 
 
-@pytest.mark.parametrize("where", ["early", "middle", "last"])
+@pytest.mark.parametrize("where", ["early", "last"])
 def test_sigkill_between_calls_to_stripe(
     tmp_path: Path, undisturbed: tuple[int, tuple[Any, ...], tuple[Any, ...]], where: str
 ) -> None:
     requests, stripe_want, store_want = undisturbed
-    kill_at = {"early": 3, "middle": requests // 2, "last": requests}[where]
+    kill_at = {"early": 3, "last": requests}[where]  # the third request, or the very last one
     site = issued_site(tmp_path / "site")
     with StripeDouble() as double:
         proc: subprocess.Popen[str] | None = None
