@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from audit.keys import pin_mention
 from billing.closing import coverage_note, verify_issue_date, verify_month_closed
 from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
@@ -60,6 +59,7 @@ from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.files import atomic_write
 from gpumeter.months import Month
 from metering.inventory import Tenant
 
@@ -139,18 +139,6 @@ def month_dir(config: Config, period: Period) -> Path:
 def draft_stem(inv: Invoice, *, second: bool) -> str:
     safe = urllib.parse.quote(inv.tenant, safe="-_.")
     return f"draft-{safe}" + ("-credit-note" if second else "")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_bytes(inv: Invoice) -> bytes:
@@ -244,9 +232,12 @@ def invoice_month(
     verify_supplier(supplier, file=str(config.path))
     if plan.pending:
         verify_issue_date(con, moment.date())
-    created = _issue(con, plan, prefixes, card, moment, out_dir, say)
+    pin = pin_mention(config.audit.signing_key, config.audit.origin)
+    if pin is None and plan.pending:
+        say("warning: the audit log has no key yet (run `gpumeter init`); these documents cannot name it")
+    created = _issue(con, plan, prefixes, card, moment, out_dir, say, pin=pin)
     for path, data in created.files:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     results = list(created.results)
@@ -275,7 +266,7 @@ def _write_drafts(plan: MonthPlan, out_dir: Path, say: Progress) -> list[Invoice
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     for path, data in writes:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     return results
 
 
@@ -311,7 +302,11 @@ def _issue(
     moment: datetime,
     out_dir: Path,
     say: Progress,
+    *,
+    pin: str | None = None,
 ) -> _Issued:
+    """Number, render, validate, store and log each pending document; ``pin`` is the
+    audit log key's mention every issued document carries (:func:`audit.keys.pin_mention`)."""
     out = _Issued()
     if not plan.pending:
         return out
@@ -324,6 +319,8 @@ def _issue(
                 con, supplier_vat_id=inv.supplier.vat_id, kind=inv.kind, year=issue_date.year, prefix=prefixes[inv.kind]
             )
             final = inv.finalize(str(number), issue_date)
+            if pin is not None:
+                final = replace(final, notes=(*final.notes, pin))
             say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
             xml = build_xml(final)
             report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
@@ -346,7 +343,7 @@ def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path)
         check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
-            _atomic_write(path, data)
+            atomic_write(path, data)
     return _issued_result(doc, out_dir)
 
 

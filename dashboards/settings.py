@@ -9,6 +9,9 @@
     read_wait_s = 30          # how long a page waits for a writer (collect) to let go of the store
     write_wait_s = 30         # the same for the dashboard's own writes (failed sign-ins, exports)
     version_ttl_s = 2         # how often the data's version is re-read (0: on every page run)
+    session_idle = "30m"      # a session ends after this long without activity ("15m", "2h", …)
+    trusted_proxy_header = "" # e.g. "X-Forwarded-For": the reverse proxy in front sets the client's address
+                              # there; "" = the socket's address (set it only behind such a proxy)
 
 Everything is optional; the keys and their types are checked when gpumeter.toml is read
 (unknown keys and wrong types are refused there). The signing-key passphrase (for exports)
@@ -17,17 +20,19 @@ is handed in by the entrypoint, which alone reads the environment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dashboards.reader import StoreAccess
-from gpumeter.config import Config
-from gpumeter.errors import ConfigError
+from gpumeter.config import Config, parse_duration_ms
 
 #: The environment the entrypoint reads (set by ``gpumeter dashboard`` for its child).
 CONFIG_ENV = "GPUMETER_DASHBOARD_CONFIG"
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
+
+_HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class DashboardSettings:
     read_wait_s: float = 30.0
     write_wait_s: float = 30.0
     version_ttl_s: float = 2.0
+    session_idle_s: float = 1800.0
+    trusted_proxy_header: str = ""
 
 
 def dashboard_settings(config: Config) -> DashboardSettings:
@@ -45,10 +52,15 @@ def dashboard_settings(config: Config) -> DashboardSettings:
     rest of gpumeter.toml (``gpumeter.config.TABLES``); what is left here is their meaning."""
     raw: dict[str, Any] = config.raw.get("dashboard", {})
     values: dict[str, Any] = {k: v for k, v in raw.items() if k in DashboardSettings.__dataclass_fields__}
+    if "session_idle" in raw:
+        values["session_idle_s"] = parse_duration_ms(raw["session_idle"]) / 1000
+    header = values.get("trusted_proxy_header", "")
+    if header and not _HEADER.fullmatch(header):
+        raise config.bad("dashboard", "trusted_proxy_header", "must be an HTTP header name", header)
     for key, value in values.items():
         if key.endswith("_s"):
             if value < 0:
-                raise ConfigError(f"[dashboard] {key} must not be negative", file=config.path, value=value)
+                raise config.bad("dashboard", key, "must not be negative", value)
             values[key] = float(value)
     return DashboardSettings(**values)
 

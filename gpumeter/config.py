@@ -25,9 +25,10 @@ from gpumeter.tomlschema import (
     STRING_TABLE,
     STRINGS,
     WHOLE,
+    KeyPath,
     Kind,
     check,
-    line_of,
+    refuse,
     table,
     table_list,
 )
@@ -57,10 +58,12 @@ def _is_duration(value: object) -> bool:
 DURATION = Kind("a duration such as '15s'", _is_duration)
 
 _SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
+_WITNESS = {"name": STRING, "url": STRING, "vkey": STRING}  # one [audit] witnesses entry: all three
 
 #: Every table of gpumeter.toml and its keys: one line per key (docs/configuration.md
-#: documents each). "Reserved" keys are accepted and type-checked for a feature that reads
-#: them; nothing in this module does.
+#: documents each). The modules that read a table (named beside it) check what its values
+#: mean, never which keys it has or their types. "Reserved" keys are accepted and
+#: type-checked for a feature that reads them; nothing does yet.
 TABLES: dict[str, dict[str, Kind]] = {
     "store": {
         "database": STRING,
@@ -105,10 +108,10 @@ TABLES: dict[str, dict[str, Kind]] = {
         "origin": STRING,
         "signing_key": STRING,
         "allowed_countries": STRINGS,
-        "witnesses": table_list({"name": STRING, "url": STRING, "vkey": STRING}),  # reserved: witnesses
-        "quorum": WHOLE,  # reserved: witnesses
-        "tsa_url": STRING,  # reserved: trusted time (RFC 3161)
-        "tsa_cert": STRING,  # reserved: trusted time (the authority's pinned certificate)
+        "witnesses": table_list(_WITNESS, required=tuple(_WITNESS)),  # read with quorum by _witnesses
+        "quorum": WHOLE,
+        "tsa_url": STRING,
+        "tsa_cert": STRING,
         "checkpoint_every": DURATION,  # reserved: gpumeter serve
     },
     "dashboard": {  # read by dashboards.settings
@@ -118,10 +121,10 @@ TABLES: dict[str, dict[str, Kind]] = {
         "read_wait_s": NUMBER,
         "write_wait_s": NUMBER,
         "version_ttl_s": NUMBER,
-        "session_idle": DURATION,  # reserved: dashboard sessions
-        "trusted_proxy_header": STRING,  # reserved: dashboard sign-in throttling
+        "session_idle": DURATION,
+        "trusted_proxy_header": STRING,
     },
-    "alerts": {  # reserved: budget alerts
+    "alerts": {  # read by billing.alert_delivery
         "webhook_url": STRING,
         "source": STRING,
         "timeout_s": NUMBER,
@@ -169,10 +172,23 @@ class BillingConfig:
 
 
 @dataclass(frozen=True)
+class WitnessConfig:
+    """One ``[audit] witnesses`` entry: a name for policies, its submission URL, its vkey."""
+
+    name: str
+    url: str
+    vkey: str
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     origin: str
     signing_key: Path
     allowed_countries: tuple[str, ...]
+    witnesses: tuple[WitnessConfig, ...] = ()
+    quorum: int = 0  # how many of ``witnesses`` must cosign (default: all of them)
+    tsa_url: str | None = None  # an RFC 3161 time-stamping authority for each checkpoint
+    tsa_cert: Path | None = None  # its pinned certificate (PEM) to check each token on receipt
 
 
 @dataclass(frozen=True)
@@ -184,10 +200,16 @@ class Config:
     billing: BillingConfig
     audit: AuditConfig
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    text: str = field(default="", compare=False, repr=False)  # the file as read, for error lines
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def bad(self, table: str, key: str, message: str, value: object) -> ConfigError:
+        """The error for what ``[table] key`` means (a module reading a table of :data:`TABLES`
+        checks its values with it), naming this file, the key's line and the value."""
+        return refuse((*table.split("."), key), message, value, file=self.path, text=self.text)
 
 
 class _Reader:
@@ -207,8 +229,10 @@ class _Reader:
         return self.table(*path.split(".")).get(key, default)
 
     def bad(self, path: str, key: str, message: str, value: object) -> ConfigError:
-        line = line_of(self.text, (*path.split("."), key))
-        return ConfigError(f"[{path}] {key} {message}", file=self.file, line=line, value=value)
+        return self.refuse((*path.split("."), key), message, value)
+
+    def refuse(self, at: KeyPath, message: str, value: object, line_at: KeyPath | None = None) -> ConfigError:
+        return refuse(at, message, value, file=self.file, text=self.text, line_at=line_at)
 
 
 def _supplier(r: _Reader) -> tuple[Party, int]:
@@ -231,6 +255,32 @@ def _seconds(r: _Reader, path: str, key: str, default: float, *, positive: bool 
     if value < 0 or (positive and value == 0):
         raise r.bad(path, key, "must be a positive number" if positive else "must not be negative", value)
     return float(value)
+
+
+def _http_url(value: str) -> bool:
+    return re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value) is not None
+
+
+def _witnesses(r: _Reader) -> tuple[tuple[WitnessConfig, ...], int]:
+    """``[audit] witnesses`` and ``quorum``: names, URLs and vkeys of the right form, each name
+    once, a quorum the witnesses can meet (their keys and types are declared in TABLES)."""
+    out: list[WitnessConfig] = []
+    for n, item in enumerate(r.get("audit", "witnesses", []), start=1):
+        here: KeyPath = ("audit", "witnesses", n)
+        name, url, vkey = item["name"], item["url"], item["vkey"]
+        if not re.fullmatch(r"[^\s]+", name) or name == "none":
+            raise r.refuse((*here, "name"), "must be one word (not 'none')", name)
+        if not _http_url(url):
+            raise r.refuse((*here, "url"), "must be an http:// or https:// URL", url)
+        if vkey.count("+") < 2:
+            raise r.refuse((*here, "vkey"), "must be a <name>+<hex8>+<base64> string", vkey)
+        if any(w.name == name for w in out):
+            raise r.refuse(("audit", "witnesses"), "names a witness twice", name, line_at=here)
+        out.append(WitnessConfig(name, url.rstrip("/"), vkey))
+    quorum = r.get("audit", "quorum", len(out))
+    if not 0 <= quorum <= len(out):
+        raise r.bad("audit", "quorum", f"must be a whole number from 0 to the {len(out)} witness(es) listed", quorum)
+    return tuple(out), quorum
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
@@ -266,6 +316,11 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     if retries < 0:
         raise r.bad("telemetry", "retries", "must not be negative", retries)
     supplier, payment_terms_days = _supplier(r)
+    witnesses, quorum = _witnesses(r)
+    tsa_url = r.get("audit", "tsa_url", None)
+    if tsa_url is not None and not _http_url(tsa_url):
+        raise r.bad("audit", "tsa_url", "must be an http:// or https:// URL", tsa_url)
+    tsa_cert = r.get("audit", "tsa_cert", None)
 
     return Config(
         path=file.resolve(),
@@ -298,6 +353,11 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             origin=r.get("audit", "origin", "gpumeter.example.eu/audit"),
             signing_key=rel("audit", "signing_key", "keys/audit.key"),
             allowed_countries=tuple(r.get("audit", "allowed_countries", ["EU"])),
+            witnesses=witnesses,
+            quorum=quorum,
+            tsa_url=tsa_url,
+            tsa_cert=(base / tsa_cert).resolve() if tsa_cert is not None else None,
         ),
         raw=doc,
+        text=text,
     )

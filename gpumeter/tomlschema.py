@@ -1,11 +1,12 @@
 """Declared TOML tables: the keys each table accepts and their types, checked in one pass (pure).
 
 A configuration file is declared once, as a mapping of table names to their keys, each key
-with a :class:`Kind` (a table or a list of tables carries the keys inside it). :func:`check`
-walks a parsed document against the declaration and raises one :class:`ConfigError` for the
-first unknown table, unknown key or wrong type, naming the file, the line, the key and the
-value. What turns values into settings (ranges, URL forms, relations between keys) runs after
-it and can rely on the types.
+with a :class:`Kind` (a table or a list of tables carries the keys inside it, and the keys
+each of its tables must have). :func:`check` walks a parsed document against the declaration
+and raises one :class:`ConfigError` for the first unknown table, unknown or missing key or
+wrong type, naming the file, the line, the key and the value. What turns values into
+settings (ranges, URL forms, relations between keys) runs after it, can rely on the types,
+and refuses a value with :func:`refuse`, which names it the same way.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from gpumeter.tomllines import header_lines, key_line, table_line
 
 @dataclass(frozen=True)
 class Kind:
-    """A type a key accepts. ``what`` completes "must be …"; ``keys`` declares a table's keys."""
+    """A type a key accepts. ``what`` completes "must be …"; ``keys`` declares a table's keys,
+    ``required`` those of them it must have."""
 
     what: str
     accepts: Callable[[object], bool]
     keys: Mapping[str, Kind] | None = None
+    required: tuple[str, ...] = ()
 
 
 def _whole(v: object) -> bool:
@@ -45,9 +48,10 @@ def table(keys: Mapping[str, Kind]) -> Kind:
     return Kind("a table", lambda v: isinstance(v, dict), keys)
 
 
-def table_list(keys: Mapping[str, Kind]) -> Kind:
-    """A list of tables (``[[name]]`` or ``[{ … }, …]``), each with these keys."""
-    return Kind("a list of tables", lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), keys)
+def table_list(keys: Mapping[str, Kind], *, required: tuple[str, ...] = ()) -> Kind:
+    """A list of tables (``[[name]]`` or ``[{ … }, …]``), each with these keys (``required``
+    ones in every table). An item that is not a table is refused by its position."""
+    return Kind("a list of tables", lambda v: isinstance(v, list), keys, required)
 
 
 KeyPath = tuple[str | int, ...]  # table and key names; an int is a 1-based item of a list of tables
@@ -73,18 +77,38 @@ def _walk(value: Mapping[str, object], keys: Mapping[str, Kind], path: KeyPath, 
                 line=line_of(text, here),
             )
         if not kind.accepts(item):
-            where = f"[{name}]" if not path else f"[{_dotted(path)}] {name}"
-            raise ConfigError(
-                f"{where} must be {kind.what}, not {_noun(item)}", file=file, line=line_of(text, here), value=item
-            )
+            raise refuse(here, f"must be {kind.what}, not {_noun(item)}", item, file=file, text=text)
         if kind.keys is None:
             continue
         if isinstance(item, dict):
-            _walk(item, kind.keys, here, file, text)
+            items: list[tuple[KeyPath, object]] = [(here, item)]
         else:
             assert isinstance(item, list)  # a list of tables: Kind.accepts said so
-            for i, sub in enumerate(item, start=1):
-                _walk(sub, kind.keys, (*here, i), file, text)
+            items = [((*here, i), sub) for i, sub in enumerate(item, start=1)]
+        for at, sub in items:
+            if not isinstance(sub, dict):  # an item of a list of tables
+                raise refuse(at, f"must be a table, not {_noun(sub)}", sub, file=file, text=text)
+            _walk(sub, kind.keys, at, file, text)
+            missing = [key for key in kind.required if key not in sub]
+            if missing:
+                raise refuse(at, f"lacks {', '.join(missing)}", None, file=file, text=text)
+
+
+def where(path: KeyPath) -> str:
+    """How an error names ``path``: ``[table]``, ``[table.sub] key`` or ``[table.list[2]]``."""
+    *container, last = path
+    if not container or isinstance(last, int):
+        return f"[{_dotted(path)}]"
+    return f"[{_dotted(tuple(container))}] {last}"
+
+
+def refuse(
+    path: KeyPath, why: str, value: object, *, file: Path, text: str, line_at: KeyPath | None = None
+) -> ConfigError:
+    """The error for the value at ``path``: ``<where> <why>``, naming the file, the line of
+    ``path`` (or of ``line_at``) and the value."""
+    line = line_of(text, line_at or path)
+    return ConfigError(f"{where(path)} {why}", file=file, line=line, value=value)
 
 
 def _dotted(path: KeyPath) -> str:

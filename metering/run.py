@@ -33,6 +33,7 @@ class CollectReport:
     raw_queries: int = 0
     backend: str = ""
     unknown_jobs: list[str] = field(default_factory=list)
+    span: Span | None = None  # what was metered: the app prices the months it touches
 
 
 def settings_from(cfg: Config) -> MeterSettings:
@@ -66,7 +67,7 @@ def collect(
         t = cfg.telemetry
         client = own = PromClient(t.prometheus_url, timeout_s=t.timeout_s, retries=t.retries)
     try:
-        report = CollectReport(backend=client.backend_name())
+        report = CollectReport(backend=client.backend_name(), span=span)
         with store.session(con) as c:
             versions = store_inventory(c, inv)
         chunk_meter = ChunkMeter(client, settings_from(cfg))

@@ -147,7 +147,7 @@ RESERVED = [
     ("telemetry", 'headers = { "X-Scope-OrgID" = "tenant-a" }', 'headers = { "X-Scope-OrgID" = 1 }'),
     ("telemetry", 'bearer_token_env = "GPUMETER_PROM_TOKEN"', "bearer_token_env = true"),
     ("audit", 'witnesses = [{ name = "w1", url = "http://127.0.0.1:7380", vkey = "w1+abcd+AQ" }]', 'witnesses = "w1"'),
-    ("audit", "quorum = 1", "quorum = 1.5"),
+    ("audit", "quorum = 0", "quorum = 1.5"),  # 0: no witness is listed here
     ("audit", 'tsa_url = "http://127.0.0.1:3180/tsa"', "tsa_url = []"),
     ("audit", 'tsa_cert = "keys/tsa.pem"', "tsa_cert = true"),
     ("audit", 'checkpoint_every = "1h"', "checkpoint_every = 3600"),

@@ -98,3 +98,12 @@ def test_the_supplier_is_a_party_and_its_payment_terms_apart(tmp_path: Path) -> 
         cfg.write_text(f'[billing.supplier]\nlegal_name = "N"\ncountry = "FR"\n{bad}\n')
         with pytest.raises(ConfigError, match=match):
             load_config(cfg)
+
+
+def test_named_sets_are_one_table_for_usage_and_audit() -> None:
+    """``allowed_countries = ["EU+EFTA"]`` means the same to ``usage`` and to the audit log."""
+    from audit.policy import policy
+    from metering.report import allowed_set
+
+    for items in (["EU+EFTA"], ["EEA", "CH"], ["EU"], ["EFTA", "FR"]):
+        assert allowed_set(items) == policy(items).countries
