@@ -38,14 +38,19 @@ def test_prometheus_killed_and_restarted_mid_collect(
         with proxy(f"http://127.0.0.1:{port}") as (url, faults):
             site = metering_site(tmp_path / "site", url, retries=6)
             ranges = 0
+            killed = False
+            once = threading.Lock()  # the proxy answers collect's parallel queries in parallel threads
 
             def kill_mid_run(n: int, path: str) -> None:
-                nonlocal ranges
-                ranges += "query_range" in path
-                if ranges == 30 and len(running) == 1:  # chunks 1-4 are in the store by now
-                    running[0].send_signal(signal.SIGKILL)
-                    running[0].wait()
-                    threading.Thread(target=restart, daemon=True).start()
+                nonlocal ranges, killed
+                with once:
+                    ranges += "query_range" in path
+                    if killed or ranges < 30:  # chunks 1-4 are in the store by now
+                        return
+                    killed = True  # once: the queries that follow (of any kind) meet the restart
+                running[0].send_signal(signal.SIGKILL)
+                running[0].wait()
+                threading.Thread(target=restart, daemon=True).start()
 
             faults.on_request = kill_mid_run
             p = gpumeter(*COLLECT, cwd=site)
