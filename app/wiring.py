@@ -4,14 +4,14 @@
   records new inventory versions and (re)metered usage windows, and budget alerts are
   decided and delivered (``gpumeter serve`` calls the same function after each hour);
 - ``usage --format focus`` (metering's command) is billing's FOCUS export;
-- ``init`` and ``demo`` span domains and live in the app.
+- ``init``, ``check`` and ``demo`` span domains and live in the app.
 """
 
 from __future__ import annotations
 
 import typer
 
-from app import demo, reactions, setup
+from app import check, demo, reactions, setup
 from audit import commands as audit_commands
 from audit.witness_commands import witness_app
 from billing import budget_commands
@@ -24,6 +24,7 @@ from metering import commands as metering_commands
 def mount(root: typer.Typer) -> None:
     """Mount every domain's commands on ``root``, in the order ``--help`` lists them."""
     root.command("init")(setup.init)
+    root.command("check")(check.check)
     root.add_typer(
         metering_commands.build(after_collect=reactions.after_metering, usage_formats={"focus": usage_focus})
     )

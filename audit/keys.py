@@ -32,9 +32,11 @@ from audit.canonical import format_time
 from audit.errors import KeyFileError
 from audit.note import SIG_ED25519, Signer, Verifier, b64decode, b64encode
 from gpumeter.files import atomic_write
+from gpumeter.findings import Finding, failed, passed
 
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 MAX_KEY_FILE = 64 * 1024
+_SIGNING_KEY = "audit signing key"  # how errors name the file
 
 
 def _passphrase(passphrase: str | bytes | None, path: Path) -> bytes:
@@ -99,7 +101,7 @@ def write_key(path: Path, key: Ed25519PrivateKey, passphrase: str | bytes | None
 def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
     """Read and decrypt the signing key; clear errors, never key material."""
     secret = _passphrase(passphrase, path)
-    data = read_private_file(path, what="audit signing key")
+    data = read_private_file(path, what=_SIGNING_KEY)
     try:
         key = serialization.load_pem_private_key(data, password=secret)
     except TypeError as exc:  # "Password was given but private key is not encrypted"
@@ -111,6 +113,32 @@ def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError("signing key is not an Ed25519 key", member=str(path))
     return key
+
+
+def check_key(path: Path, passphrase: str | None) -> Finding:
+    """``gpumeter check``: the signing key is there, private, and (given the passphrase) opens.
+
+    Read-only, with the same rules as :func:`load_key`; without a passphrase the key is
+    not decrypted, only its file is checked.
+    """
+    name = "audit.signing_key"
+    if not (path.exists() or path.is_symlink()):
+        return failed(
+            name,
+            f"no audit signing key at {path}",
+            f"set {PASSPHRASE_ENV} and run `gpumeter init` to create it",
+            path=str(path),
+        )
+    try:
+        if passphrase:
+            load_key(path, passphrase)
+        else:
+            read_private_file(path, what=_SIGNING_KEY)
+    except KeyFileError as exc:
+        return failed(name, exc.explain(), "fix the key file as the message says", path=str(path))
+    mode = f"{stat.S_IMODE(path.stat().st_mode):04o}"
+    opened = f"opens with {PASSPHRASE_ENV}" if passphrase else f"not opened ({PASSPHRASE_ENV} is not set)"
+    return passed(name, f"{path} is present, mode {mode}, {opened}", path=str(path), mode=mode, opened=bool(passphrase))
 
 
 def load_signer(path: Path, passphrase: str | bytes | None, name: str) -> Signer:

@@ -59,6 +59,7 @@ from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.errors import Problems, read_text
 from gpumeter.files import atomic_write
 from gpumeter.months import Month
 from metering.inventory import Tenant
@@ -89,14 +90,9 @@ class InvoiceResult:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_rates(path: Path) -> RateCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_rates(text, file=path)
+def read_rates(path: Path, problems: Problems | None = None) -> RateCard:
+    """rates.toml read and parsed (see :func:`billing.rates.parse_rates` for ``problems``)."""
+    return parse_rates(read_text(path, "rates file", RatesError), file=path, problems=problems)
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:

@@ -2,21 +2,23 @@
 
 Every table and key the file may hold is declared once, in :data:`TABLES`, with its type;
 :func:`load_config` refuses an unknown table, an unknown key or a wrong type before it reads
-anything (one error naming the file, the line, the key and the value), then turns the values
-into settings. Every path in the file is relative to the file itself. Only the CLI and the
-Streamlit entrypoint read the environment; the passphrase of the audit key is passed in,
-never read here.
+anything (an error naming the file, the line, the key and the value), then turns the values
+into settings. By default the first refusal raises; ``gpumeter check`` keeps them all
+(:class:`~gpumeter.errors.Problems`), each refused key reading as its default. Every path
+in the file is relative to the file itself. Only the CLI and the Streamlit entrypoint read
+the environment; the passphrase of the audit key is passed in, never read here.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from gpumeter.errors import ConfigError
+from gpumeter.errors import ConfigError, Problems, read_text, strict
 from gpumeter.party import Party, compact_id
 from gpumeter.tomlschema import (
     BOOLEAN,
@@ -32,6 +34,8 @@ from gpumeter.tomlschema import (
     table,
     table_list,
 )
+
+T = TypeVar("T")
 
 DEFAULT_CONFIG = Path("gpumeter.toml")
 
@@ -283,59 +287,83 @@ def _witnesses(r: _Reader) -> tuple[tuple[WitnessConfig, ...], int]:
     return tuple(out), quorum
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
-    """Read and check gpumeter.toml; relative paths resolve against its folder."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration: {exc.strerror or exc}", file=file) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"configuration is not UTF-8 text (byte {exc.start})", file=file) from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
-    check(doc, TABLES, file=file, text=text)
-    r = _Reader(doc, file, text)
-    base = file.resolve().parent
-
-    def rel(table: str, key: str, default: str) -> Path:
-        return (base / str(r.get(table, key, default))).resolve()
-
-    job_label = r.get("telemetry", "job_label", "hpc_job")
+def _job_label(r: _Reader) -> str:
+    job_label: str = r.get("telemetry", "job_label", "hpc_job")
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", job_label):
         raise r.bad("telemetry", "job_label", "is not a Prometheus label name", job_label)
+    return job_label
+
+
+def _interval_ms(r: _Reader) -> int:
     interval = r.get("telemetry", "scrape_interval", "15s")
     interval_ms = parse_duration_ms(interval)
     if interval_ms % 1000:
         raise r.bad("telemetry", "scrape_interval", "must be whole seconds", interval)
     if 3_600_000 % interval_ms:
         raise r.bad("telemetry", "scrape_interval", "must divide one hour", interval)
-    retries = r.get("telemetry", "retries", 4)
+    return interval_ms
+
+
+def _retries(r: _Reader) -> int:
+    retries: int = r.get("telemetry", "retries", 4)
     if retries < 0:
         raise r.bad("telemetry", "retries", "must not be negative", retries)
-    supplier, payment_terms_days = _supplier(r)
-    witnesses, quorum = _witnesses(r)
-    tsa_url = r.get("audit", "tsa_url", None)
+    return retries
+
+
+def _tsa_url(r: _Reader) -> str | None:
+    tsa_url: str | None = r.get("audit", "tsa_url", None)
     if tsa_url is not None and not _http_url(tsa_url):
         raise r.bad("audit", "tsa_url", "must be an http:// or https:// URL", tsa_url)
+    return tsa_url
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = None) -> Config:
+    """Read and check gpumeter.toml; relative paths resolve against its folder.
+
+    An unreadable file or invalid TOML always raises. Every refused table, key or value goes
+    to ``problems`` (default: raise the first); a kept problem leaves that key's default.
+    """
+    problems = strict(problems)
+    file = Path(path)
+    text = read_text(file, "configuration", ConfigError)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
+    r = _Reader(check(doc, TABLES, file=file, text=text, problems=problems), file, text)
+    defaults = _Reader({}, file, text)
+    base = file.resolve().parent
+
+    def checked(read: Callable[[_Reader], T]) -> T:
+        """``read`` of the file's values; once its problem is reported (when kept), of none: the default."""
+        with problems.guard():
+            return read(r)
+        return read(defaults)
+
+    def rel(table: str, key: str, default: str) -> Path:
+        return (base / str(r.get(table, key, default))).resolve()
+
+    supplier, payment_terms_days = checked(_supplier)
+    witnesses, quorum = checked(_witnesses)
     tsa_cert = r.get("audit", "tsa_cert", None)
 
     return Config(
         path=file.resolve(),
         store=StoreConfig(
             database=rel("store", "database", "var/gpumeter.duckdb"),
-            read_wait_s=_seconds(r, "store", "read_wait_s", StoreConfig.read_wait_s),
-            write_wait_s=_seconds(r, "store", "write_wait_s", StoreConfig.write_wait_s),
+            read_wait_s=checked(lambda r: _seconds(r, "store", "read_wait_s", StoreConfig.read_wait_s)),
+            write_wait_s=checked(lambda r: _seconds(r, "store", "write_wait_s", StoreConfig.write_wait_s)),
         ),
         telemetry=TelemetryConfig(
             prometheus_url=r.get("telemetry", "prometheus_url", "http://127.0.0.1:9090"),
-            scrape_interval_ms=interval_ms,
-            job_label=job_label,
+            scrape_interval_ms=checked(_interval_ms),
+            job_label=checked(_job_label),
             idle_job_ids=tuple(r.get("telemetry", "idle_job_ids", ["", "0"])),
-            timeout_s=_seconds(r, "telemetry", "timeout_s", TelemetryConfig.timeout_s, positive=True),
-            retries=retries,
+            timeout_s=checked(
+                lambda r: _seconds(r, "telemetry", "timeout_s", TelemetryConfig.timeout_s, positive=True)
+            ),
+            retries=checked(_retries),
         ),
         inventory=InventoryConfig(
             nodes=rel("inventory", "nodes", "nodes.csv"),
@@ -355,9 +383,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             allowed_countries=tuple(r.get("audit", "allowed_countries", ["EU"])),
             witnesses=witnesses,
             quorum=quorum,
-            tsa_url=tsa_url,
+            tsa_url=checked(_tsa_url),
             tsa_cert=(base / tsa_cert).resolve() if tsa_cert is not None else None,
         ),
-        raw=doc,
+        raw=r.doc,
         text=text,
     )

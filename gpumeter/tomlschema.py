@@ -3,20 +3,22 @@
 A configuration file is declared once, as a mapping of table names to their keys, each key
 with a :class:`Kind` (a table or a list of tables carries the keys inside it, and the keys
 each of its tables must have). :func:`check` walks a parsed document against the declaration
-and raises one :class:`ConfigError` for the first unknown table, unknown or missing key or
-wrong type, naming the file, the line, the key and the value. What turns values into
-settings (ranges, URL forms, relations between keys) runs after it, can rely on the types,
-and refuses a value with :func:`refuse`, which names it the same way.
+and reports a :class:`ConfigError` for each unknown table, unknown or missing key or wrong
+type, naming the file, the line, the key and the value (by default the first is raised; a
+:class:`~gpumeter.errors.Problems` that keeps them gets them all, and the document back
+without them). What turns values into settings (ranges, URL forms, relations between keys)
+runs after it, can rely on the types, and refuses a value with :func:`refuse`, which names
+it the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 
-from gpumeter.errors import ConfigError
+from gpumeter.errors import ConfigError, Problems, strict
 from gpumeter.tomllines import header_lines, key_line, table_line
 
 
@@ -57,41 +59,75 @@ def table_list(keys: Mapping[str, Kind], *, required: tuple[str, ...] = ()) -> K
 KeyPath = tuple[str | int, ...]  # table and key names; an int is a 1-based item of a list of tables
 
 
-def check(doc: Mapping[str, object], tables: Mapping[str, Mapping[str, Kind]], *, file: Path, text: str) -> None:
-    """Refuse the first unknown table or key, or value of the wrong type, in ``doc``."""
-    _walk(doc, {name: table(keys) for name, keys in tables.items()}, (), file, text)
+def check(
+    doc: Mapping[str, object],
+    tables: Mapping[str, Mapping[str, Kind]],
+    *,
+    file: Path,
+    text: str,
+    problems: Problems | None = None,
+) -> dict[str, dict[str, object]]:
+    """``doc`` less what it must not hold: each unknown table, unknown key or value of the
+    wrong type is reported to ``problems`` (by default the first is raised) and left out, so
+    that a refused key reads as absent (its default). A key is left out whole when anything
+    inside it is refused."""
+    report = strict(problems)
+    declared = {name: table(keys) for name, keys in tables.items()}
+    out: dict[str, dict[str, object]] = {}
+    for name, value in doc.items():
+        errors = list(_entry(name, value, declared, (), file, text, deep=False))
+        for exc in errors:
+            report.add(exc)
+        if errors:
+            continue
+        assert isinstance(value, dict)  # _entry said so
+        out[name] = {}
+        for key, item in value.items():
+            errors = list(_entry(key, item, tables[name], (name,), file, text))
+            for exc in errors:
+                report.add(exc)
+            if not errors:
+                out[name][key] = item
+    return out
 
 
-def _walk(value: Mapping[str, object], keys: Mapping[str, Kind], path: KeyPath, file: Path, text: str) -> None:
-    for name, item in value.items():
-        here = (*path, name)
-        kind = keys.get(name)
-        if kind is None:
-            if not path:
-                raise ConfigError(
-                    f"unknown table [{name}] (tables: {', '.join(keys)})", file=file, line=line_of(text, here)
-                )
-            raise ConfigError(
+def _entry(
+    name: str, item: object, keys: Mapping[str, Kind], path: KeyPath, file: Path, text: str, *, deep: bool = True
+) -> Iterator[ConfigError]:
+    """What is wrong with ``name = item`` in a table of ``keys`` at ``path`` (and, when
+    ``deep``, inside it), in the order it is written."""
+    here = (*path, name)
+    kind = keys.get(name)
+    if kind is None:
+        if not path:
+            message = f"unknown table [{name}] (tables: {', '.join(keys)})"
+            yield ConfigError(message, file=file, line=line_of(text, here))
+        else:
+            yield ConfigError(
                 f"[{_dotted(path)}] unknown key {name!r} = {_short(item)} (known keys: {', '.join(keys)})",
                 file=file,
                 line=line_of(text, here),
             )
-        if not kind.accepts(item):
-            raise refuse(here, f"must be {kind.what}, not {_noun(item)}", item, file=file, text=text)
-        if kind.keys is None:
+        return
+    if not kind.accepts(item):
+        yield refuse(here, f"must be {kind.what}, not {_noun(item)}", item, file=file, text=text)
+        return
+    if kind.keys is None or not deep:
+        return
+    if isinstance(item, dict):
+        items: list[tuple[KeyPath, object]] = [(here, item)]
+    else:
+        assert isinstance(item, list)  # a list of tables: Kind.accepts said so
+        items = [((*here, i), sub) for i, sub in enumerate(item, start=1)]
+    for at, sub in items:
+        if not isinstance(sub, dict):  # an item of a list of tables
+            yield refuse(at, f"must be a table, not {_noun(sub)}", sub, file=file, text=text)
             continue
-        if isinstance(item, dict):
-            items: list[tuple[KeyPath, object]] = [(here, item)]
-        else:
-            assert isinstance(item, list)  # a list of tables: Kind.accepts said so
-            items = [((*here, i), sub) for i, sub in enumerate(item, start=1)]
-        for at, sub in items:
-            if not isinstance(sub, dict):  # an item of a list of tables
-                raise refuse(at, f"must be a table, not {_noun(sub)}", sub, file=file, text=text)
-            _walk(sub, kind.keys, at, file, text)
-            missing = [key for key in kind.required if key not in sub]
-            if missing:
-                raise refuse(at, f"lacks {', '.join(missing)}", None, file=file, text=text)
+        for key, value in sub.items():
+            yield from _entry(key, value, kind.keys, at, file, text)
+        missing = [key for key in kind.required if key not in sub]
+        if missing:
+            yield refuse(at, f"lacks {', '.join(missing)}", None, file=file, text=text)
 
 
 def where(path: KeyPath) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -22,11 +23,15 @@ import polars as pl
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from metering.errors import TelemetryError
 from metering.samples import Series
 from metering.windows import from_ms
+
+Params = Mapping[str, str | list[str]]
+"""Query parameters; a list repeats its parameter (``match[]``)."""
 
 MAX_RESOLUTION = 11_000  # points per series a query_range may ask for (Prometheus API limit)
 
@@ -69,7 +74,7 @@ class PromClient:
             raise_on_status=False,
         )
         self._timeout = timeout_s
-        self._retries = retries
+        self.retries = retries
         self._backoff_s = backoff_s
         self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, session=_Session())
         self._closed_ranges: bool | None = None
@@ -86,11 +91,11 @@ class PromClient:
     # -- calls -------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(self._retries + 1):
+        for attempt in range(self.retries + 1):
             try:
                 return self._call_once(what, fn, *args, **kwargs)
             except _CutShort as cut:
-                if attempt == self._retries:
+                if attempt == self.retries:
                     raise TelemetryError(
                         f"Prometheus at {self.url} kept cutting its answer short on {what} (retries exhausted)"
                     ) from cut.__cause__
@@ -105,15 +110,75 @@ class PromClient:
         except PrometheusApiClientException as exc:
             raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}") from exc
         except requests.exceptions.RetryError as exc:
-            raise TelemetryError(f"Prometheus at {self.url} kept failing on {what} (retries exhausted)") from exc
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            raise TelemetryError(
+                f"Prometheus at {self.url} kept failing on {what} ({_short(str(reason or exc))}; retries exhausted)"
+            ) from exc
         except requests.exceptions.Timeout as exc:
             raise TelemetryError(f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s") from exc
         except requests.exceptions.ConnectionError as exc:
+            if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), ReadTimeoutError):
+                raise TelemetryError(
+                    f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s (retries exhausted)"
+                ) from exc
             raise TelemetryError(f"cannot reach Prometheus at {self.url}") from exc
         except requests.exceptions.RequestException as exc:
             raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
         except (ValueError, KeyError) as exc:
             raise TelemetryError(f"unusable answer from Prometheus at {self.url} on {what}") from exc
+
+    @overload
+    def get(self, path: str, params: Params | None = None) -> requests.Response: ...
+
+    @overload
+    def get(self, path: str, params: Params | None = None, *, missing_ok: bool) -> requests.Response | None: ...
+
+    def get(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> requests.Response | None:
+        """A GET of ``path`` under the base URL, with the client's timeout and retries.
+
+        An HTTP error status (after retries) is a :class:`TelemetryError` naming it; with
+        ``missing_ok``, a 404 is None.
+        """
+        url = self.url + path
+        response: requests.Response = self._call(
+            f"GET {path}", self._conn._session.get, url, params=params, timeout=self._timeout
+        )
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise TelemetryError(
+                f"{self.url} answered HTTP {response.status_code} to GET {path}: {_short(response.text.strip())}"
+            )
+        return response
+
+    def api(self, path: str, params: Params | None = None) -> Any:
+        """The ``data`` of a Prometheus HTTP API answer (``{"status": "success", "data": ...}``)."""
+        response = self.get(path, params)
+        try:
+            doc = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            kind = response.headers.get("Content-Type", "?").split(";")[0]
+            raise TelemetryError(
+                f"{self.url} answered GET {path} with {kind}, not the Prometheus API's JSON: "
+                f"{_short(response.text.strip())}"
+            ) from exc
+        if not isinstance(doc, dict) or doc.get("status") != "success" or "data" not in doc:
+            raise TelemetryError(f"{self.url} answered GET {path} without success: {_short(str(doc))}")
+        return doc["data"]
+
+    def label_names(self, matchers: list[str], start_ms: int, end_ms: int) -> list[str]:
+        """``/api/v1/labels``: the label names of the series ``matchers`` select in the range."""
+        data = self.api(
+            "/api/v1/labels",
+            {"match[]": matchers, "start": f"{start_ms / 1000:.3f}", "end": f"{end_ms / 1000:.3f}"},
+        )
+        if not isinstance(data, list):
+            raise TelemetryError(f"unusable answer from {self.url} on GET /api/v1/labels")
+        return [str(x) for x in data]
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
 
     def instant(self, query: str, at_ms: int) -> list[dict[str, Any]]:
         """``/api/v1/query`` at a time given in Unix ms."""
@@ -204,9 +269,10 @@ class PromClient:
         return width_ms - 1 if self.closed_ranges() else width_ms
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"
+def _short(exc: Exception | str) -> str:
+    """One line of at most ~300 characters, keeping the start and the end (where the reason is)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:140] + " … " + text[-160:]
 
 
 def finite(x: float) -> bool:

@@ -42,10 +42,14 @@ def evidence_selectors(extra: str = "") -> tuple[str, str]:
     return (f'{UTIL}{{GPU_I_ID=""{more}}}', f'{GR_ACTIVE}{{GPU_I_ID!=""{more}}}')
 
 
-def over_evidence(func: str, range_ms: int) -> str:
-    """``func`` over both evidence metrics, one result per series (metric name dropped)."""
-    whole, mig = evidence_selectors()
-    return f"{func}({whole}[{range_ms}ms] offset 1ms) or {func}({mig}[{range_ms}ms] offset 1ms)"
+def over_evidence(func: str, range_ms: int, *, extra: str = "", offset_ms: int = 1) -> str:
+    """``func`` over both evidence metrics, one result per series (metric name dropped).
+
+    ``extra`` adds matchers; ``offset_ms`` moves the range back (1 ms: the window that ends
+    at the evaluation time, half-open).
+    """
+    whole, mig = evidence_selectors(extra)
+    return f"{func}({whole}[{range_ms}ms] offset {offset_ms}ms) or {func}({mig}[{range_ms}ms] offset {offset_ms}ms)"
 
 
 def over_energy(func: str, range_ms: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpumeter.config import TABLES, load_config
-from gpumeter.errors import ConfigError
+from gpumeter.errors import ConfigError, Problems
 from gpumeter.tomlschema import Kind
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
@@ -110,6 +110,30 @@ def test_a_table_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[store\] must be a table, not a string") as e:
         load_config(load(tmp_path, text))
     assert e.value.line == 1 and e.value.value == "var/gpumeter.duckdb"
+
+
+def test_kept_problems_are_every_refusal_and_each_refused_key_reads_as_its_default(tmp_path: Path) -> None:
+    """``gpumeter check`` keeps the problems: all of them, in the file's order, the rest read."""
+    text = add_to("store", 'databse = "other.duckdb"') + "\n[telemtry]\nretries = 9\n"
+    text = text.replace('scrape_interval = "15s"', "scrape_interval = 15\nretries = -1\ntimeout_s = 7")
+    problems = Problems(keep=True)
+    cfg = load_config(load(tmp_path, text), problems)
+    found = [(e.line, e.message.split(" (")[0]) for e in problems.found]
+    assert found == [
+        (line_of(text, "databse ="), "[store] unknown key 'databse' = 'other.duckdb'"),
+        (
+            line_of(text, "scrape_interval ="),
+            "[telemetry] scrape_interval must be a duration such as '15s', not an integer",
+        ),
+        (line_of(text, "[telemtry]"), "unknown table [telemtry]"),
+        (line_of(text, "retries ="), "[telemetry] retries must not be negative"),
+    ]
+    assert cfg.store.database == (tmp_path / "var/gpumeter.duckdb").resolve()  # the default, not the typo's
+    assert (cfg.telemetry.scrape_interval_ms, cfg.telemetry.retries) == (15_000, 4)
+    assert cfg.telemetry.timeout_s == 7.0  # a good value beside bad ones is read
+    assert "telemtry" not in cfg.raw
+    with pytest.raises(ConfigError, match="unknown key 'databse'"):  # without keeping: the first, raised
+        load_config(tmp_path / "gpumeter.toml")
 
 
 @pytest.mark.parametrize(
