@@ -178,7 +178,9 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
         )
     console.print(table)
     if results:
-        console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}", highlight=False)
+        peppol = sum(1 for r in results if r.ubl_path is not None)
+        also = f", and {peppol} Peppol UBL e-invoice(s) (<number>.xml)" if peppol else ""
+        console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}{also}", highlight=False)
 
 
 def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: str) -> None:

@@ -252,10 +252,12 @@ def invoice_finalized(
     pdf_document: bytes,
     kind: str = "invoice",
     file_stem: str | None = None,
+    ubl_document: bytes | None = None,
 ) -> dict[str, Any]:
-    """A finalized invoice (or credit note): totals and the SHA-256 of its PDF and JSON."""
+    """A finalized invoice (or credit note): totals and the SHA-256 of its PDF and JSON,
+    and of its Peppol UBL XML when it has one."""
     stem = file_stem or re.sub(r"[^A-Za-z0-9._-]", "_", number)
-    return {
+    entry: dict[str, Any] = {
         "type": "invoice_finalized",
         "time": format_time(at),
         "number": number,
@@ -267,6 +269,9 @@ def invoice_finalized(
         "json": document(f"{stem}.json", json_document),
         "pdf": document(f"{stem}.pdf", pdf_document),
     }
+    if ubl_document is not None:
+        entry["ubl"] = document(f"{stem}.xml", ubl_document)
+    return entry
 
 
 def stripe_sync(

@@ -10,7 +10,8 @@ never has a hole. Numbers only use letters, digits and ``-`` (French CTC BR-FR-0
 stay under 35 characters (BR-FR-01).
 
 Issued documents are only ever inserted (:func:`store_document`): lines and totals as
-DECIMAL, the exact JSON and PDF bytes and their SHA-256. :func:`read_issued` gives what a
+DECIMAL, the exact JSON and PDF bytes and their SHA-256, and for a Peppol tenant the UBL XML
+(:func:`store_ubl`). :func:`read_issued` gives what a
 month already holds, which is what corrections are computed against. Whoever reads the
 frozen bytes back (to restore a file, to push to Stripe) takes them through
 :func:`check_frozen`: bytes that are missing or do not match their SHA-256 are refused.
@@ -178,6 +179,20 @@ def store_document(
                 "amount": ln.amount,
             },
         )
+
+
+def store_ubl(con: duckdb.DuckDBPyConnection, number: str, ubl: bytes) -> None:
+    """Freeze the UBL XML of document ``number``, in the transaction that stores the document."""
+    store.run(con, "billing_insert_ubl", {"number": number, "ubl_bytes": ubl, "ubl_sha256": _sha256(ubl)})
+
+
+def issued_ubl(con: duckdb.DuckDBPyConnection, number: str) -> tuple[bytes, str] | None:
+    """(UBL XML bytes, their SHA-256) of an issued document, or None if it was issued without."""
+    rows = store.run(con, "billing_issued_ubl", {"number": number}).fetchall()
+    if not rows:
+        return None
+    _, ubl, sha = rows[0]
+    return bytes(ubl) if ubl is not None else b"", sha
 
 
 def check_frozen(number: str, name: str, data: bytes | None, sha256: str) -> bytes:

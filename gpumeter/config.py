@@ -61,7 +61,7 @@ def _is_duration(value: object) -> bool:
 
 DURATION = Kind("a duration such as '15s'", _is_duration)
 
-_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
+_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k not in ("identifier", "einvoice"))  # customer only
 _WITNESS = {"name": STRING, "url": STRING, "vkey": STRING}  # one [audit] witnesses entry: all three
 
 #: Every table of gpumeter.toml and its keys: one line per key (docs/configuration.md
@@ -104,7 +104,6 @@ TABLES: dict[str, dict[str, Kind]] = {
             {
                 **dict.fromkeys(_SUPPLIER_KEYS, STRING),
                 "payment_terms_days": WHOLE,
-                "peppol_id": STRING,  # reserved: Peppol e-invoices
             }
         ),
     },

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from facturx import get_facturx_xml_from_pdf
 
+from billing.validate import check_ubl
+
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
 
 
@@ -42,6 +44,12 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
     assert pdfs, "no finalized invoice PDFs"
     name, xml = get_facturx_xml_from_pdf(pdfs[0].read_bytes(), check_xsd=True)
     assert name == "factur-x.xml" and b"CrossIndustryInvoice" in xml
+    # the Peppol tenants (rhein-robotics, alpen-quant) also get a UBL e-invoice, valid under both rule sets
+    ubls = sorted((out / "var" / "invoices" / "2026-10").glob("GM-2026-*.xml"))
+    assert len(ubls) == 2 and "2 Peppol UBL e-invoice(s)" in " ".join(text.split())
+    for ubl in ubls:
+        report = check_ubl(ubl.read_bytes())
+        assert report.checks == ("xsd", "cen-ubl", "peppol") and report.fatal == (), [f.line() for f in report.findings]
     for secret in ("keys/audit.key", "keys/demo-passphrase.txt", "keys/dashboard-admin-password.txt"):
         assert stat.S_IMODE((out / secret).stat().st_mode) == 0o600, secret
     bundle = out / "audit-2026-10.zip"
