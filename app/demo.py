@@ -2,16 +2,17 @@
 
 A deterministic fleet (20 GPUs in France, Germany, the Netherlands, Finland, Italy, the US
 and Switzerland, with MIG, shared GPUs, outages, counter resets, duplicate scrapes and a
-sovereignty violation) is simulated for one month; its samples are metered by ``collect``
-itself, through an in-process simulated backend that answers the collector's queries as
-Prometheus would; then the month is invoiced and audited, and an auditor bundle is written
-and verified. Two witnesses (an auditor's and a customer's, each a witness server on a free
-127.0.0.1 port in a thread of this process, with a fresh folder each run) cosign the log's
-checkpoints, 2 of 2 required; the bundle is verified under a tlog-policy pinning the log
-key and both witnesses, and the same bundle re-signed with a fresh key is refused. There
-is no time-stamping authority in the demo. The commands it suggests at the end work as
-pasted, however gpumeter was started (``make demo`` runs ``.venv/bin/gpumeter``, which is
-not on the PATH).
+sovereignty violation) is simulated for one month (or its first ``--days`` days, the fleet
+idle after them); the whole month is metered by ``collect`` itself, through an in-process
+simulated backend that answers the collector's queries as Prometheus would (only a fully
+metered month can be invoiced); then the month is invoiced and audited, and an auditor
+bundle is written and verified. Two witnesses (an auditor's and a customer's, each a witness
+server on a free 127.0.0.1 port in a thread of this process, with a fresh folder each run)
+cosign the log's checkpoints, 2 of 2 required; the bundle is verified under a tlog-policy
+pinning the log key and both witnesses, and the same bundle re-signed with a fresh key is
+refused. There is no time-stamping authority in the demo. The commands it suggests at the
+end work as pasted, however gpumeter was started (``make demo`` runs ``.venv/bin/gpumeter``,
+which is not on the PATH).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -68,9 +69,9 @@ def demo(
     from simulator import SimulatedBackend, small_fleet, write_inventory
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    start = Month.parse(DEMO_MONTH).start
+    month = Month.parse(DEMO_MONTH)
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
-    fleet = small_fleet(seed=seed, start=start, days=float(days))
+    fleet = small_fleet(seed=seed, start=month.start, days=float(days))
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(write_inventory(fleet, out))
     if cfg.store.database.exists():
@@ -78,7 +79,7 @@ def demo(
     con = store.connect(cfg.store.database)
     try:
         store.migrate(con)
-        span = Span.of(start, start + timedelta(days=days))
+        span = Span.of(month.start, month.end)  # the whole month: the fleet is idle after `days`
         with progress_bar("metering") as update:
             rep = collect(con, cfg, span, client=SimulatedBackend(fleet.series), progress=update)
         err.print(

@@ -1,8 +1,9 @@
 """Where a value stands in a TOML text, for errors that name the line (pure).
 
-``tomllib`` returns values without positions; these helpers find the line of an
-``[[array-of-tables]]`` header and of a ``key =`` inside the table it opens, so that every
-reader of a TOML input file (rates.toml) reports the same line for the same mistake.
+``tomllib`` returns values without positions; these helpers find the line of a ``[table]``
+or ``[[array-of-tables]]`` header and of a ``key =`` inside the table it opens, so that every
+reader of a TOML input file (rates.toml, gpumeter.toml) reports the same line for the same
+mistake.
 """
 
 from __future__ import annotations
@@ -31,3 +32,9 @@ def key_line(text: str, start: int | None, key: str) -> int | None:
         if pat.match(lines[i]):
             return i + 1
     return start
+
+
+def table_line(text: str, header: str) -> int | None:
+    """1-based line of the ``[header]`` table (a dotted name such as ``billing.supplier``)."""
+    pat = re.compile(r"^\s*\[(?!\[)\s*" + re.escape(header).replace(r"\.", r"\s*\.\s*") + r"\s*\]")
+    return next((i for i, ln in enumerate(text.splitlines(), start=1) if pat.match(ln)), None)

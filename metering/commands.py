@@ -86,7 +86,7 @@ def build(
         inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
         with store.opened(cfg, "write"):  # checks the schema; released before the long work
             pass
-        writer = store.Writer(cfg.store.database)
+        writer = store.Writer(cfg.store.database, wait_s=cfg.store.write_wait_s)
         with progress_bar("collect") as update:
             rep = run_collect(writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
         if after_collect is not None:

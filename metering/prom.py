@@ -1,7 +1,9 @@
 """The Prometheus edge: every HTTP call metering makes goes through :class:`PromClient`.
 
-It wraps prometheus-api-client's ``PrometheusConnect`` with the retry policy (timeouts and
-5xx retried with exponential backoff, GET only so retries are safe), turns every failure
+It wraps prometheus-api-client's ``PrometheusConnect`` with the retry policy (timeouts, 5xx
+and answers cut short retried with exponential backoff, GET only so retries are safe; urllib3
+retries what fails before the body arrives, :meth:`PromClient._call` a body that breaks off
+midway), turns every failure
 into a :class:`TelemetryError`, detects at run time whether the backend's range selectors
 are closed ``[t-r, t]`` (Prometheus 2.x) or left-open ``(t-r, t]`` (Prometheus 3.x, Mimir,
 VictoriaMetrics), and converts results into :class:`metering.samples.Series`.
@@ -10,6 +12,7 @@ VictoriaMetrics), and converts results into :class:`metering.samples.Series`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, overload
@@ -47,6 +50,10 @@ class _Session(requests.Session):
         return response
 
 
+class _CutShort(Exception):
+    """An answer whose body broke off (IncompleteRead, a reset link): retried by ``_call``."""
+
+
 def _value(text: str) -> float:
     return float(text)  # Prometheus sends "NaN", "+Inf", "1e-07", plain decimals
 
@@ -68,6 +75,7 @@ class PromClient:
         )
         self._timeout = timeout_s
         self.retries = retries
+        self._backoff_s = backoff_s
         self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, session=_Session())
         self._closed_ranges: bool | None = None
 
@@ -83,8 +91,22 @@ class PromClient:
     # -- calls -------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._call_once(what, fn, *args, **kwargs)
+            except _CutShort as cut:
+                if attempt == self.retries:
+                    raise TelemetryError(
+                        f"Prometheus at {self.url} kept cutting its answer short on {what} (retries exhausted)"
+                    ) from cut.__cause__
+                time.sleep(self._backoff_s * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _call_once(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            raise _CutShort from exc  # the connection broke off mid-answer: safe to ask again (GET)
         except PrometheusApiClientException as exc:
             raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}") from exc
         except requests.exceptions.RetryError as exc:

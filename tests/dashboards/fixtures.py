@@ -75,7 +75,10 @@ def build_demo(root: Path) -> Path:
     signer = keys.load_signer(cfg.audit.signing_key, PASSPHRASE, cfg.audit.origin)
     con = store.connect(cfg.store.database)
     try:
-        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 2, 9, tzinfo=UTC))
+        # The demo issued the month's invoices today (the real clock); what follows is issued
+        # today too: an issue date is never earlier than the last one.
+        today = datetime.now(UTC)
+        invoice_month(con, cfg, MONTH, True, now=today)
         # Withdraw the largest job of the scoped tenant, as a re-metering would, and invoice
         # again: billing issues a credit note against that tenant's invoice.
         job = con.execute(
@@ -84,7 +87,7 @@ def build_demo(root: Path) -> Path:
             [SCOPED_TENANT],
         ).fetchall()[0][0]
         con.execute("DELETE FROM usage WHERE job_id = ?", [job])
-        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+        invoice_month(con, cfg, MONTH, True, now=today)
         documents = store.run(con, "dash_documents", {"month": MONTH}).fetchall()
         for i, (number, kind, tenant, period, *_, total, _finalized) in enumerate(documents[:3]):
             store.run(

@@ -171,7 +171,11 @@ def test_dashboard_command_checks_before_serving(tmp_path: Path, cli: CliRunner)
     assert isinstance(missing.exception, StoreError) and "run `gpumeter init` first" in str(missing.exception)
     (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
     bad = cli.invoke(app, ["dashboard", "--config", str(tmp_path / "gpumeter.toml")])
-    assert isinstance(bad.exception, ConfigError) and "[dashboard] oidc has the wrong type" in str(bad.exception)
+    assert isinstance(bad.exception, ConfigError)
+    line = len((SITE_CONFIG + "\n[dashboard]\noidc = 1\n").splitlines())
+    assert bad.exception.explain() == (
+        f"{tmp_path / 'gpumeter.toml'}:{line}: [dashboard] oidc must be true or false, not an integer (value 1)"
+    )
     argv = streamlit_argv("127.0.0.1", 8599)
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("dashboards/app.py")
     pairs = dict(zip(argv[5::2], argv[6::2], strict=True))

@@ -151,7 +151,7 @@ def test_dashboard_settings(tmp_path: Path) -> None:
     assert (s.oidc, s.oidc_provider, s.read_wait_s, s.version_ttl_s) == (True, "microsoft", 5.0, 2.0)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="unknown key"):
         settings("theme = 'dark'")
-    with pytest.raises(ConfigError, match="wrong type"):
+    with pytest.raises(ConfigError, match="oidc must be true or false, not a string"):
         settings('oidc = "yes"')
     with pytest.raises(ConfigError, match="must not be negative"):
         settings("read_wait_s = -1")
