@@ -43,6 +43,12 @@ class TelemetryConfig:
     idle_job_ids: tuple[str, ...]
     timeout_s: float = 120.0
     retries: int = 4
+    settle_ms: int = 600_000  # [telemetry] settle: serve meters an hour this long after it closed
+    late_window_ms: int = 6 * 3_600_000  # [telemetry] late_window: hours serve re-meters for late samples
+    workers: int = 1  # [telemetry] workers: shards of GPUs metered in parallel
+    query_url: str | None = None  # [telemetry] query_url: a query frontend queries go to instead
+    headers: tuple[tuple[str, str], ...] = ()  # [telemetry] headers: sent with every query
+    bearer_token_env: str | None = None  # [telemetry] bearer_token_env: the variable holding the token
 
     @property
     def scrape_interval_s(self) -> int:
@@ -70,6 +76,7 @@ class AuditConfig:
     origin: str
     signing_key: Path
     allowed_countries: tuple[str, ...]
+    checkpoint_every_ms: int | None = None  # [audit] checkpoint_every: serve signs a checkpoint this often
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,55 @@ def _supplier(sup: object, file: Path) -> tuple[Party, int]:
     return Party(**values), days
 
 
+def _duration(tbl: dict[str, Any], key: str, section: str, file: Path, default: str = "", *, zero: bool = False) -> int:
+    """A duration key in ms; ``zero`` allows ``"0h"`` (and the like) for "none"."""
+    text = _str(tbl, key, section, file, default or None)
+    if zero and re.fullmatch(r"0+(ms|s|m|h)", text.strip()):
+        return 0
+    return parse_duration_ms(text, file=file, key=f"[{section}] {key}")
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _serve_keys(tel: dict[str, Any], file: Path) -> dict[str, Any]:
+    """The ``[telemetry]`` keys of ``serve`` and of sharded, authenticated queries."""
+    settle = _duration(tel, "settle", "telemetry", file, "10m", zero=True)
+    late = _duration(tel, "late_window", "telemetry", file, "6h", zero=True)
+    if late % 3_600_000:
+        raise ConfigError("[telemetry] late_window must be whole hours", file=file, value=tel.get("late_window"))
+    workers = tel.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise ConfigError("[telemetry] workers must be a whole number from 1 to 256", file=file, value=workers)
+    query_url = tel.get("query_url")
+    if query_url is not None and (not isinstance(query_url, str) or not re.match(r"^https?://\S+$", query_url)):
+        raise ConfigError("[telemetry] query_url must be an http(s) URL", file=file, value=query_url)
+    headers = tel.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError("[telemetry] headers must be a table of strings", file=file, value=headers)
+    for name in headers:
+        if not _HEADER_NAME.match(name):
+            raise ConfigError("[telemetry] headers has a name that is not an HTTP header name", file=file, value=name)
+        if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+            raise ConfigError(
+                f"[telemetry] headers must not carry {name}: secrets never go in this file "
+                "(name the environment variable that holds the token in bearer_token_env)",
+                file=file,
+            )
+    token_env = tel.get("bearer_token_env")
+    if token_env is not None and (not isinstance(token_env, str) or not _ENV_NAME.match(token_env)):
+        raise ConfigError("[telemetry] bearer_token_env must name an environment variable", file=file, value=token_env)
+    return {
+        "settle_ms": settle,
+        "late_window_ms": late,
+        "workers": workers,
+        "query_url": query_url,
+        "headers": tuple(sorted(headers.items())),
+        "bearer_token_env": token_env,
+    }
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     """Read and check gpumeter.toml; relative paths resolve against its folder."""
     file = Path(path)
@@ -162,6 +218,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
         raise ConfigError("[telemetry] scrape_interval must divide one hour", file=file, value=interval_ms)
 
     supplier, payment_terms_days = _supplier(bil.get("supplier", {}), file)
+    serving = _serve_keys(tel, file)
+    checkpoint_every = aud.get("checkpoint_every")
+    checkpoint_every_ms = None if checkpoint_every is None else _duration(aud, "checkpoint_every", "audit", file)
 
     allowed = aud.get("allowed_countries", ["EU"])
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
@@ -184,6 +243,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             idle_job_ids=tuple(idle),
             timeout_s=float(timeout),
             retries=retries,
+            **serving,
         ),
         inventory=InventoryConfig(
             nodes=rel(_str(inv, "nodes", "inventory", file, "nodes.csv")),
@@ -201,6 +261,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),
             signing_key=rel(_str(aud, "signing_key", "audit", file, "keys/audit.key")),
             allowed_countries=tuple(allowed),
+            checkpoint_every_ms=checkpoint_every_ms,
         ),
         raw=doc,
     )

@@ -33,7 +33,7 @@ from typing import Protocol
 import polars as pl
 
 from metering.mig import default_mig_slices, profile_slices
-from metering.promql import over_energy, over_evidence, raw_selector
+from metering.promql import ALL_GPUS, over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
 from metering.semantics import (
     COVERAGE_SCHEMA,
@@ -147,8 +147,12 @@ class ChunkMeter:
         job = labels.get(self.s.job_label)
         return None if job is None or job in self.s.idle_job_ids else job
 
-    def aggregates(self, chunk: Span) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
+    def aggregates(
+        self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS
+    ) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
         """Run the aggregate queries for a chunk (in parallel); one row per series x window.
+
+        ``shard`` (from :func:`metering.promql.shard_branches`) limits them to one shard's GPUs.
 
         evidence: uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
         energy:   uuid, window_ms, count_ext, last, prev, resets
@@ -159,11 +163,11 @@ class ChunkMeter:
         r_ext = c.range_ms(HOUR_MS + S)
         first_end, last_end = chunk.start_ms + HOUR_MS, chunk.end_ms
         queries = {
-            "ev_count": (over_evidence("count_over_time", r_win), first_end),
-            "ev_sum": (over_evidence("sum_over_time", r_win), first_end),
-            "e_count": (over_energy("count_over_time", r_ext), first_end),
-            "e_last": (over_energy("last_over_time", r_win), chunk.start_ms),
-            "e_resets": (over_energy("resets", r_ext), first_end),
+            "ev_count": (over_evidence("count_over_time", r_win, shard), first_end),
+            "ev_sum": (over_evidence("sum_over_time", r_win, shard), first_end),
+            "e_count": (over_energy("count_over_time", r_ext, shard), first_end),
+            "e_last": (over_energy("last_over_time", r_win, shard), chunk.start_ms),
+            "e_resets": (over_energy("resets", r_ext, shard), first_end),
         }
         with ThreadPoolExecutor(max_workers=min(self.workers, len(queries))) as pool:
             futures = {
@@ -231,8 +235,9 @@ class ChunkMeter:
         )
         return ev, en, stats
 
-    def run(self, chunk: Span) -> tuple[MeterResult, ChunkStats]:
-        return self.finish(chunk, self.aggregates(chunk))
+    def run(self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS) -> tuple[MeterResult, ChunkStats]:
+        """Meter one shard's GPUs over ``chunk``: aggregates, then raw samples where needed."""
+        return self.finish(chunk, self.aggregates(chunk, shard))
 
     def finish(
         self, chunk: Span, aggregates: tuple[pl.DataFrame, pl.DataFrame, ChunkStats]
@@ -255,7 +260,7 @@ class ChunkMeter:
             stats.raw_queries += nq
             stats.jobs_seen.update(raw.usage.get_column("job_id").unique().to_list())
             parts.append(raw)
-        return _concat(parts), stats
+        return merge_results(parts), stats
 
     def settle(self, ev: pl.DataFrame, en: pl.DataFrame) -> tuple[MeterResult, pl.DataFrame]:
         """Usage of every (GPU, window) the aggregates determine exactly; and which ones they do.
@@ -443,7 +448,8 @@ def _group_by_label(uuids: Iterable[str], uuid_label: dict[str, str]) -> dict[st
     return out
 
 
-def _concat(parts: list[MeterResult]) -> MeterResult:
+def merge_results(parts: list[MeterResult]) -> MeterResult:
+    """One result from parts over disjoint GPUs (or windows), in the canonical row order."""
     return MeterResult(
         pl.concat([p.usage.select(list(USAGE_SCHEMA)) for p in parts])
         .cast(USAGE_SCHEMA)

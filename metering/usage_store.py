@@ -60,6 +60,7 @@ class WriteReport:
     windows_written: int
     windows_unchanged: int
     rows_written: int
+    changed: tuple[int, ...] = ()  # the windows written (new, or with a different digest), in ms
 
 
 def write_windows(
@@ -118,7 +119,7 @@ def write_windows(
             )
         finally:
             con.unregister("staged_windows")
-    return WriteReport(len(changed), len(windows) - len(changed), staged_usage.height)
+    return WriteReport(len(changed), len(windows) - len(changed), staged_usage.height, tuple(changed))
 
 
 def _runs(windows: list[int]) -> list[tuple[int, int]]:
