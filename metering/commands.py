@@ -60,9 +60,7 @@ def progress_bar(label: str) -> Iterator[Any]:
 
 WorkersOpt = Annotated[
     int | None,
-    typer.Option(
-        "--workers", min=1, max=256, help="Shards of GPUs metered in parallel (default: [telemetry] workers)."
-    ),
+    typer.Option("--workers", min=1, max=256, help="Shards of GPUs metered in parallel (default: telemetry workers)."),
 ]
 
 BASE_FORMATS = ("table", "csv", "json", "parquet")

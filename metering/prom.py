@@ -29,6 +29,7 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from gpumeter.config import TelemetryConfig
@@ -141,6 +142,12 @@ class PromClient:
                     f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s", kind="timeout"
                 ) from exc
             except requests.exceptions.ConnectionError as exc:
+                if _read_timeouts(exc):  # requests reports read timeouts that exhausted the retries so
+                    raise TelemetryError(
+                        f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s "
+                        f"({self._retries + 1} attempts)",
+                        kind="timeout",
+                    ) from exc
                 raise TelemetryError(f"cannot reach Prometheus at {self.url}", kind="connection") from exc
             except requests.exceptions.RequestException as exc:
                 raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
@@ -266,6 +273,11 @@ def client_for(t: TelemetryConfig, environ: Mapping[str, str] | None = None) -> 
         headers=headers,
         connections=4 * t.workers + 4,
     )
+
+
+def _read_timeouts(exc: requests.exceptions.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
 
 
 def _short(exc: Exception) -> str:
