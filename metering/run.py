@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import duckdb
-import polars as pl
 
 from gpumeter import store
 from gpumeter.config import Config
@@ -115,38 +114,37 @@ def collect(
         seen: set[str] = set()
         parts: dict[int, list[tuple[MeterResult, ChunkStats]]] = defaultdict(list)
         failed: dict[int, TelemetryError] = {}
-        # Aggregate queries run ahead in the pool (one chunk's shards beyond the one being
-        # finished), while this thread settles, reads raw samples and writes.
-        pool = ThreadPoolExecutor(max_workers=shards)
-        pending: deque[tuple[int, Future[Aggregates]]] = deque()
+        # Each shard of a chunk is metered in the pool (aggregates, then raw samples where
+        # they must), one more at a time than there are shards so that the next chunk's
+        # queries run while a chunk's last raw reads finish; this thread merges and writes.
+        # At most two chunks' shards are under way beyond the one being written.
+        pool = ThreadPoolExecutor(max_workers=shards + 1)
+        pending: deque[tuple[int, Future[Metered]]] = deque()
         submitted = 0
 
         def submit_upto(n: int) -> None:
             nonlocal submitted
             while submitted < min(n, len(tasks)) and not failed:
                 ci, branches = tasks[submitted]
-                pending.append((ci, pool.submit(chunk_meter.aggregates, chunks[ci], branches)))
+                pending.append((ci, pool.submit(chunk_meter.run, chunks[ci], branches)))
                 submitted += 1
 
         try:
             submit_upto(2 * shards)
             while pending:
                 ci, future = pending.popleft()
-                aggregates = _wait(future, stop)
-                if aggregates is None:
+                metered = _wait(future, stop)
+                if metered is None:
                     report.stopped = True
                     break
                 submit_upto(submitted + 1)
                 if ci in failed:
                     continue
-                try:
-                    if isinstance(aggregates, TelemetryError):
-                        raise aggregates
-                    parts[ci].append(chunk_meter.finish(chunks[ci], aggregates))
-                except TelemetryError as exc:
-                    failed[ci] = exc
+                if isinstance(metered, TelemetryError):
+                    failed[ci] = metered
                     parts.pop(ci, None)
                     continue
+                parts[ci].append(metered)
                 if len(parts[ci]) < shards:
                     continue
                 if stop():
@@ -185,10 +183,10 @@ def collect(
             own.close()
 
 
-Aggregates = tuple[pl.DataFrame, pl.DataFrame, ChunkStats]
+Metered = tuple[MeterResult, ChunkStats]
 
 
-def _wait(future: Future[Aggregates], stop: Callable[[], bool]) -> Aggregates | TelemetryError | None:
+def _wait(future: Future[Metered], stop: Callable[[], bool]) -> Metered | TelemetryError | None:
     """The future's result (a TelemetryError returned, not raised); None once ``stop()`` says so."""
     while True:
         try:
