@@ -305,7 +305,15 @@ class Service:
 
 
 def _merge(into: CollectReport, part: CollectReport) -> None:
-    for name in ("windows", "windows_written", "windows_unchanged", "rows_written", "gpu_windows", "raw_gpu_windows"):
+    for name in (
+        "windows",
+        "windows_written",
+        "windows_unchanged",
+        "rows_written",
+        "gpu_windows",
+        "raw_gpu_windows",
+        "handover_gpu_windows",
+    ):
         setattr(into, name, getattr(into, name) + getattr(part, name))
     into.aggregate_queries += part.aggregate_queries
     into.raw_queries += part.raw_queries

@@ -13,9 +13,11 @@ limit). From those it settles every (GPU, window) whose numbers they determine e
   and the previous window ended the same way (so the window's energy is last - previous
   last, and all of it belongs to the holders).
 
-Everything else — a job starting or ending inside the hour, several series carrying one
-GPU (a second scrape job, an HA pair, a renamed host label, a shared GPU), an outage, a
-counter reset, NaN — is settled from raw samples of just those GPUs and windows, with
+A whole GPU handed from one job to another inside the hour by a single scrape loop is
+settled from the same aggregates plus the energy minimum (:mod:`metering.handover`).
+Everything else — several series carrying one GPU (a second scrape job, an HA pair, a
+renamed host label, a shared GPU), an outage, a counter reset, NaN, a MIG instance
+changing hands — is settled from raw samples of just those GPUs and windows, with
 :func:`metering.semantics.meter`, the reference definition. The one thing the aggregate path
 takes from Prometheus on trust is that a scrape loop never puts two samples of one series
 in one scrape interval; a series with more samples than the window has slots goes to the
@@ -32,6 +34,7 @@ from typing import Protocol
 
 import polars as pl
 
+from metering.handover import settle_handovers
 from metering.mig import default_mig_slices, profile_slices
 from metering.promql import ALL_GPUS, over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
@@ -91,6 +94,7 @@ class MeterSettings:
 class ChunkStats:
     gpu_windows: int = 0
     raw_gpu_windows: int = 0
+    handover_gpu_windows: int = 0  # settled by metering.handover
     raw_queries: int = 0
     aggregate_queries: int = 0
     jobs_seen: set[str] = field(default_factory=set)
@@ -100,6 +104,7 @@ LabelKey = tuple[tuple[str, str], ...]
 _META_SCHEMA = pl.Schema(
     {
         "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "uuid_label": pl.String(),
         "gpu_i_id": pl.String(),
@@ -111,6 +116,8 @@ _META_SCHEMA = pl.Schema(
 )
 _EV_SCHEMA = pl.Schema(
     {
+        "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "uuid_label": pl.String(),
         "gpu_i_id": pl.String(),
@@ -125,12 +132,15 @@ _EV_SCHEMA = pl.Schema(
 )
 _EN_SCHEMA = pl.Schema(
     {
+        "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "window_ms": pl.Int64(),
         "count_ext": pl.Float64(),
         "last": pl.Float64(),
         "prev": pl.Float64(),
         "resets": pl.Float64(),
+        "min_ext": pl.Float64(),
     }
 )
 
@@ -147,28 +157,37 @@ class ChunkMeter:
         job = labels.get(self.s.job_label)
         return None if job is None or job in self.s.idle_job_ids else job
 
+    def queries(self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS) -> dict[str, tuple[str, int]]:
+        """The aggregate queries of a chunk: name -> (PromQL, first evaluation time); each runs
+        as a range query up to the chunk's end with a step of one hour."""
+        c = self.client
+        r_win = c.range_ms(HOUR_MS)
+        r_ext = c.range_ms(HOUR_MS + self.s.interval_ms)  # the window and the slot before it
+        first_end = chunk.start_ms + HOUR_MS
+        return {
+            "ev_count": (over_evidence("count_over_time", r_win, shard), first_end),
+            "ev_sum": (over_evidence("sum_over_time", r_win, shard), first_end),
+            "e_count": (over_energy("count_over_time", r_ext, shard), first_end),
+            "e_last": (over_energy("last_over_time", r_win, shard), chunk.start_ms),
+            "e_resets": (over_energy("resets", r_ext, shard), first_end),
+            "e_min": (over_energy("min_over_time", r_ext, shard), first_end),
+        }
+
     def aggregates(
         self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS
     ) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
         """Run the aggregate queries for a chunk (in parallel); one row per series x window.
 
         ``shard`` (from :func:`metering.promql.shard_branches`) limits them to one shard's GPUs.
+        ``kid`` numbers a series' label set (without the metric name), ``loop`` is that set
+        without the job label too (the series of one scrape loop share it).
 
-        evidence: uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
-        energy:   uuid, window_ms, count_ext, last, prev, resets
+        evidence: kid, loop, uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
+        energy:   kid, loop, uuid, window_ms, count_ext, last, prev, resets, min_ext
         """
         c = self.client
-        S = self.s.interval_ms
-        r_win = c.range_ms(HOUR_MS)
-        r_ext = c.range_ms(HOUR_MS + S)
-        first_end, last_end = chunk.start_ms + HOUR_MS, chunk.end_ms
-        queries = {
-            "ev_count": (over_evidence("count_over_time", r_win, shard), first_end),
-            "ev_sum": (over_evidence("sum_over_time", r_win, shard), first_end),
-            "e_count": (over_energy("count_over_time", r_ext, shard), first_end),
-            "e_last": (over_energy("last_over_time", r_win, shard), chunk.start_ms),
-            "e_resets": (over_energy("resets", r_ext, shard), first_end),
-        }
+        last_end = chunk.end_ms
+        queries = self.queries(chunk, shard)
         with ThreadPoolExecutor(max_workers=min(self.workers, len(queries))) as pool:
             futures = {
                 name: pool.submit(c.range_frame, q, start, last_end, HOUR_MS // 1000)
@@ -191,6 +210,7 @@ class ChunkMeter:
                     metas.append(
                         (
                             ids[key],
+                            repr(tuple(kv for kv in key if kv[0] != self.s.job_label)),
                             uuid_of(lab),
                             "UUID" if "UUID" in lab else "uuid",
                             lab.get("GPU_I_ID", ""),
@@ -214,6 +234,7 @@ class ChunkMeter:
         e_counts = keyed("e_count", "count_ext").filter(pl.col("count_ext") > 0)
         lasts = keyed("e_last", "last")
         resets = keyed("e_resets", "resets")
+        mins = keyed("e_min", "min_ext")
         meta = pl.DataFrame(metas, schema=_META_SCHEMA, orient="row")
         ev = (
             counts.join(sums, on=["kid", "window_ms"], how="left")
@@ -229,7 +250,8 @@ class ChunkMeter:
                 how="left",
             )
             .join(resets, on=["kid", "window_ms"], how="left")
-            .join(meta.select("kid", "uuid"), on="kid")
+            .join(mins, on=["kid", "window_ms"], how="left")
+            .join(meta.select("kid", "loop", "uuid"), on="kid")
             .select(list(_EN_SCHEMA))
             .cast(_EN_SCHEMA)
         )
@@ -248,9 +270,15 @@ class ChunkMeter:
         simple, settled = self.settle(ev, en)
         stats.gpu_windows = settled.height
         pending = settled.filter(~pl.col("simple")).select("window_ms", "uuid")
+        handed, handovers = settle_handovers(
+            ev, en, pending, slots=self.s.slots_per_window, interval_ms=self.s.interval_ms
+        )
+        pending = pending.join(handovers, on=["window_ms", "uuid"], how="anti")
+        stats.handover_gpu_windows = handovers.height
         stats.raw_gpu_windows = pending.height
-        parts = [simple]
-        stats.jobs_seen.update(simple.usage.get_column("job_id").unique().to_list())
+        parts = [simple, handed]
+        for part in parts:
+            stats.jobs_seen.update(part.usage.get_column("job_id").unique().to_list())
         if pending.height:
             uuid_label = dict(ev.select("uuid", "uuid_label").unique(subset="uuid").iter_rows())
             needed: dict[int, set[str]] = defaultdict(set)

@@ -41,6 +41,7 @@ class CollectReport:
     rows_written: int = 0
     gpu_windows: int = 0
     raw_gpu_windows: int = 0
+    handover_gpu_windows: int = 0  # GPU-windows a job change inside the hour did not send to raw reads
     aggregate_queries: int = 0
     raw_queries: int = 0
     backend: str = ""
@@ -208,6 +209,7 @@ def _add(report: CollectReport, stats: ChunkStats, written: int, unchanged: int,
     report.rows_written += rows
     report.gpu_windows += stats.gpu_windows
     report.raw_gpu_windows += stats.raw_gpu_windows
+    report.handover_gpu_windows += stats.handover_gpu_windows
     report.aggregate_queries += stats.aggregate_queries
     report.raw_queries += stats.raw_queries
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.victoria
 HOUR = 3_600_000
 BASE = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # far from the scenario fixtures' days
 _slot = itertools.count()
-PATHS = {"aggregate": 0, "raw": 0}
+PATHS = {"aggregate": 0, "handover": 0, "raw": 0}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_promql_path_equals_reference(vm: str, site: Path, data: st.DataObject) 
     con = store.memory()
     try:
         rep = collect(con, cfg, Span(start, start + 2 * HOUR))
-        PATHS["aggregate"] += rep.gpu_windows - rep.raw_gpu_windows
+        PATHS["aggregate"] += rep.gpu_windows - rep.raw_gpu_windows - rep.handover_gpu_windows
+        PATHS["handover"] += rep.handover_gpu_windows
         PATHS["raw"] += rep.raw_gpu_windows
         rows = con.execute(
             "SELECT epoch_ms(window_start), job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, "
@@ -77,10 +78,11 @@ def test_promql_path_equals_reference(vm: str, site: Path, data: st.DataObject) 
 
 
 def test_both_paths_were_exercised() -> None:
-    """The property above only means something if both the aggregate and the raw path ran."""
-    if PATHS["aggregate"] + PATHS["raw"] == 0:
+    """The property above only means something if every path ran: whole-hour aggregates,
+    single-loop handovers (metering.handover) and raw samples."""
+    if sum(PATHS.values()) == 0:
         pytest.skip("run with test_promql_path_equals_reference")
-    assert PATHS["aggregate"] > 0 and PATHS["raw"] > 0, PATHS
+    assert PATHS["aggregate"] > 0 and PATHS["handover"] > 0 and PATHS["raw"] > 0, PATHS
 
 
 def _relabel(series: list[Series], suffix: dict[str, str], old_label: set[str]) -> list[Series]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import numpy as np
@@ -277,18 +278,19 @@ def test_a_signal_mid_run_then_a_restart_gives_the_uninterrupted_result(
     with proxy(victoria_url) as (url, faults):
         root = site(tmp_path / "site", url)
         with serving(*args, "--metrics-port", "0", cwd=root) as proc:
-            ranges = []
+            # a chunk's shards are sent once the chunk three before it is written (two
+            # chunks metered ahead of the one being written): a query of the fifth chunk
+            # (from 2026-10-02T00:00) means the first two are in the store
+            fifth = int(datetime(2026, 10, 2, tzinfo=UTC).timestamp())
+            signalled = []
 
-            def signal_in_chunk_three(n: int, path: str) -> None:
-                # five query_range calls per shard, two shards a chunk, and a shard's queries
-                # are sent only once the shard four before it is settled and its chunk
-                # written: the 41st (shard 8's first) means chunks one and two are stored
-                if "query_range" in path:
-                    ranges.append(path)
-                    if len(ranges) == 41:
-                        os.kill(proc.pid, sig)
+            def signal_in_chunk_five(n: int, path: str) -> None:
+                start = parse_qs(urlsplit(path).query).get("start", ["0"])[0]
+                if "query_range" in path and float(start) >= fifth and not signalled:
+                    signalled.append(path)
+                    os.kill(proc.pid, sig)
 
-            faults.on_request = signal_in_chunk_three
+            faults.on_request = signal_in_chunk_five
             code = proc.wait(timeout=120)
             err = proc.stderr.read() if proc.stderr else ""
         faults.on_request = None
@@ -390,3 +392,27 @@ def test_query_frontend_headers_and_a_token_from_the_environment(victoria_url: s
         and "must not carry Authorization" in refused.stderr
         and "gpumeter.toml" in refused.stderr
     )
+
+
+@pytest.mark.victoria
+def test_checkpoint_every_signs_a_checkpoint_when_due(victoria_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    make_site(root, victoria_url)
+    cfg = root / "gpumeter.toml"
+    cfg.write_text(
+        cfg.read_text().replace('allowed_countries = ["EU"]', 'allowed_countries = ["EU"]\ncheckpoint_every = "1h"')
+    )
+    secret = {"GPUMETER_AUDIT_PASSPHRASE": "correct horse battery staple"}
+    run("init", cwd=root, env=secret)
+    args = ("serve", "--start", THREE_DAYS[0], "--until", "2026-10-01T03:00:00Z", "--metrics-port", "0")
+    locked = run(*args, cwd=root, check=False)  # the key cannot be opened without its passphrase
+    assert locked.returncode == 1 and "passphrase" in locked.stderr.lower() and not metered(root)[1]
+    first = run(*args, cwd=root, env=secret)
+    assert "signed a checkpoint of the audit log" in first.stderr
+    run(*args, cwd=root, env=secret)  # within the hour: no second one
+    with reading(root) as con:
+        checkpoints = AuditLog(con).checkpoints()
+        size = AuditLog(con).size()
+    assert len(checkpoints) == 1 and checkpoints[0].size == size > 3
+    verify = run("audit", "check", cwd=root, env=secret)
+    assert verify.returncode == 0
