@@ -11,9 +11,9 @@ drops the ones under way, and exits 0; SIGHUP reloads the inventory files (a bad
 reported and the previous inventory kept). A backend that fails is retried with
 exponential backoff (up to a minute), ``/readyz`` reports not-ready meanwhile, and the
 next cycle catches up exactly. A second ``serve`` on the same store refuses to start and
-names the first one's PID (a lock file beside the database). ``--start``/``--until`` bound
-the windows (backfills, tests): with ``--until`` the process exits once every window
-before it is in the store.
+names the first one's PID (a lock file beside the database). ``--start`` is where an empty
+store begins (otherwise serve continues after the newest stored hour); with ``--until`` the
+process exits 0 once every hour ending by then is in the store (backfills, tests).
 
 The horizon is taken from the earlier of this machine's clock and the backend's, so a
 clock that jumps ahead never meters hours the backend has not seen yet.
@@ -54,7 +54,7 @@ from metering.inventory import Inventory, load_inventory
 from metering.prom import PromClient, client_for
 from metering.run import CollectReport, collect, format_hour
 from metering.usage_store import stored_windows, window_bounds
-from metering.windows import HOUR_MS, Span, parse_instant, to_ms
+from metering.windows import Span, parse_instant, to_ms
 
 log = logging.getLogger("gpumeter.serve")
 
@@ -351,13 +351,9 @@ def checkpoint_signer(cfg: Config, signer: Signer) -> Callable[[duckdb.DuckDBPyC
 # ------------------------------------------------------------------ the command
 
 
-def _instant_ms(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    ms = to_ms(parse_instant(text))
-    if ms % HOUR_MS:
-        raise typer.BadParameter("must be a whole UTC hour", param_hint=f"'{option}'")
-    return ms
+def _instant_ms(text: str | None) -> int | None:
+    """An instant in Unix ms; the schedule works in the whole hours around it."""
+    return None if text is None else to_ms(parse_instant(text))
 
 
 def _log_to_stderr() -> None:
@@ -377,10 +373,12 @@ def build(*, after_collect: AfterCollect | None) -> typer.Typer:
     @commands.command()
     def serve(
         start: Annotated[
-            str | None, typer.Option("--start", help="First hour to meter when the store is empty (ISO 8601 UTC).")
+            str | None,
+            typer.Option("--start", help="In an empty store, meter from the hour of this instant (ISO 8601 UTC)."),
         ] = None,
         until: Annotated[
-            str | None, typer.Option("--until", help="Stop once every hour before this one is metered (ISO 8601 UTC).")
+            str | None,
+            typer.Option("--until", help="Exit once every hour ending by this instant is metered (ISO 8601 UTC)."),
         ] = None,
         workers: WorkersOpt = None,
         chunk_hours: Annotated[
@@ -398,8 +396,8 @@ def build(*, after_collect: AfterCollect | None) -> typer.Typer:
         """Meter every hour as it closes, catch up after downtime, re-check late samples."""
         cfg = get_config(config)
         options = Options(
-            start_ms=_instant_ms(start, "--start"),
-            until_ms=_instant_ms(until, "--until"),
+            start_ms=_instant_ms(start),
+            until_ms=schedule.floor_hour(u) if (u := _instant_ms(until)) is not None else None,
             workers=workers or cfg.telemetry.workers,
             chunk_hours=chunk_hours,
         )

@@ -229,6 +229,50 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+TARGET_GPUS = 18_000
+LATE_HOURS = 6  # [telemetry] late_window's default
+BUDGET_S = 5 * 60  # an hour stored within 15 min of closing: 10 min settle + 5 min to meter it
+
+
+def projection(rows: list[Row]) -> str:
+    """Flatness of the cost per GPU-hour and the 18,000-GPU projection, from the measured slope."""
+    first, big = rows[0], rows[-1]
+    spread = max(abs(r.per_1000 / first.per_1000 - 1) for r in rows)
+    # least-squares slope of collect seconds over GPU-hours (the fixed part is the intercept)
+    xs, ys = [r.gpu_hours for r in rows], [min(r.collect_s) for r in rows]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (sum((x - mx) ** 2 for x in xs) or 1.0)
+    scale = TARGET_GPUS / big.gpus
+    cycle_s = big.cycle_s * scale  # one serve cycle: the newest hour and the 6 h late window
+    cycle_backend = big.cycle_cpu_s * scale
+    gpu_h_cycle = TARGET_GPUS * (1 + LATE_HOURS)
+    backend_per_gh = big.collect_cpu_s / big.gpu_hours
+    client_per_gh = big.client_cpu_s / big.gpu_hours
+    month_h = 730
+    backend_month = max(cycle_backend, backend_per_gh * gpu_h_cycle) * month_h / 3600
+    client_month = client_per_gh * gpu_h_cycle * month_h / 3600
+    backend_cores = max(1, -(-max(cycle_backend, backend_per_gh * gpu_h_cycle) // BUDGET_S))
+    client_cores = client_per_gh * gpu_h_cycle / BUDGET_S
+    workers = max(1, -(-client_cores // 0.8))  # a worker keeps about 0.8 of a core busy at most
+    return f"""Cost per GPU-hour: {", ".join(f"{r.per_1000:.3f} s per 1,000 GPU-h at {r.gpus:,}" for r in rows)}
+(the largest deviation from the {first.gpus:,}-GPU figure is {spread:.0%}; target ±25 %). Slope of
+collect time over GPU-hours: {slope * 1000:.3f} s per 1,000 GPU-hours.
+
+**Projection to {TARGET_GPUS:,} GPUs** (linear in GPUs from the {big.gpus:,}-GPU run, default
+`late_window = "6h"`, so each hourly cycle meters {1 + LATE_HOURS} hours = {gpu_h_cycle:,} GPU-hours):
+
+- one serve cycle on this 2-core machine: about {cycle_s:,.0f} s ({cycle_s / 60:.1f} min), with
+  {cycle_backend:,.0f} backend CPU-seconds; by the 7-day run's per-GPU-hour figures it needs
+  {backend_per_gh * gpu_h_cycle:,.0f} backend and {client_per_gh * gpu_h_cycle:,.0f} gpumeter CPU-seconds;
+- per month ({month_h} cycles): about {backend_month:,.0f} backend CPU-hours and {client_month:,.0f}
+  gpumeter CPU-hours;
+- lag under 15 minutes (10 min settle + at most {BUDGET_S // 60} min to meter the cycle): a backend
+  with at least {backend_cores:.0f} CPU cores for queries (vmselect + vmstorage, or the Mimir/Thanos
+  queriers) and `workers = {workers:.0f}`; the late re-check is 6/7 of the work, so `late_window = "2h"`
+  would cut the cycle to 3/7 of it.
+"""
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         child_main(sys.argv[2:])
@@ -240,17 +284,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("bench/out/scale"))
     ap.add_argument("--no-write", action="store_true", help="Print only; leave bench/RESULTS.md alone.")
+    ap.add_argument("--from-rows", type=Path, help="Write the section from a previous run's rows.json.")
     args = ap.parse_args()
-    rows = []
-    for gpus in args.gpus:
-        rows.append(bench_one(gpus, args.days, args.workers, args.repeat, args.workdir))
-        print(table(rows), flush=True)
-        (args.workdir / "rows.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    if args.from_rows:
+        rows = [Row(**r) for r in json.loads(args.from_rows.read_text())]
+    else:
+        rows = []
+        for gpus in args.gpus:
+            rows.append(bench_one(gpus, args.days, args.workers, args.repeat, args.workdir))
+            print(table(rows), flush=True)
+            (args.workdir / "rows.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    print(projection(rows))
     if not args.no_write:
-        write_section(
-            "scale",
-            f"Command: `.venv/bin/python -m bench.scale --gpus {' '.join(map(str, args.gpus))}`\n\n{table(rows)}\n",
-        )
+        command = f"`.venv/bin/python -m bench.scale --gpus {' '.join(str(r.gpus) for r in rows)}`"
+        write_section("scale", f"Command: {command}\n\n{table(rows)}\n\n{projection(rows)}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ scrape have reached the backend): at ``now`` every window ending at or before
 
 * **missing** windows: not in the store, from ``origin`` up to the horizon — the newest
   hour in steady state, every hour since the last one after downtime (catch-up);
-  ``origin`` is ``--start``, else the hour after the newest stored window, else the newest
-  closed hour (a fresh store starts now, not in 1970);
+  ``origin`` is the hour after the newest stored window; in an empty store, the hour of
+  ``--start``, else the newest closed hour (a fresh store starts now, not in 1970);
 * **holes**: windows missing in the last ``late_window`` hours after the oldest stored one
   (a chunk that failed earlier is tried again);
 * **re-checks**: stored windows in the last ``late_window`` hours, metered again because
@@ -42,11 +42,11 @@ def next_due(now_ms: int, settle_ms: int) -> int:
 
 
 def origin(start_ms: int | None, newest_stored_ms: int | None, horizon_ms: int) -> int:
-    """The first window serve is responsible for (see the module doc)."""
-    if start_ms is not None:
-        return start_ms
+    """The first window serve is responsible for (see the module doc); ``start_ms`` counts in an empty store only."""
     if newest_stored_ms is not None:
         return newest_stored_ms + HOUR_MS
+    if start_ms is not None:
+        return floor_hour(start_ms)
     return horizon_ms - HOUR_MS
 
 

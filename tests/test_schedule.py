@@ -33,9 +33,10 @@ def test_fresh_store_starts_with_the_newest_closed_hour_or_start() -> None:
     h = horizon(at(5) + 20 * M, SETTLE)
     d = due(horizon_ms=h, origin_ms=origin(None, None, h), late_window_ms=LATE, stored=[], oldest_stored_ms=None)
     assert hours_of(d.missing) == [4] and d.recheck == ()
-    d = due(horizon_ms=h, origin_ms=origin(at(1), None, h), late_window_ms=LATE, stored=[], oldest_stored_ms=None)
-    assert hours_of(d.missing) == [1, 2, 3, 4]
+    d = due(horizon_ms=h, origin_ms=origin(at(1.5), None, h), late_window_ms=LATE, stored=[], oldest_stored_ms=None)
+    assert hours_of(d.missing) == [1, 2, 3, 4]  # from the hour --start falls in
     assert d.runs() == [(at(1), at(5))] and d.frontier_ms == at(1)
+    assert origin(at(1), at(3), h) == at(4)  # --start counts in an empty store only
 
 
 def test_steady_state_meters_the_new_hour_and_rechecks_the_late_window() -> None:
