@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     os.umask(PRIVATE_UMASK)
     invocation.verbose = "--verbose" in (argv or sys.argv) or "-v" in (argv or sys.argv)
     try:
-        app(args=argv, prog_name="gpumeter", standalone_mode=False)
+        code = app(args=argv, prog_name="gpumeter", standalone_mode=False)
     except GpumeterError as exc:
         if invocation.verbose:
             traceback.print_exc()
@@ -97,3 +97,5 @@ def main(argv: list[str] | None = None) -> None:
             soft_wrap=True,
         )
         sys.exit(EXIT_ERROR)
+    if isinstance(code, int) and code:  # a command's `raise typer.Exit(code)`, returned by click
+        sys.exit(code)

@@ -2,15 +2,18 @@
 
 A deterministic fleet (20 GPUs in France, Germany, the Netherlands, Finland, Italy, the US
 and Switzerland, with MIG, shared GPUs, outages, counter resets, duplicate scrapes and a
-sovereignty violation) is simulated for one month; its samples are metered with the same
-rules ``collect`` applies to Prometheus; then the month is invoiced and audited, and an
-auditor bundle is written and verified.
+sovereignty violation) is simulated for one month; its samples are metered by ``collect``
+itself, through an in-process simulated backend that answers the collector's queries as
+Prometheus would; then the month is invoiced and audited, and an auditor bundle is written
+and verified. The commands it suggests at the end work as pasted, however gpumeter was
+started (``make demo`` runs ``.venv/bin/gpumeter``, which is not on the PATH).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,12 +26,25 @@ from rich.table import Table
 from gpumeter import store
 from gpumeter.commandline import err
 from gpumeter.config import Config, load_config
+from gpumeter.months import Month
 from metering import report
 from metering.commands import progress_bar
 from metering.run import collect
 from metering.windows import Span
 
 DEMO_MONTH = "2026-10"
+
+
+def this_command() -> str:
+    """How to run this same gpumeter again from the current folder, as a user would paste it."""
+    me = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("gpumeter")
+    if on_path is not None and Path(on_path).resolve() == me:
+        return "gpumeter"
+    try:
+        return str(me.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(me)
 
 
 def demo(
@@ -42,7 +58,7 @@ def demo(
     from simulator import SimulatedBackend, small_fleet, write_inventory
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    start = datetime(2026, 10, 1, tzinfo=UTC)
+    start = Month.parse(DEMO_MONTH).start
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
     fleet = small_fleet(seed=seed, start=start, days=float(days))
     out.mkdir(parents=True, exist_ok=True)
@@ -67,16 +83,17 @@ def demo(
         password_file = _dashboard_user(con, out)
     finally:
         con.close()
+    gm = this_command()
     console.print(
         f"\nDemo site in [bold]{out}[/bold]. Look around with:\n"
-        f"  gpumeter usage --config {out}/gpumeter.toml --month {DEMO_MONTH}\n"
-        f"  gpumeter audit verify {out}/audit-{DEMO_MONTH}.zip --key {out}/keys/audit.vkey\n"
+        f"  {gm} usage --config {out}/gpumeter.toml --month {DEMO_MONTH}\n"
+        f"  {gm} audit verify {out}/audit-{DEMO_MONTH}.zip --key {out}/keys/audit.vkey\n"
         + (
             "  "
             if os.environ.get("GPUMETER_AUDIT_PASSPHRASE")
             else f"  GPUMETER_AUDIT_PASSPHRASE=$(cat {out}/keys/demo-passphrase.txt) "
         )
-        + f"gpumeter dashboard --config {out}/gpumeter.toml\n"
+        + f"{gm} dashboard --config {out}/gpumeter.toml\n"
         f"and open http://127.0.0.1:8501 — user 'admin', password in {password_file}",
         highlight=False,
     )
@@ -216,7 +233,9 @@ def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: st
         console.print(f"The same bundle with one byte edited: [red]rejected[/red] — {exc.explain()}", highlight=False)
     else:  # pragma: no cover - would be a verifier bug
         raise RuntimeError("an edited bundle verified")
-    console.print(f"Verify it yourself: gpumeter audit verify {bundle} --key {out}/keys/audit.vkey", highlight=False)
+    console.print(
+        f"Verify it yourself: {this_command()} audit verify {bundle} --key {out}/keys/audit.vkey", highlight=False
+    )
     (out / "keys" / "audit.vkey").write_text(signer.vkey + "\n")
 
 

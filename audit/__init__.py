@@ -10,6 +10,7 @@ Pure core (no I/O, no clock):
 ``checkpoint``      tlog-checkpoint bodies; ``open_checkpoint`` (origin, log keys, witnesses)
 ``proof``           ``c2sp.org/tlog-proof@v1`` files: ``format_proof``, ``parse_proof``, verify
 ``policy``          named, versioned boundaries; ``check_job`` / ``verify_job``
+``trust``           C2SP tlog-policy: ``parse_policy``, ``build_policy``, ``TrustPolicy.check_checkpoint``
 ``entries``         the entry kinds as JSON objects; index columns (``meta``)
 ``report``          ``policy.json``, ``report/sovereignty.csv``, ``summary.md``, ``VERIFY.md``
 ``errors``          ``AuditError`` and its tree
@@ -27,6 +28,11 @@ I/O edge:
 ``archive``         bounded, checked reading of a bundle zip (``SafeZip``; ``ZipIndex``, mapped once)
 ``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``): batched, else reference
 ``gcpause``         pausing the cyclic garbage collector while a batch builds many objects
-``commands``        the ``gpumeter audit`` CLI
+``highwater``       the largest checkpoint ever signed, beside the key: no fork after a restore
+``cosign``          submitting checkpoints to witnesses, their cosignatures; ``cosign_latest``
+``timestamp``       RFC 3161 tokens of checkpoints; ``verify_timestamp`` against a pinned TSA
+``witness``         a C2SP tlog-witness: its folder, state and ``add-checkpoint`` rules
+``witness_http``    that witness over HTTP, bounded (body, time, concurrent handlers)
+``commands``        the ``gpumeter audit`` CLI; ``witness_commands``: ``gpumeter witness``
 ==================  ==========================================================================
 """

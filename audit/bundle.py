@@ -93,8 +93,11 @@ def export_bundle(
     *,
     by: str,
     at: datetime | None = None,
+    mark: Path | None = None,
 ) -> ExportResult:
-    """Write the bundle for ``month`` (and ``tenant``, or the whole log) to ``out_path``."""
+    """Write the bundle for ``month`` (and ``tenant``, or the whole log) to ``out_path``.
+
+    ``mark``: the largest-checkpoint file the signing is guarded by (:mod:`audit.highwater`)."""
     calendar = Month.parse(month)
     month = str(calendar)
     moment = at or datetime.now(UTC)
@@ -145,7 +148,7 @@ def export_bundle(
                 ),
             )
             export_index = log.append_encoded([encode(entry)], at=moment)[0]
-            checkpoint = log.sign(signers, origin, at=moment)
+            checkpoint = log.sign(signers, origin, at=moment, mark=mark)
             store.run(
                 con,
                 "audit_insert_export",
@@ -224,6 +227,7 @@ def attest_and_export(
     *,
     by: str,
     at: datetime | None = None,
+    mark: Path | None = None,
 ) -> MonthExport:
     """What ``gpumeter audit export`` does: log inventory versions, the month's usage
     windows and job attestations, then sign a checkpoint and write the bundle.
@@ -235,5 +239,5 @@ def attest_and_export(
     attest.sync_inventory(con, at=at)
     attest.sync_usage_windows(con, month, at=at)
     attested = attest.attest_month(con, month, boundary, at=at)
-    result = export_bundle(con, month, tenant, out_path, signers, origin, boundary, by=by, at=at)
+    result = export_bundle(con, month, tenant, out_path, signers, origin, boundary, by=by, at=at, mark=mark)
     return MonthExport(attested, result)

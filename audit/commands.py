@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
-from audit import attest, keys, policy
+from audit import attest, cosign, highwater, keys, policy, timestamp
 from audit.bundle import attest_and_export
 from audit.check import check_log
 from audit.entries import key_event
-from audit.errors import KeyFileError, VerificationError
+from audit.errors import KeyFileError, VerificationError, WitnessError
 from audit.log import AuditLog, atomic
 from audit.note import Signer, parse_note
 from audit.verify import verify_bundle
@@ -61,7 +61,11 @@ def export_command(
         store.opened(cfg, "write") as con,
         err.status("logging usage and attestations, signing a checkpoint, writing the bundle"),
     ):
-        done = attest_and_export(con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser())
+        mark = highwater.mark_path(cfg.audit.signing_key)
+        done = attest_and_export(
+            con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser(), mark=mark
+        )
+        highwater.record(mark, done.export.checkpoint.note)
     attested, result = done.attested, done.export
     say(
         f"{month}: {attested.jobs} job(s) under {boundary.id}, {len(attested.appended)} new attestation(s); "
@@ -146,12 +150,41 @@ def check_command(config: ConfigOpt = None) -> None:
 
 @audit_app.command("checkpoint")
 def checkpoint_command(config: ConfigOpt = None) -> None:
-    """Sign a checkpoint of the whole log now; prints the signed note."""
+    """Sign a checkpoint of the whole log now, time-stamp it and have the witnesses cosign it.
+
+    Prints the signed note with every cosignature gathered. The checkpoint is kept even
+    when a witness or the TSA fails; the failure is reported (exit 1 when the witness
+    quorum is not met or the time stamp failed) and the next checkpoint is submitted again.
+    """
     cfg = get_config(config)
     signer = _signer(cfg)
+    problems: list[str] = []
     with store.opened(cfg, "write") as con:
-        note = AuditLog(con).sign_checkpoint(signer, cfg.audit.origin)
+        stored = AuditLog(con).sign(signer, cfg.audit.origin, mark=highwater.mark_path(cfg.audit.signing_key))
+        if cfg.audit.tsa_url:
+            try:
+                stamp = timestamp.stamp_checkpoint(
+                    con, stored.id, stored.note, cfg.audit.tsa_url, tsa_cert=cfg.audit.tsa_cert
+                )
+                say(f"time-stamped by {cfg.audit.tsa_url} at {stamp.gen_time.isoformat()}")
+            except VerificationError as exc:
+                problems.append(f"time stamp: {exc.message}")
+        note = stored.note
+        if cfg.audit.witnesses:
+            with err.status("asking the witnesses to cosign"):
+                gathered = cosign.gather(con, cfg, stored)
+            note = gathered.note
+            for failure in gathered.failures:
+                say(f"warning: {failure}")
+            say(f"checkpoint size {stored.size}: cosigned by {', '.join(gathered.cosigned) or 'no witness'}")
+            if not gathered.quorum_met:
+                problems.append(f"witness quorum not met (needs {gathered.quorum})")
     typer.echo(note, nl=False)
+    if problems:
+        raise WitnessError(
+            f"checkpoint size {stored.size} is signed and kept, but: {'; '.join(problems)}; "
+            "it is submitted again at the next checkpoint"
+        )
 
 
 @audit_app.command("attest")
@@ -200,11 +233,12 @@ def rotate_command(config: ConfigOpt = None) -> None:
             log = AuditLog(con)
             log.record_keys([old], at=now)
             log.append(key_event(at=now, event="key_rotated", key=new.vkey, previous=old.vkey), at=now)
-            note = log.sign_checkpoint([old, new], cfg.audit.origin, at=now)
+            note = log.sign_checkpoint([old, new], cfg.audit.origin, at=now, mark=highwater.mark_path(path))
     except BaseException:
         keys.pending_path(path).unlink(missing_ok=True)
         raise
     retired = keys.finish_rotation(path, old, new, at=now)
+    highwater.record(highwater.mark_path(path), note)
     say(f"old key moved to {retired} (encrypted); destroy it once no one needs it to sign")
     say(f"checkpoint size {parse_note(note).text.splitlines()[1]} signed by both keys")
     typer.echo(new.vkey)

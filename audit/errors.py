@@ -7,6 +7,9 @@
         ├── EntryError              not a JSON object with ``type`` and an RFC 3339 UTC ``time``
         ├── KeyFileError            signing key absent, unreadable, wrong passphrase, bad vkey
         ├── PolicyError             an unknown set or country code in ``allowed_countries``
+        ├── TrustPolicyError        a C2SP tlog-policy file (or the options or configuration
+        │                           it is built from) is malformed: names the line
+        ├── WitnessError            witnesses did not give the cosignatures the quorum needs
         ├── SovereigntyViolation    a job ran or kept data outside the boundary   exit 3
         └── VerificationError       a proof, signature, hash or format does not hold   exit 3
             └── BundleError         a bundle member is unsafe or malformed (path, size, count)
@@ -55,6 +58,18 @@ class KeyFileError(AuditError):
 
 class PolicyError(AuditError):
     """A sovereignty boundary names an unknown set or country code."""
+
+
+class TrustPolicyError(AuditError):
+    """A trust policy (C2SP ``tlog-policy``) cannot be parsed or built; names file and line."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None, value: object = None):
+        super().__init__(message, member=source, value=value)
+        self.line = line
+
+
+class WitnessError(AuditError):
+    """Witnesses were asked to cosign a checkpoint and too few did."""
 
 
 class SovereigntyViolation(AuditError):

@@ -31,9 +31,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.canonical import format_time
 from audit.errors import KeyFileError
 from audit.note import SIG_ED25519, Signer, Verifier, b64decode, b64encode
+from gpumeter.files import atomic_write
+from gpumeter.findings import Finding, failed, passed
 
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 MAX_KEY_FILE = 64 * 1024
+_SIGNING_KEY = "audit signing key"  # how errors name the file
 
 
 def _passphrase(passphrase: str | bytes | None, path: Path) -> bytes:
@@ -46,6 +49,44 @@ def generate_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
+def create_private_file(path: Path, data: bytes, *, what: str = "key file") -> None:
+    """Write ``data`` to a new file created with mode 0600 from the first byte (never chmod
+    after writing), in a 0700 folder; refuses to overwrite or follow a symlink."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)  # a folder that holds a private key is private, even one that existed
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError as exc:
+        raise KeyFileError(f"a {what} already exists here; refusing to overwrite it", member=str(path)) from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot create the {what}: {exc.strerror}", member=str(path)) from exc
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def read_private_file(path: Path, *, what: str = "signing key", missing: str = "run `gpumeter init`") -> bytes:
+    """The bytes of a private key file that only its owner may read (at most 64 KiB)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"no {what} here; {missing}", member=str(path)) from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the {what}: {exc.strerror}", member=str(path)) from exc
+    with os.fdopen(fd, "rb") as src:
+        mode = os.fstat(src.fileno()).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"{what} is accessible to other users (mode {stat.S_IMODE(mode):04o}); chmod 600 it",
+                member=str(path),
+            )
+        data = src.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFileError(f"{what} file is too large to be a key", member=str(path))
+    return data
+
+
 def write_key(path: Path, key: Ed25519PrivateKey, passphrase: str | bytes | None) -> None:
     """Write ``key`` as encrypted PKCS#8 PEM to a new file created with mode 0600."""
     secret = _passphrase(passphrase, path)
@@ -54,39 +95,13 @@ def write_key(path: Path, key: Ed25519PrivateKey, passphrase: str | bytes | None
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(secret),
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.parent.chmod(0o700)  # a folder that holds a private key is private, even one that existed
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError as exc:
-        raise KeyFileError("a key file already exists here; refusing to overwrite it", member=str(path)) from exc
-    except OSError as exc:
-        raise KeyFileError(f"cannot create the key file: {exc.strerror}", member=str(path)) from exc
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
+    create_private_file(path, pem)
 
 
 def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
     """Read and decrypt the signing key; clear errors, never key material."""
     secret = _passphrase(passphrase, path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise KeyFileError("no audit signing key here; run `gpumeter init`", member=str(path)) from exc
-    except OSError as exc:
-        raise KeyFileError(f"cannot read the signing key: {exc.strerror}", member=str(path)) from exc
-    with os.fdopen(fd, "rb") as src:
-        mode = os.fstat(src.fileno()).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(
-                f"signing key is accessible to other users (mode {stat.S_IMODE(mode):04o}); chmod 600 it",
-                member=str(path),
-            )
-        data = src.read(MAX_KEY_FILE + 1)
-    if len(data) > MAX_KEY_FILE:
-        raise KeyFileError("signing key file is too large to be a key", member=str(path))
+    data = read_private_file(path, what=_SIGNING_KEY)
     try:
         key = serialization.load_pem_private_key(data, password=secret)
     except TypeError as exc:  # "Password was given but private key is not encrypted"
@@ -98,6 +113,32 @@ def load_key(path: Path, passphrase: str | bytes | None) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError("signing key is not an Ed25519 key", member=str(path))
     return key
+
+
+def check_key(path: Path, passphrase: str | None) -> Finding:
+    """``gpumeter check``: the signing key is there, private, and (given the passphrase) opens.
+
+    Read-only, with the same rules as :func:`load_key`; without a passphrase the key is
+    not decrypted, only its file is checked.
+    """
+    name = "audit.signing_key"
+    if not (path.exists() or path.is_symlink()):
+        return failed(
+            name,
+            f"no audit signing key at {path}",
+            f"set {PASSPHRASE_ENV} and run `gpumeter init` to create it",
+            path=str(path),
+        )
+    try:
+        if passphrase:
+            load_key(path, passphrase)
+        else:
+            read_private_file(path, what=_SIGNING_KEY)
+    except KeyFileError as exc:
+        return failed(name, exc.explain(), "fix the key file as the message says", path=str(path))
+    mode = f"{stat.S_IMODE(path.stat().st_mode):04o}"
+    opened = f"opens with {PASSPHRASE_ENV}" if passphrase else f"not opened ({PASSPHRASE_ENV} is not set)"
+    return passed(name, f"{path} is present, mode {mode}, {opened}", path=str(path), mode=mode, opened=bool(passphrase))
 
 
 def load_signer(path: Path, passphrase: str | bytes | None, name: str) -> Signer:
@@ -189,9 +230,20 @@ def save_keyring(key_path: Path, ring: KeyRing) -> None:
             for r in ring.records
         ],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+
+
+def pin_mention(key_path: Path, origin: str) -> str | None:
+    """The sentence documents a customer keeps (invoices) carry so that the log key is pinned
+    from a channel the operator cannot change later; None before the log has a key."""
+    current = load_keyring(key_path).current
+    if current is None:
+        return None
+    vkey = current.verifier(origin).vkey
+    return (
+        f"Audit log {origin} is signed with the key of fingerprint {current.fingerprint} "
+        f"(verifier key {vkey}); check auditor bundles against it: gpumeter audit verify --key {vkey}"
+    )
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from audit import entries as kinds
+from audit import highwater
 from audit.canonical import canonical
 from audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from audit.errors import AuditError, EntryError, VerificationError
@@ -359,15 +361,34 @@ class AuditLog:
         ]
         return self.append_many(new, at=moment) if new else []
 
-    def sign_checkpoint(self, signer: Signer | Sequence[Signer], origin: str, *, at: datetime | None = None) -> str:
+    def sign_checkpoint(
+        self,
+        signer: Signer | Sequence[Signer],
+        origin: str,
+        *,
+        at: datetime | None = None,
+        mark: Path | None = None,
+    ) -> str:
         """Sign and store a checkpoint of the whole log now; returns the signed note text.
 
         Several signers (old and new key during a rotation) all sign the same checkpoint.
+        ``mark`` is the file keeping the largest checkpoint ever signed
+        (:func:`audit.highwater.mark_path`): a tree that does not extend it is refused.
         """
-        return self.sign(signer, origin, at=at).note
+        return self.sign(signer, origin, at=at, mark=mark).note
 
-    def sign(self, signer: Signer | Sequence[Signer], origin: str, *, at: datetime | None = None) -> StoredCheckpoint:
-        """As :meth:`sign_checkpoint`, returning the stored checkpoint (id, size, root, note)."""
+    def sign(
+        self,
+        signer: Signer | Sequence[Signer],
+        origin: str,
+        *,
+        at: datetime | None = None,
+        mark: Path | None = None,
+    ) -> StoredCheckpoint:
+        """As :meth:`sign_checkpoint`, returning the stored checkpoint (id, size, root, note).
+
+        The mark is updated here when this call owns the transaction, else by the caller
+        after its commit (or, failing that, at the next signing)."""
         signers = [signer] if isinstance(signer, Signer) else list(signer)
         if not signers:
             raise AuditError("a checkpoint needs at least one signing key")
@@ -375,6 +396,7 @@ class AuditLog:
             if s.name != origin:
                 raise AuditError(f"the log key's name must be the origin {origin!r}", value=s.name)
         moment = at or datetime.now(UTC)
+        owned = not _in_transaction(self.con)
         with atomic(self.con):
             self.record_keys(signers, at=moment)
             size = self.size()
@@ -395,6 +417,8 @@ class AuditLog:
                 if parse_checkpoint(parse_note(latest.note).text).origin != origin:
                     raise AuditError("the configured origin differs from the log's previous checkpoints", value=origin)
             cp = Checkpoint(origin, size, roots[0] if roots else self.root(size))
+            if mark is not None:
+                highwater.guard(mark, self, cp.size, cp.root, latest_note=latest.note if latest else None)
             note = sign_checkpoint(cp, signers)
             row = store.run(
                 self.con,
@@ -403,4 +427,6 @@ class AuditLog:
             ).fetchone()
         if row is None:
             raise AuditError("checkpoint was not stored")
+        if mark is not None and owned:
+            highwater.record(mark, note)
         return StoredCheckpoint(int(row[0]), size, cp.root, note, moment)

@@ -29,18 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.errors import PolicyError, SovereigntyViolation
-from gpumeter.countries import EEA, EFTA, EU27, ISO_ALPHA2
+from gpumeter.countries import NAMED_SETS, expand
 from gpumeter.sovereignty import judge
 
 POLICY_VERSION = 1
-
-NAMED_SETS: dict[str, frozenset[str]] = {
-    "EU": EU27,
-    "EU27": EU27,
-    "EEA": EEA,
-    "EFTA": EFTA,
-    "EU+EFTA": EU27 | EFTA,
-}
 
 
 @dataclass(frozen=True)
@@ -83,21 +75,17 @@ def policy(items: Sequence[str] = ("EU",)) -> Policy:
     """The boundary named by ``[audit] allowed_countries`` (default ``["EU"]``)."""
     if isinstance(items, str) or not items:
         raise PolicyError("allowed_countries must be a non-empty list", value=items)
-    countries: set[str] = set()
-    for item in items:
-        if item in NAMED_SETS:
-            countries |= NAMED_SETS[item]
-        elif item in ISO_ALPHA2:
-            countries.add(item)
-        else:
-            raise PolicyError(
-                "allowed_countries holds an unknown set or ISO 3166-1 alpha-2 code "
-                f"(sets: {', '.join(sorted(NAMED_SETS))})",
-                value=item,
-            )
+    try:
+        countries = expand(items)
+    except ValueError as exc:
+        raise PolicyError(
+            "allowed_countries holds an unknown set or ISO 3166-1 alpha-2 code "
+            f"(sets: {', '.join(sorted(NAMED_SETS))})",
+            value=exc.args[0],
+        ) from exc
     if len(set(items)) != len(items):
         raise PolicyError("allowed_countries lists an item twice", value=list(items))
-    return Policy(tuple(items), frozenset(countries))
+    return Policy(tuple(items), countries)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 ``policy.json`` is the canonical JSON of the boundary (attestations carry its SHA-256);
 ``report/sovereignty.csv`` has one row per job — its latest attestation in the bundle —
-with the columns docs/formats.md lists, lists joined by ``;``; ``report/summary.md`` and
-``VERIFY.md`` are prose. The bundle's ``export`` entry names the SHA-256 of all four, so
-they are covered by the log like everything else, and ``gpumeter audit verify`` also
-re-derives the CSV rows from the attestations.
+with the columns docs/formats.md lists, lists joined by ``;``, a cell that a spreadsheet would run as a
+formula prefixed with ``'`` (:func:`csv_row`); ``report/summary.md`` and ``VERIFY.md``
+are prose. The bundle's ``export`` entry names the SHA-256 of all four, so they are
+covered by the log like everything else, and ``gpumeter audit verify`` also re-derives
+the CSV rows from the attestations.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import rfc8785
 
 from audit.policy import Policy
+from gpumeter.csvcells import text_cell
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
 
@@ -44,10 +46,14 @@ def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> lis
 
 
 def csv_row(e: Mapping[str, Any]) -> list[str]:
+    """The report's cells of one attestation. Every column is text: a cell a spreadsheet
+    would run as a formula (a job id ``=cmd|…``) gets a leading ``'`` (:mod:`gpumeter.csvcells`).
+    The exporter writes these cells and the verifier re-derives them here: one rule for both."""
+
     def join(value: Any) -> str:
         return ";".join(str(v) for v in value or [])
 
-    return [
+    cells = [
         str(e.get("job_id", "")),
         "" if e.get("tenant") is None else str(e["tenant"]),
         join(e.get("hosts")),
@@ -57,6 +63,7 @@ def csv_row(e: Mapping[str, Any]) -> list[str]:
         "true" if e.get("in_eu") is True else "false",
         join(e.get("findings")),
     ]
+    return [text_cell(c) for c in cells]
 
 
 def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:

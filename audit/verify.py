@@ -61,6 +61,7 @@ from audit.gcpause import gc_paused
 from audit.merkle import HASH_SIZE, MAX_PROOF_HASHES, InclusionBatch, verify_consistency
 from audit.note import Verifier, b64decode, decode_note, parse_note, parse_vkey
 from audit.proof import ExpectedProofs, parse_proof, verify_proof_against
+from gpumeter import csvcells
 
 REQUIRED = ("checkpoint", "policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md")
 REPORT_FILES = ("VERIFY.md", "policy.json", "report/sovereignty.csv", "report/summary.md")
@@ -619,6 +620,8 @@ def _latest(attestations: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, A
 
 _CSV_HEADER = ",".join(report.CSV_COLUMNS) + "\n"
 _CSV_SPECIAL = re.compile(r'["\r\n\x00]')  # a row holding one needs quoting (or is refused)
+# a cell starting with a spreadsheet formula trigger: report.csv_row marks it, so its row is re-derived there
+_CSV_FORMULA = re.compile("(?:^|,)[" + "".join(map(re.escape, csvcells.TRIGGERS)) + "]", re.MULTILINE)
 _TRUE_FALSE = ("false", "true")
 
 
@@ -629,7 +632,8 @@ _CSV_FIELDS = operator.itemgetter(
 
 def _csv_lines(latest: list[tuple[int, Any]]) -> tuple[list[str], set[int]]:
     """``report.csv_row`` of each attestation as a line of comma-joined cells, built column
-    by column, and the rows (from 1) with a cell that needs quoting.
+    by column, and the rows (from 1) with a cell that needs quoting or starts with a formula
+    trigger (those rows are re-derived by ``report.csv_row`` itself).
 
     ``str.join`` of a list of strings is ``csv_row``'s ``join``; a null or a non-string
     item (which ``csv_row`` would render with ``str()``) raises TypeError instead, and a
@@ -663,6 +667,8 @@ def _csv_lines(latest: list[tuple[int, Any]]) -> tuple[list[str], set[int]]:
     quoted = set(compress(range(1, len(rows) + 1), map(operator.ne, map(str.count, rows, repeat(",")), repeat(7))))
     if _CSV_SPECIAL.search("\x1f".join(rows)):
         quoted.update(k for k, row in enumerate(rows, start=1) if _CSV_SPECIAL.search(row))
+    if _CSV_FORMULA.search("\n".join(rows)):
+        quoted.update(k for k, row in enumerate(rows, start=1) if _CSV_FORMULA.search(row))
     return [_CSV_HEADER, *rows], quoted
 
 

@@ -8,13 +8,15 @@ Pure core (no I/O, no clock):
 - :mod:`billing.vat` — domestic / reverse charge / outside scope, EU standard rates;
 - :mod:`billing.invoice` — lines, totals, corrections, the JSON twin;
 - :mod:`billing.facturx_xml`, :mod:`billing.pdf` — the EN 16931 XML and the PDF;
-- :mod:`billing.validate` — XSD + schematron checks (``check_facturx`` / ``verify_facturx``).
+- :mod:`billing.validate` — XSD + schematron checks (``check_facturx`` / ``verify_facturx``);
+- :mod:`billing.budgets` — monthly budgets, which thresholds a net reaches, the alert event.
 
 I/O edge: :mod:`billing.run` (``invoice_month(con, config, month, finalize)``),
 :mod:`billing.numbering` (gapless series in the store), :mod:`billing.focus`
 (``focus_frame(con, config, month)``, ``write_focus``), :mod:`billing.stripe` (issued
-documents pushed to Stripe, payment webhooks), :mod:`billing.commands` and
-:mod:`billing.stripe_commands` (CLI).
+documents pushed to Stripe, payment webhooks), :mod:`billing.alerts` (budget alerts decided
+once in an outbox), :mod:`billing.alert_delivery` (``[alerts]``, signed webhooks, retries);
+:mod:`billing.commands`, :mod:`billing.stripe_commands` and :mod:`billing.budget_commands` (CLI).
 Errors: :mod:`billing.errors` (``BillingError`` and its tree). Decisions:
 docs/adr/0005-money-and-rounding.md.
 """

@@ -33,6 +33,7 @@ from billing.rates import PriceKey, contracted_price
 from billing.run import UsageSource, read_rates, read_tenants
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.csvcells import text_columns
 from gpumeter.months import Month
 from metering import report
 from metering.windows import month_span
@@ -277,12 +278,13 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def write_focus(frame: pl.DataFrame, path: Path, fmt: str = "csv") -> None:
-    """Write FOCUS rows: ``csv`` (ISO 8601 UTC with ``Z``, exact decimals) or ``parquet``."""
+    """Write FOCUS rows: ``csv`` (ISO 8601 UTC with ``Z``, exact decimals, text cells made
+    inert for spreadsheets by :func:`gpumeter.csvcells.text_columns`) or ``parquet`` (as is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         frame.write_parquet(path)
     elif fmt == "csv":
-        frame.write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%SZ")
+        text_columns(frame).write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%SZ")
     else:
         raise BillingError("FOCUS export format is csv or parquet", value=fmt)
 

@@ -53,7 +53,7 @@ from typing import Any
 
 from billing.errors import PricingError, RatesError
 from billing.money import PRICE_MAX_PLACES, decimal_places, parse_decimal
-from gpumeter.errors import InputError
+from gpumeter.errors import InputError, Problems, strict
 from gpumeter.tomllines import header_lines, key_line
 from metering.mig import MigSlices, mig_slices_from, profile_slices
 
@@ -356,8 +356,13 @@ class _Parser:
         return Discount(tenant, pct, index, start)
 
 
-def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
-    """Parse and check rates.toml; the first bad value raises :class:`RatesError`."""
+def parse_rates(text: str, *, file: str | Path = "rates.toml", problems: Problems | None = None) -> RateCard:
+    """Parse and check rates.toml; the first bad value raises :class:`RatesError`.
+
+    With ``Problems(keep=True)`` every bad table is reported there instead, and the card
+    holds the good ones. Text that is not TOML always raises.
+    """
+    problems = strict(problems)
     fname = str(file)
     try:
         doc = tomllib.loads(text)
@@ -365,46 +370,54 @@ def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
         line = getattr(exc, "lineno", None)
         raise RatesError(f"not valid TOML: {exc}", file=fname, line=line if isinstance(line, int) else None) from exc
     try:
-        mig_slices = mig_slices_from(doc, text, file=fname)
-    except InputError as exc:
+        mig_slices = mig_slices_from(doc, text, file=fname, problems=problems)
+    except InputError as exc:  # raised only when not keeping problems: the first, as the card's error
         raise RatesError(exc.message, file=fname, line=exc.line, value=exc.value) from exc
     p = _Parser(text, fname, mig_slices)
     for key in doc:
         if key not in TOP_KEYS:
-            raise RatesError(
-                f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
-                file=fname,
-                line=key_line(text, 0, key) or None,
-                value=key,
+            problems.add(
+                RatesError(
+                    f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
+                    file=fname,
+                    line=key_line(text, 0, key) or None,
+                    value=key,
+                )
             )
     raw_rates = doc.get("rate", [])
     raw_discounts = doc.get("discount", [])
     if not isinstance(raw_rates, list) or not raw_rates:
-        raise RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname)
+        problems.add(RatesError("no [[rate]] tables: every GPU model with usage needs a rate", file=fname))
+        raw_rates = []
     if not isinstance(raw_discounts, list):
-        raise RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts)
-    rates = [p.rate(t, i) for i, t in enumerate(raw_rates, start=1)]
+        problems.add(RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts))
+        raw_discounts = []
+    rates: list[Rate] = []
     seen: dict[tuple[str, str | None, str | None], Rate] = {}
-    for r in rates:
-        what = (r.model, r.mig_profile, r.site)
-        if what in seen:
-            raise RatesError(
-                f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
-            )
-        seen[what] = r
+    for i, t in enumerate(raw_rates, start=1):
+        with problems.guard():
+            r = p.rate(t, i)
+            what = (r.model, r.mig_profile, r.site)
+            if what in seen:
+                raise RatesError(
+                    f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model
+                )
+            seen[what] = r
+            rates.append(r)
     discounts: dict[str, Discount] = {}
     for i, t in enumerate(raw_discounts, start=1):
-        d = p.discount(t, i)
-        if d.tenant in discounts:
-            raise RatesError(
-                f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
-                f"#{discounts[d.tenant].index})",
-                file=fname,
-                line=d.line,
-                value=d.tenant,
-            )
-        discounts[d.tenant] = d
-    _check_discounted_prices(rates, discounts.values(), fname)
+        with problems.guard():
+            d = p.discount(t, i)
+            if d.tenant in discounts:
+                raise RatesError(
+                    f"[[discount]] #{i}: tenant {d.tenant!r} already has a discount ([[discount]] "
+                    f"#{discounts[d.tenant].index})",
+                    file=fname,
+                    line=d.line,
+                    value=d.tenant,
+                )
+            _check_discounted_prices(rates, [d], fname)
+            discounts[d.tenant] = d
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return RateCard(tuple(rates), discounts, fname, digest)
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from audit.keys import pin_mention
 from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
@@ -57,6 +56,8 @@ from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
 from gpumeter import store
 from gpumeter.config import Config
+from gpumeter.errors import Problems, read_text
+from gpumeter.files import atomic_write
 from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
@@ -85,14 +86,9 @@ class InvoiceResult:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_rates(path: Path) -> RateCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_rates(text, file=path)
+def read_rates(path: Path, problems: Problems | None = None) -> RateCard:
+    """rates.toml read and parsed (see :func:`billing.rates.parse_rates` for ``problems``)."""
+    return parse_rates(read_text(path, "rates file", RatesError), file=path, problems=problems)
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:
@@ -135,18 +131,6 @@ def month_dir(config: Config, period: Period) -> Path:
 def draft_stem(inv: Invoice, *, second: bool) -> str:
     safe = urllib.parse.quote(inv.tenant, safe="-_.")
     return f"draft-{safe}" + ("-credit-note" if second else "")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_bytes(inv: Invoice) -> bytes:
@@ -234,9 +218,12 @@ def invoice_month(
         raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
     verify_supplier(supplier, file=str(config.path))
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    created = _issue(con, plan, prefixes, card, moment, out_dir, say)
+    pin = pin_mention(config.audit.signing_key, config.audit.origin)
+    if pin is None and plan.pending:
+        say("warning: the audit log has no key yet (run `gpumeter init`); these documents cannot name it")
+    created = _issue(con, plan, prefixes, card, moment, out_dir, say, pin=pin)
     for path, data in created.files:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     results = list(created.results)
@@ -265,7 +252,7 @@ def _write_drafts(plan: MonthPlan, out_dir: Path, say: Progress) -> list[Invoice
     for stale in out_dir.glob("draft-*") if out_dir.exists() else []:
         stale.unlink()
     for path, data in writes:
-        _atomic_write(path, data)
+        atomic_write(path, data)
     return results
 
 
@@ -301,7 +288,11 @@ def _issue(
     moment: datetime,
     out_dir: Path,
     say: Progress,
+    *,
+    pin: str | None = None,
 ) -> _Issued:
+    """Number, render, validate, store and log each pending document; ``pin`` is the
+    audit log key's mention every issued document carries (:func:`audit.keys.pin_mention`)."""
     out = _Issued()
     if not plan.pending:
         return out
@@ -314,6 +305,8 @@ def _issue(
                 con, supplier_vat_id=inv.supplier.vat_id, kind=inv.kind, year=issue_date.year, prefix=prefixes[inv.kind]
             )
             final = inv.finalize(str(number), issue_date)
+            if pin is not None:
+                final = replace(final, notes=(*final.notes, pin))
             say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
             xml = build_xml(final)
             report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
@@ -336,7 +329,7 @@ def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path)
         check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
-            _atomic_write(path, data)
+            atomic_write(path, data)
     return _issued_result(doc, out_dir)
 
 

@@ -12,7 +12,9 @@ page scripts in ``screens/`` only draw what :mod:`dashboards.views` hands them.
 ``exports``            auditor bundles built on download, each one an ``export`` log entry
 ``reader``             short read-only sessions and short writes beside ``collect``; versions
 ``auth``               users (argon2id), sign-in, refusals recorded and logged
-``ratelimit``          per-user and per-client backoff (pure)
+``gate``               one process's sign-in guard: reservations, argon2 bound, refusals in memory
+``sessions``           a tab's session: idle time, sign-out, password change; re-checked on use
+``ratelimit``          per-name and per-client backoff, the client's address (pure)
 ``roles``              roles, their pages, who may export what (pure)
 ``settings``           ``[dashboard]`` of gpumeter.toml; the :class:`~dashboards.settings.Site`
 ``charts``, ``ui``     Altair charts; tables with CSV download, month pickers, errors

@@ -2,9 +2,10 @@
 
 Each run: read the configuration named by ``GPUMETER_DASHBOARD_CONFIG`` (set by the CLI for
 this process; with the audit passphrase, the only environment this package reads), take
-one reference time, make sure the session's user still exists with the same role, and
-register with ``st.navigation`` exactly the pages that role may open — a signed-out
-session has only the sign-in page. Pages live in ``screens/`` and only draw; their data
+one reference time, resume the tab's session (:mod:`dashboards.sessions`: it ends when
+idle, signed out, or its user is removed or has a new password; it follows a changed
+role), and register with ``st.navigation`` exactly the pages that role may open — a
+signed-out session has only the sign-in page. Pages live in ``screens/`` and only draw; their data
 comes from :mod:`dashboards.views`.
 
 The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboards import auth, ui, views
-from dashboards.roles import ICONS, TITLES, pages_for
+from dashboards import sessions, ui, views
+from dashboards.roles import ICONS, TITLES, Viewer, pages_for
 from dashboards.settings import CONFIG_ENV, PASSPHRASE_ENV, Site, open_site
 from gpumeter.config import load_config
 from gpumeter.errors import ConfigError, GpumeterError
@@ -49,9 +50,29 @@ def _site() -> Site:
 
 
 def _sign_out() -> None:
-    viewer = st.session_state.pop(ui.VIEWER_KEY, None)
-    if viewer is not None and viewer.via == "oidc":
-        st.logout()
+    st.session_state.pop(ui.VIEWER_KEY, None)
+    session = st.session_state.pop(ui.SESSION_KEY, None)
+    if isinstance(session, sessions.Session):
+        sessions.end(session)  # a download function still bound to it is refused from now on
+        if session.viewer.via == "oidc":
+            st.logout()
+
+
+def _resume(site: Site, now: datetime) -> Viewer | None:
+    """The tab's viewer for this run, or None (the session is gone; the sign-in page says why)."""
+    session = st.session_state.get(ui.SESSION_KEY)
+    if not isinstance(session, sessions.Session):
+        return None
+    result = sessions.resume(site.access, session, now=now, idle_s=site.settings.session_idle_s)
+    if result.viewer is not None:
+        return result.viewer
+    st.session_state.pop(ui.SESSION_KEY, None)
+    notice = sessions.message(result.reason, site.settings.session_idle_s)
+    if notice:
+        st.session_state[ui.NOTICE_KEY] = notice
+    if session.viewer.via == "oidc":
+        st.logout()  # else the provider's identity cookie would sign the tab straight back in
+    return None
 
 
 def main() -> None:
@@ -70,7 +91,7 @@ def main() -> None:
 def _run(site: Site, now: datetime) -> None:
     try:
         views.version(site)  # the store is there and migrated, or one line says what to do
-        viewer = auth.refresh(site.access, st.session_state.get(ui.VIEWER_KEY))
+        viewer = _resume(site, now)
     except GpumeterError as exc:
         st.error(exc.explain())
         st.stop()

@@ -101,7 +101,9 @@ def users_add(
     name: Annotated[str, typer.Argument(help="Sign-in name (with OIDC: the identity's e-mail).")],
     role: Annotated[str, typer.Option("--role", help="finance, compliance, auditor or admin.")],
     tenant: Annotated[str | None, typer.Option("--tenant", help="Scope an auditor to this tenant's bundles.")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Change an existing user's role and password.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Change an existing user's role and password (ends their sessions).")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Add a dashboard user; the password comes from GPUMETER_PASSWORD or a hidden prompt."""

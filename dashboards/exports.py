@@ -10,8 +10,12 @@ versions and the month's usage windows, attest the month's jobs, sign and write 
 bundle), on one short read-write connection; ``collect`` waits for it like it waits for
 any writer.
 
-A scoped auditor's function is bound to its tenant when the page is drawn, and the tenant
-is checked again here (:func:`dashboards.roles.verify_export`).
+The function the page hands over is bound to the tab's session and to the viewer the
+page was drawn for, not to a verdict: on each click :func:`bundle_bytes` checks, at that
+moment, that the session goes on (not signed out, not idle, no new password) and that the
+store's user is still that viewer — a user removed, demoted or re-scoped since the page
+was drawn builds nothing (:func:`dashboards.sessions.verify`). The tenant is then checked
+against the viewer (:func:`dashboards.roles.verify_export`).
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from audit import keys, policy
+from audit import highwater, keys, policy
 from audit.bundle import ExportResult, attest_and_export
 from audit.note import Signer
+from dashboards import sessions
 from dashboards.reader import StoreAccess, forget_version
 from dashboards.roles import Viewer, verify_export
+from dashboards.sessions import Session
+from dashboards.settings import Site
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.errors import GpumeterError
@@ -68,7 +75,10 @@ def export_month(
     """What ``gpumeter audit export`` does, on an open read-write connection."""
     boundary = policy.policy(config.audit.allowed_countries)
     store.require_schema(con)
-    return attest_and_export(con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at).export
+    mark = highwater.mark_path(config.audit.signing_key)
+    return attest_and_export(
+        con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at, mark=mark
+    ).export
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,10 @@ def months(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def bundle_bytes(
-    access: StoreAccess, config: Config, passphrase: str | None, viewer: Viewer, month: str, tenant: str | None
+    site: Site, session: Session, drawn: Viewer, month: str, tenant: str | None, *, now: datetime | None = None
 ) -> bytes:
-    """:func:`build_bundle`'s bytes: what the page's deferred download button calls on each click."""
-    return build_bundle(access, config, passphrase, viewer, month, tenant).data
+    """What the page's deferred download button calls on each click (in Streamlit's worker
+    thread): re-check the session and the viewer now, then :func:`build_bundle`'s bytes."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    viewer = sessions.verify(site.access, session, drawn, now=moment, idle_s=site.settings.session_idle_s)
+    return build_bundle(site.access, site.config, site.passphrase, viewer, month, tenant, now=moment).data

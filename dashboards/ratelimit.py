@@ -1,18 +1,29 @@
-"""Backoff after failed sign-ins, per user and per client (pure: the caller brings the clock).
+"""Backoff after failed sign-ins, and who the client is (pure: the caller brings the clock).
 
-A user (or a client address) has a few free failures; after that each failure doubles the
-wait before the next attempt is even checked, up to a cap. Failures older than the window
-are forgotten, and a successful sign-in forgets the user's (not the client's: an attacker
+A name (or a client) has a few free failures; after that each failure doubles the wait
+before the next attempt is even checked, up to a cap. Failures older than the window are
+forgotten, and a successful sign-in forgets the name's (not the client's: an attacker
 signing in to its own account must not reset the counter it builds up against others).
-Refusals *because* of the backoff do not count, so waiting it out is always enough.
+Refusals *because* of the backoff are not counted (nor stored), so waiting it out is
+always enough.
+
+Which failures count as the name's is the caller's choice (:mod:`dashboards.auth`): from
+every client, except for a client that has signed in as that user before, which counts
+only its own failures at that name — so a name alone cannot lock its owner out.
 
 With the defaults a name can be guessed at about fifteen times an hour, whatever the number
 of clients, while the person who mistypes a password twice never notices.
+
+The client is the socket's address (:func:`client_address`), or, behind a reverse proxy
+the operator names in ``[dashboard] trusted_proxy_header``, the address that proxy put in
+that header. Backoffs count per :func:`client_key`: the address, or for IPv6 its /64 (one
+host usually holds a whole /64, so counting per address would give it 2^64 buckets).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -100,3 +111,44 @@ def verify_throttle(
             scope=result.scope,
         )
     return result
+
+
+LOCAL = "local"
+"""The client of a loopback connection (Streamlit does not tell its address)."""
+
+
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def client_address(socket_address: str | None, headers: Mapping[str, str], trusted_header: str) -> str:
+    """The client's address: the socket's, or the one a trusted reverse proxy put in its header.
+
+    With ``trusted_header`` empty (the default) headers are ignored: any client can write
+    them. Named, the header's **last** entry is taken — the address the proxy in front of
+    the dashboards saw and appended (``X-Forwarded-For: <anything the client sent>, <its
+    address>``); a missing or malformed header falls back to the socket's address.
+    """
+    if trusted_header:
+        wanted = trusted_header.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+        found = _address(value.rsplit(",", 1)[-1]) if value else None
+        if found is not None:
+            return found
+    return socket_address if isinstance(socket_address, str) and socket_address else LOCAL
+
+
+def client_key(address: str) -> str:
+    """What a client's backoff is counted under: its address, an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:128]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -9,6 +9,9 @@
     read_wait_s = 30          # how long a page waits for a writer (collect) to let go of the store
     write_wait_s = 30         # the same for the dashboard's own writes (failed sign-ins, exports)
     version_ttl_s = 2         # how often the data's version is re-read (0: on every page run)
+    session_idle = "30m"      # a session ends after this long without activity ("15m", "2h", …)
+    trusted_proxy_header = "" # e.g. "X-Forwarded-For": the reverse proxy in front sets the client's address
+                              # there; "" = the socket's address (set it only behind such a proxy)
 
 Everything is optional. The signing-key passphrase (for exports) is handed in by the
 entrypoint, which alone reads the environment.
@@ -16,18 +19,20 @@ entrypoint, which alone reads the environment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dashboards.reader import StoreAccess
-from gpumeter.config import Config
+from gpumeter.config import Config, parse_duration_ms
 from gpumeter.errors import ConfigError
 
 #: The environment the entrypoint reads (set by ``gpumeter dashboard`` for its child).
 CONFIG_ENV = "GPUMETER_DASHBOARD_CONFIG"
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 
+_HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "oidc": bool,
     "oidc_provider": str,
@@ -35,6 +40,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "read_wait_s": (int, float),
     "write_wait_s": (int, float),
     "version_ttl_s": (int, float),
+    "session_idle": str,
+    "trusted_proxy_header": str,
 }
 
 
@@ -46,6 +53,8 @@ class DashboardSettings:
     read_wait_s: float = 30.0
     write_wait_s: float = 30.0
     version_ttl_s: float = 2.0
+    session_idle_s: float = 1800.0
+    trusted_proxy_header: str = ""
 
 
 def dashboard_settings(config: Config) -> DashboardSettings:
@@ -63,6 +72,14 @@ def dashboard_settings(config: Config) -> DashboardSettings:
         if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise ConfigError(f"[dashboard] {key} has the wrong type", file=config.path, value=value)
         values[key] = value
+        if key == "session_idle" and isinstance(value, str):
+            del values[key]
+            idle_ms = parse_duration_ms(value, file=config.path, key="[dashboard] session_idle")
+            values["session_idle_s"] = idle_ms / 1000
+        if key == "trusted_proxy_header" and isinstance(value, str) and value and not _HEADER.fullmatch(value):
+            raise ConfigError(
+                "[dashboard] trusted_proxy_header must be an HTTP header name", file=config.path, value=value
+            )
         if isinstance(value, int | float) and key.endswith("_s"):
             seconds = float(value)
             if seconds < 0:

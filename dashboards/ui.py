@@ -16,14 +16,18 @@ from typing import Any, Literal
 import polars as pl
 import streamlit as st
 
+from dashboards import ratelimit, sessions
 from dashboards.errors import AccessDenied
 from dashboards.roles import Page, Viewer, may_open
 from dashboards.settings import Site
+from gpumeter.csvcells import text_columns
 from gpumeter.errors import GpumeterError
 
 SITE_KEY = "gpumeter.site"
-VIEWER_KEY = "gpumeter.viewer"
+VIEWER_KEY = "gpumeter.viewer"  # this run's viewer, as the store has it (set by the entrypoint)
+SESSION_KEY = "gpumeter.session"  # the tab's sessions.Session
 NOW_KEY = "gpumeter.now"
+NOTICE_KEY = "gpumeter.notice"  # why the last session ended, for the sign-in page
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ def _slug(text: str) -> str:
 
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:
-    """CSV with lists joined by ';' and times in ISO 8601 (UTC), Decimals exact."""
-    out = frame.with_columns(pl.col(pl.List(pl.String)).list.join(";"))
+    """CSV with lists joined by ';', times in ISO 8601 (UTC), Decimals exact, and text cells
+    that a spreadsheet would run as formulas prefixed with ``'`` (:mod:`gpumeter.csvcells`)."""
+    out = text_columns(frame.with_columns(pl.col(pl.List(pl.String)).list.join(";")))
     return out.write_csv(datetime_format="%Y-%m-%dT%H:%M:%S%.f%:z").encode("utf-8")
 
 
@@ -120,7 +125,16 @@ def site_and_now() -> tuple[Site, datetime]:
     return site, now
 
 
-def client_address() -> str:
-    """The client's address as the server saw it; 'local' for loopback (Streamlit hides it)."""
-    address = st.context.ip_address
-    return address if isinstance(address, str) and address else "local"
+def client_address(site: Site) -> str:
+    """The client's address: the socket's ('local' on loopback, where Streamlit hides it), or
+    the one the reverse proxy named by ``[dashboard] trusted_proxy_header`` put there."""
+    header = site.settings.trusted_proxy_header
+    lines = st.context.headers.get_all(header) if header else []  # several lines read as one list
+    headers = {header: ", ".join(lines)} if lines else {}
+    return ratelimit.client_address(st.context.ip_address, headers, header)
+
+
+def start_session(viewer: Viewer, now: datetime) -> None:
+    """A successful sign-in: the tab's session begins (the entrypoint checks it every run)."""
+    st.session_state[SESSION_KEY] = sessions.start(viewer, now)
+    st.session_state.pop(NOTICE_KEY, None)

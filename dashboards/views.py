@@ -24,6 +24,7 @@ from audit import policy
 from audit.keys import keyring_path
 from dashboards import compliance, exports, finance, utilisation
 from dashboards.auth import UserRecord, list_users, recent_failures
+from dashboards.gate import Refusal, gate_for
 from dashboards.reader import DataVersion, StoreAccess, data_version
 from dashboards.settings import Site, file_version
 from gpumeter.config import Config
@@ -263,13 +264,14 @@ def _auditor_data(site: Site, month: str, now: datetime) -> AuditorData:
 class AccessData:
     users: list[UserRecord]
     failures: list[tuple[datetime, str, str, str]]
+    turned_away: list[Refusal]  # refused before any check, kept in this server's memory
 
 
 def access_data(site: Site) -> AccessData:
     """Users and refused sign-ins are read fresh on every run (small, and security-relevant)."""
     with site.access.read() as con:
         users = list_users(con)
-    return AccessData(users, recent_failures(site.access))
+    return AccessData(users, recent_failures(site.access), gate_for(site.access.path).refusals())
 
 
 def clear() -> None:

@@ -66,6 +66,10 @@ def _month(value: str | None) -> str | None:
 
 
 MonthOpt = Annotated[str, typer.Option("--month", help="Calendar month in UTC, YYYY-MM.", callback=_month)]
+MonthFilterOpt = Annotated[
+    str | None, typer.Option("--month", help="Only this calendar month in UTC, YYYY-MM.", callback=_month)
+]
+"""An optional ``--month`` that narrows a listing (checked like :data:`MonthOpt`)."""
 
 
 def config_path(config: Path | None) -> Path | None:

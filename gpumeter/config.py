@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from gpumeter.errors import ConfigError
+from gpumeter.errors import ConfigError, Problems, read_text, strict
 from gpumeter.party import Party, compact_id
+
+T = TypeVar("T")
 
 DEFAULT_CONFIG = Path("gpumeter.toml")
 
@@ -72,10 +75,23 @@ class BillingConfig:
 
 
 @dataclass(frozen=True)
+class WitnessConfig:
+    """One ``[audit] witnesses`` entry: a name for policies, its submission URL, its vkey."""
+
+    name: str
+    url: str
+    vkey: str
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     origin: str
     signing_key: Path
     allowed_countries: tuple[str, ...]
+    witnesses: tuple[WitnessConfig, ...] = ()
+    quorum: int = 0  # how many of ``witnesses`` must cosign (default: all of them)
+    tsa_url: str | None = None  # an RFC 3161 time-stamping authority for each checkpoint
+    tsa_cert: Path | None = None  # its pinned certificate (PEM) to check each token on receipt
     checkpoint_every_ms: int | None = None  # [audit] checkpoint_every: serve signs a checkpoint this often
 
 
@@ -94,10 +110,11 @@ class Config:
         return self.path.parent
 
 
-def _table(doc: dict[str, Any], name: str, file: Path) -> dict[str, Any]:
+def _table(doc: dict[str, Any], name: str, file: Path, problems: Problems) -> dict[str, Any]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"[{name}] must be a table", file=file, value=value)
+        problems.add(ConfigError(f"[{name}] must be a table", file=file, value=value))
+        return {}
     return value
 
 
@@ -108,6 +125,13 @@ def _str(tbl: dict[str, Any], key: str, section: str, file: Path, default: str |
     if not isinstance(value, str):
         raise ConfigError(f"[{section}] {key} must be a string", file=file, value=value)
     return value
+
+
+def _strings(tbl: dict[str, Any], key: str, section: str, file: Path, default: list[str]) -> tuple[str, ...]:
+    value = tbl.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"[{section}] {key} must be a list of strings", file=file, value=value)
+    return tuple(value)
 
 
 _SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
@@ -132,6 +156,95 @@ def _supplier(sup: object, file: Path) -> tuple[Party, int]:
     return Party(**values), days
 
 
+_WITNESS_KEYS = frozenset(WitnessConfig.__dataclass_fields__)
+
+
+def _http_url(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value) is not None
+
+
+def _witnesses(aud: dict[str, Any], file: Path) -> tuple[tuple[WitnessConfig, ...], int]:
+    """``[audit] witnesses`` and ``quorum``: unknown keys, duplicates and bad values refused."""
+    raw = aud.get("witnesses", [])
+    if not isinstance(raw, list):
+        raise ConfigError("[audit] witnesses must be a list of { name, url, vkey } tables", file=file, value=raw)
+    out: list[WitnessConfig] = []
+    for n, item in enumerate(raw, start=1):
+        where = f"[audit] witnesses entry {n}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a {{ name, url, vkey }} table", file=file, value=item)
+        unknown = set(item) - _WITNESS_KEYS
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys", file=file, value=sorted(unknown))
+        missing = sorted(_WITNESS_KEYS - set(item))
+        if missing:
+            raise ConfigError(f"{where} lacks {', '.join(missing)}", file=file)
+        name, url, vkey = item["name"], item["url"], item["vkey"]
+        if not isinstance(name, str) or not re.fullmatch(r"[^\s]+", name) or name == "none":
+            raise ConfigError(f"{where}: name must be one word (not 'none')", file=file, value=name)
+        if not _http_url(url):
+            raise ConfigError(f"{where}: url must be an http:// or https:// URL", file=file, value=url)
+        if not isinstance(vkey, str) or vkey.count("+") < 2:
+            raise ConfigError(f"{where}: vkey must be a <name>+<hex8>+<base64> string", file=file, value=vkey)
+        if any(w.name == name for w in out):
+            raise ConfigError("[audit] witnesses names a witness twice", file=file, value=name)
+        out.append(WitnessConfig(name, url.rstrip("/"), vkey))
+    quorum = aud.get("quorum", len(out))
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or not 0 <= quorum <= len(out):
+        raise ConfigError(
+            f"[audit] quorum must be a whole number from 0 to the {len(out)} witness(es) listed",
+            file=file,
+            value=quorum,
+        )
+    return tuple(out), quorum
+
+
+def _tsa_url(aud: dict[str, Any], file: Path) -> str | None:
+    tsa_url = aud.get("tsa_url")
+    if tsa_url is not None and not _http_url(tsa_url):
+        raise ConfigError("[audit] tsa_url must be an http:// or https:// URL", file=file, value=tsa_url)
+    return tsa_url
+
+
+def _tsa_cert(aud: dict[str, Any], file: Path) -> str | None:
+    tsa_cert = aud.get("tsa_cert")
+    if tsa_cert is not None and not isinstance(tsa_cert, str):
+        raise ConfigError("[audit] tsa_cert must be a path to a PEM certificate", file=file, value=tsa_cert)
+    return tsa_cert
+
+
+def _job_label(tel: dict[str, Any], file: Path) -> str:
+    job_label = _str(tel, "job_label", "telemetry", file, "hpc_job")
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", job_label):
+        raise ConfigError("[telemetry] job_label is not a Prometheus label name", file=file, value=job_label)
+    return job_label
+
+
+def _interval_ms(tel: dict[str, Any], file: Path) -> int:
+    interval_ms = parse_duration_ms(
+        _str(tel, "scrape_interval", "telemetry", file, "15s"), file=file, key="[telemetry] scrape_interval"
+    )
+    if interval_ms % 1000:
+        raise ConfigError("[telemetry] scrape_interval must be whole seconds", file=file, value=interval_ms)
+    if 3_600_000 % interval_ms:
+        raise ConfigError("[telemetry] scrape_interval must divide one hour", file=file, value=interval_ms)
+    return interval_ms
+
+
+def _timeout_s(tel: dict[str, Any], file: Path) -> float:
+    timeout = tel.get("timeout_s", 120.0)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError("[telemetry] timeout_s must be a positive number", file=file, value=timeout)
+    return float(timeout)
+
+
+def _retries(tel: dict[str, Any], file: Path) -> int:
+    retries = tel.get("retries", 4)
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError("[telemetry] retries must be a non-negative integer", file=file, value=retries)
+    return retries
+
+
 def _duration(tbl: dict[str, Any], key: str, section: str, file: Path, default: str = "", *, zero: bool = False) -> int:
     """A duration key in ms; ``zero`` allows ``"0h"`` (and the like) for "none"."""
     text = _str(tbl, key, section, file, default or None)
@@ -140,22 +253,34 @@ def _duration(tbl: dict[str, Any], key: str, section: str, file: Path, default: 
     return parse_duration_ms(text, file=file, key=f"[{section}] {key}")
 
 
+# ---- the keys of ``serve`` and of sharded, authenticated queries
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
-def _serve_keys(tel: dict[str, Any], file: Path) -> dict[str, Any]:
-    """The ``[telemetry]`` keys of ``serve`` and of sharded, authenticated queries."""
-    settle = _duration(tel, "settle", "telemetry", file, "10m", zero=True)
+def _late_window_ms(tel: dict[str, Any], file: Path) -> int:
     late = _duration(tel, "late_window", "telemetry", file, "6h", zero=True)
     if late % 3_600_000:
         raise ConfigError("[telemetry] late_window must be whole hours", file=file, value=tel.get("late_window"))
+    return late
+
+
+def _workers(tel: dict[str, Any], file: Path) -> int:
     workers = tel.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
         raise ConfigError("[telemetry] workers must be a whole number from 1 to 256", file=file, value=workers)
+    return workers
+
+
+def _query_url(tel: dict[str, Any], file: Path) -> str | None:
     query_url = tel.get("query_url")
-    if query_url is not None and (not isinstance(query_url, str) or not re.match(r"^https?://\S+$", query_url)):
+    if query_url is not None and not _http_url(query_url):
         raise ConfigError("[telemetry] query_url must be an http(s) URL", file=file, value=query_url)
+    return query_url
+
+
+def _headers(tel: dict[str, Any], file: Path) -> tuple[tuple[str, str], ...]:
     headers = tel.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError("[telemetry] headers must be a table of strings", file=file, value=headers)
@@ -168,100 +293,98 @@ def _serve_keys(tel: dict[str, Any], file: Path) -> dict[str, Any]:
                 "(name the environment variable that holds the token in bearer_token_env)",
                 file=file,
             )
+    return tuple(sorted(headers.items()))
+
+
+def _bearer_token_env(tel: dict[str, Any], file: Path) -> str | None:
     token_env = tel.get("bearer_token_env")
     if token_env is not None and (not isinstance(token_env, str) or not _ENV_NAME.match(token_env)):
         raise ConfigError("[telemetry] bearer_token_env must name an environment variable", file=file, value=token_env)
-    return {
-        "settle_ms": settle,
-        "late_window_ms": late,
-        "workers": workers,
-        "query_url": query_url,
-        "headers": tuple(sorted(headers.items())),
-        "bearer_token_env": token_env,
-    }
+    return token_env
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
-    """Read and check gpumeter.toml; relative paths resolve against its folder."""
+def _checkpoint_every_ms(aud: dict[str, Any], file: Path) -> int | None:
+    return None if aud.get("checkpoint_every") is None else _duration(aud, "checkpoint_every", "audit", file)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = None) -> Config:
+    """Read and check gpumeter.toml; relative paths resolve against its folder.
+
+    An unreadable file or invalid TOML always raises. Every bad value goes to
+    ``problems`` (default: raise the first); a kept problem leaves that key's default.
+    """
+    problems = strict(problems)
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration: {exc.strerror or exc}", file=file) from exc
+    text = read_text(file, "configuration", ConfigError)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from exc
     base = file.resolve().parent
 
-    def rel(p: str) -> Path:
-        return (base / p).resolve()
+    Table = dict[str, Any]
 
-    store = _table(doc, "store", file)
-    tel = _table(doc, "telemetry", file)
-    inv = _table(doc, "inventory", file)
-    bil = _table(doc, "billing", file)
-    aud = _table(doc, "audit", file)
+    def checked(read: Callable[[Table], T], tbl: Table) -> T:
+        """``read(tbl)``; once its problem is reported (when kept), the default: ``read({})``."""
+        with problems.guard():
+            return read(tbl)
+        return read({})
 
-    idle = tel.get("idle_job_ids", ["", "0"])
-    if not isinstance(idle, list) or not all(isinstance(x, str) for x in idle):
-        raise ConfigError("[telemetry] idle_job_ids must be a list of strings", file=file, value=idle)
-    job_label = _str(tel, "job_label", "telemetry", file, "hpc_job")
-    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", job_label):
-        raise ConfigError("[telemetry] job_label is not a Prometheus label name", file=file, value=job_label)
-    interval_ms = parse_duration_ms(
-        _str(tel, "scrape_interval", "telemetry", file, "15s"), file=file, key="[telemetry] scrape_interval"
-    )
-    if interval_ms % 1000:
-        raise ConfigError("[telemetry] scrape_interval must be whole seconds", file=file, value=interval_ms)
-    if 3_600_000 % interval_ms:
-        raise ConfigError("[telemetry] scrape_interval must divide one hour", file=file, value=interval_ms)
+    def string(tbl: Table, key: str, section: str, default: str) -> str:
+        return checked(lambda t: _str(t, key, section, file, default), tbl)
 
-    supplier, payment_terms_days = _supplier(bil.get("supplier", {}), file)
-    serving = _serve_keys(tel, file)
-    checkpoint_every = aud.get("checkpoint_every")
-    checkpoint_every_ms = None if checkpoint_every is None else _duration(aud, "checkpoint_every", "audit", file)
+    def rel(tbl: Table, key: str, section: str, default: str) -> Path:
+        return (base / string(tbl, key, section, default)).resolve()
 
-    allowed = aud.get("allowed_countries", ["EU"])
-    if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
-        raise ConfigError("[audit] allowed_countries must be a list of strings", file=file, value=allowed)
+    def rel_or_none(value: str | None) -> Path | None:
+        return (base / value).resolve() if value is not None else None
 
-    timeout = tel.get("timeout_s", 120.0)
-    retries = tel.get("retries", 4)
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        raise ConfigError("[telemetry] timeout_s must be a positive number", file=file, value=timeout)
-    if not isinstance(retries, int) or retries < 0:
-        raise ConfigError("[telemetry] retries must be a non-negative integer", file=file, value=retries)
+    store = _table(doc, "store", file, problems)
+    tel = _table(doc, "telemetry", file, problems)
+    inv = _table(doc, "inventory", file, problems)
+    bil = _table(doc, "billing", file, problems)
+    aud = _table(doc, "audit", file, problems)
+    supplier, payment_terms_days = checked(lambda t: _supplier(t.get("supplier", {}), file), bil)
+    witnesses, quorum = checked(lambda t: _witnesses(t, file), aud)
 
     return Config(
         path=file.resolve(),
-        store=StoreConfig(database=rel(_str(store, "database", "store", file, "var/gpumeter.duckdb"))),
+        store=StoreConfig(database=rel(store, "database", "store", "var/gpumeter.duckdb")),
         telemetry=TelemetryConfig(
-            prometheus_url=_str(tel, "prometheus_url", "telemetry", file, "http://127.0.0.1:9090"),
-            scrape_interval_ms=interval_ms,
-            job_label=job_label,
-            idle_job_ids=tuple(idle),
-            timeout_s=float(timeout),
-            retries=retries,
-            **serving,
+            prometheus_url=string(tel, "prometheus_url", "telemetry", "http://127.0.0.1:9090"),
+            scrape_interval_ms=checked(lambda t: _interval_ms(t, file), tel),
+            job_label=checked(lambda t: _job_label(t, file), tel),
+            idle_job_ids=checked(lambda t: _strings(t, "idle_job_ids", "telemetry", file, ["", "0"]), tel),
+            timeout_s=checked(lambda t: _timeout_s(t, file), tel),
+            retries=checked(lambda t: _retries(t, file), tel),
+            settle_ms=checked(lambda t: _duration(t, "settle", "telemetry", file, "10m", zero=True), tel),
+            late_window_ms=checked(lambda t: _late_window_ms(t, file), tel),
+            workers=checked(lambda t: _workers(t, file), tel),
+            query_url=checked(lambda t: _query_url(t, file), tel),
+            headers=checked(lambda t: _headers(t, file), tel),
+            bearer_token_env=checked(lambda t: _bearer_token_env(t, file), tel),
         ),
         inventory=InventoryConfig(
-            nodes=rel(_str(inv, "nodes", "inventory", file, "nodes.csv")),
-            storage=rel(_str(inv, "storage", "inventory", file, "storage.csv")),
-            jobs=rel(_str(inv, "jobs", "inventory", file, "jobs.csv")),
-            tenants=rel(_str(inv, "tenants", "inventory", file, "tenants.csv")),
+            nodes=rel(inv, "nodes", "inventory", "nodes.csv"),
+            storage=rel(inv, "storage", "inventory", "storage.csv"),
+            jobs=rel(inv, "jobs", "inventory", "jobs.csv"),
+            tenants=rel(inv, "tenants", "inventory", "tenants.csv"),
         ),
         billing=BillingConfig(
-            rates=rel(_str(bil, "rates", "billing", file, "rates.toml")),
+            rates=rel(bil, "rates", "billing", "rates.toml"),
             supplier=supplier,
-            output=rel(_str(bil, "output", "billing", file, "var/invoices")),
+            output=rel(bil, "output", "billing", "var/invoices"),
             payment_terms_days=payment_terms_days,
         ),
         audit=AuditConfig(
-            origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),
-            signing_key=rel(_str(aud, "signing_key", "audit", file, "keys/audit.key")),
-            allowed_countries=tuple(allowed),
-            checkpoint_every_ms=checkpoint_every_ms,
+            origin=string(aud, "origin", "audit", "gpumeter.example.eu/audit"),
+            signing_key=rel(aud, "signing_key", "audit", "keys/audit.key"),
+            allowed_countries=checked(lambda t: _strings(t, "allowed_countries", "audit", file, ["EU"]), aud),
+            witnesses=witnesses,
+            quorum=quorum,
+            tsa_url=checked(lambda t: _tsa_url(t, file), aud),
+            tsa_cert=rel_or_none(checked(lambda t: _tsa_cert(t, file), aud)),
+            checkpoint_every_ms=checked(lambda t: _checkpoint_every_ms(t, file), aud),
         ),
         raw=doc,
     )

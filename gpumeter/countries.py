@@ -7,6 +7,8 @@ the 27 EU member states (since 1 February 2020), the EEA (EU + IS, LI, NO) and E
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 ISO_ALPHA2: frozenset[str] = frozenset(
     [
         "AD",
@@ -295,14 +297,21 @@ EU27: frozenset[str] = frozenset(
 EEA: frozenset[str] = EU27 | {"IS", "LI", "NO"}
 EFTA: frozenset[str] = frozenset({"IS", "LI", "NO", "CH"})
 
-NAMED_SETS: dict[str, frozenset[str]] = {"EU": EU27, "EU27": EU27, "EEA": EEA, "EFTA": EFTA}
+NAMED_SETS: dict[str, frozenset[str]] = {
+    "EU": EU27,
+    "EU27": EU27,
+    "EEA": EEA,
+    "EFTA": EFTA,
+    "EU+EFTA": EU27 | EFTA,
+}
+"""The named sets ``[audit] allowed_countries`` may list, for every package (usage, audit)."""
 
 
 def is_country(code: str) -> bool:
     return code in ISO_ALPHA2
 
 
-def expand(names: tuple[str, ...] | list[str]) -> frozenset[str]:
+def expand(names: Iterable[str]) -> frozenset[str]:
     """Named sets and ISO codes to one set of ISO codes; raises ValueError on an unknown name."""
     out: set[str] = set()
     for name in names:

@@ -27,6 +27,7 @@ import duckdb
 import polars as pl
 
 from gpumeter.errors import StoreError
+from gpumeter.findings import Finding, failed, passed, warned
 
 if TYPE_CHECKING:
     from gpumeter.config import Config
@@ -222,6 +223,50 @@ def require_schema(con: duckdb.DuckDBPyConnection) -> None:
             f"store schema is at version {have}, newer than this gpumeter knows ({want}): "
             "upgrade gpumeter before using this store"
         )
+
+
+CHECK_WAIT_S = 5.0
+"""How long ``gpumeter check`` waits for a writer's lock before it reports the store busy."""
+
+
+def check_schema(path: Path) -> Finding:
+    """``gpumeter check``: the store exists and its schema is this code's, or migratable to it.
+
+    Opens read-only: never creates the database, never migrates.
+    """
+    name = "store.schema"
+    if not path.exists():
+        return failed(name, f"no database at {path}", "run `gpumeter init` to create it", path=str(path))
+    try:
+        con = connect(path, read_only=True, wait_s=CHECK_WAIT_S)
+    except StoreError as exc:
+        if _HOLDER.search(str(exc.__cause__)):
+            return warned(name, exc.explain(), "run `gpumeter check` again once that process is done", path=str(path))
+        return failed(name, exc.explain(), "check [store] database: it must be a gpumeter DuckDB file", path=str(path))
+    try:
+        have = schema_version(con)
+    except duckdb.Error as exc:
+        return failed(name, f"{path} is not a gpumeter store: {exc}", "check [store] database", path=str(path))
+    finally:
+        con.close()
+    want = code_version()
+    pending = [f"{v:04d}_{n}" for v, n, _ in migrations() if v > have]
+    details = {"path": str(path), "version": have, "code_version": want, "pending": pending}
+    if have == want:
+        return passed(name, f"{path} is at schema version {have}, this gpumeter's", **details)
+    if have < want:
+        return warned(
+            name,
+            f"{path} is at schema version {have}, this gpumeter needs {want}; migratable ({', '.join(pending)})",
+            "run `gpumeter init` to apply the migrations (commands refuse the store until then)",
+            **details,
+        )
+    return failed(
+        name,
+        f"{path} is at schema version {have}, newer than this gpumeter knows ({want})",
+        "upgrade gpumeter before using this store",
+        **details,
+    )
 
 
 _PARAM = re.compile(r"\$([a-zA-Z_][a-zA-Z0-9_]*)")

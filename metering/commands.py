@@ -25,6 +25,7 @@ from rich.table import Table
 from gpumeter import store
 from gpumeter.commandline import ConfigOpt, MonthOpt, err, get_config, say
 from gpumeter.config import Config
+from gpumeter.csvcells import text_cell
 from gpumeter.errors import InputError
 from metering import report
 from metering.inventory import load_inventory
@@ -160,10 +161,13 @@ def emit(frame: pl.DataFrame, fmt: str, out: Path | None, *, title: str = "") ->
 
 
 def _cell(v: Any) -> str:
+    """One CSV cell: text made inert for spreadsheets (:mod:`gpumeter.csvcells`), numbers as numbers."""
     if v is None:
         return ""
+    if isinstance(v, str):
+        return text_cell(v)
     if isinstance(v, list):
-        return ";".join(str(x) for x in v)
+        return text_cell(";".join(str(x) for x in v))
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, Decimal):

@@ -2,7 +2,9 @@
 
 Loading is pure (bytes in, frozen records out) and all-or-nothing: every file is parsed
 and checked before anything is stored, and the first bad value stops the load with an
-:class:`InputError` naming the file, the line (the header is line 1) and the value.
+:class:`InputError` naming the file, the line (the header is line 1) and the value. Given
+``Problems(keep=True)`` (``gpumeter check``), a load instead reports every bad row and
+returns what the good rows hold.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpumeter.config import InventoryConfig
 from gpumeter.countries import EU27, ISO_ALPHA2
-from gpumeter.errors import InputError
+from gpumeter.errors import InputError, Problems, strict
 
 NODES_COLUMNS = ("hostname", "site", "country", "provider")
 STORAGE_COLUMNS = ("location", "country")
@@ -109,8 +111,9 @@ def read_source(kind: str, path: Path) -> SourceFile:
 
 
 def _rows(
-    src: SourceFile, required: tuple[str, ...], optional: tuple[str, ...] = ()
+    src: SourceFile, problems: Problems, required: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of each non-blank row; a bad header or CSV stops the file, a short row is a problem."""
     try:
         text = src.content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -140,9 +143,15 @@ def _rows(
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise InputError(
-                    f"expected {len(header)} fields, found {len(row)}", file=src.path, line=line, value=",".join(row)
+                problems.add(
+                    InputError(
+                        f"expected {len(header)} fields, found {len(row)}",
+                        file=src.path,
+                        line=line,
+                        value=",".join(row),
+                    )
                 )
+                continue
             yield line, {h: v.strip() for h, v in zip(header, row, strict=True)}
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", file=src.path, line=reader.line_num) from exc
@@ -160,25 +169,43 @@ def _country(value: str, src: SourceFile, line: int) -> str:
     return value
 
 
-def parse_nodes(src: SourceFile) -> dict[str, Node]:
+RowCheck = Callable[[int, dict[str, str]], None]
+
+
+def _each_row(
+    src: SourceFile, problems: Problems, check: RowCheck, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> None:
+    """Run ``check(line, row)`` on every row; a bad row is one problem, and the next row follows."""
+    for line, row in _rows(src, problems, required, optional):
+        with problems.guard():
+            check(line, row)
+
+
+def parse_nodes(src: SourceFile, problems: Problems | None = None) -> dict[str, Node]:
     out: dict[str, Node] = {}
-    for line, r in _rows(src, NODES_COLUMNS):
+
+    def row(line: int, r: dict[str, str]) -> None:
         host = _need(r["hostname"], "hostname", src, line)
         if host in out:
             raise InputError("duplicate hostname", file=src.path, line=line, value=host)
         out[host] = Node(host, _need(r["site"], "site", src, line), _country(r["country"], src, line), r["provider"])
+
+    _each_row(src, strict(problems), row, NODES_COLUMNS)
     return out
 
 
-def parse_storage(src: SourceFile) -> tuple[StorageLocation, ...]:
+def parse_storage(src: SourceFile, problems: Problems | None = None) -> tuple[StorageLocation, ...]:
     seen: dict[str, StorageLocation] = {}
-    for line, r in _rows(src, STORAGE_COLUMNS):
+
+    def row(line: int, r: dict[str, str]) -> None:
         loc = _need(r["location"], "location", src, line)
         if not _URI.match(loc):
             raise InputError("location is not a storage URI such as s3://bucket", file=src.path, line=line, value=loc)
         if loc in seen:
             raise InputError("duplicate location", file=src.path, line=line, value=loc)
         seen[loc] = StorageLocation(loc, _country(r["country"], src, line))
+
+    _each_row(src, strict(problems), row, STORAGE_COLUMNS)
     return tuple(seen.values())
 
 
@@ -208,9 +235,10 @@ def validate_vat_id(vat_id: str, country: str) -> str | None:
 _EU_VAT_PREFIX = {c: ("EL" if c == "GR" else c) for c in EU27}
 
 
-def parse_tenants(src: SourceFile) -> dict[str, Tenant]:
+def parse_tenants(src: SourceFile, problems: Problems | None = None) -> dict[str, Tenant]:
     out: dict[str, Tenant] = {}
-    for line, r in _rows(src, TENANTS_COLUMNS, TENANTS_OPTIONAL):
+
+    def row(line: int, r: dict[str, str]) -> None:
         tenant = _need(r["tenant"], "tenant", src, line)
         if tenant in out:
             raise InputError("duplicate tenant", file=src.path, line=line, value=tenant)
@@ -229,12 +257,15 @@ def parse_tenants(src: SourceFile) -> dict[str, Tenant]:
             r.get("address") or None,
             r.get("stripe_customer") or None,
         )
+
+    _each_row(src, strict(problems), row, TENANTS_COLUMNS, TENANTS_OPTIONAL)
     return out
 
 
-def parse_jobs(src: SourceFile, tenants: dict[str, Tenant]) -> dict[str, Job]:
+def parse_jobs(src: SourceFile, tenants: dict[str, Tenant], problems: Problems | None = None) -> dict[str, Job]:
     out: dict[str, Job] = {}
-    for line, r in _rows(src, JOBS_COLUMNS):
+
+    def row(line: int, r: dict[str, str]) -> None:
         job_id = r["job_id"]
         if not job_id:
             raise InputError("empty job_id", file=src.path, line=line, value=job_id)
@@ -252,17 +283,43 @@ def parse_jobs(src: SourceFile, tenants: dict[str, Tenant]) -> dict[str, Job]:
             if not _URI.match(loc):
                 raise InputError("data location is not a storage URI", file=src.path, line=line, value=loc)
         out[job_id] = Job(job_id, tenant, r["project"], locations)
+
+    _each_row(src, strict(problems), row, JOBS_COLUMNS)
     return out
 
 
-def load_inventory(cfg: InventoryConfig) -> Inventory:
-    """Read and check all four files; raises on the first bad value, stores nothing."""
-    nodes_src = read_source("nodes", cfg.nodes)
-    storage_src = read_source("storage", cfg.storage)
-    tenants_src = read_source("tenants", cfg.tenants)
-    jobs_src = read_source("jobs", cfg.jobs)
-    nodes = parse_nodes(nodes_src)
-    storage = parse_storage(storage_src)
-    tenants = parse_tenants(tenants_src)
-    jobs = parse_jobs(jobs_src, tenants)
-    return Inventory(nodes, storage, jobs, tenants, (nodes_src, storage_src, jobs_src, tenants_src))
+def load_inventory(cfg: InventoryConfig, problems: Problems | None = None) -> Inventory:
+    """Read and check all four files; stores nothing.
+
+    By default the first bad value raises. With ``Problems(keep=True)`` every bad file or
+    row is reported there and the inventory holds what the good rows say (a file that
+    cannot be read counts as empty).
+    """
+    problems = strict(problems)
+
+    sources: dict[str, SourceFile] = {}
+    for kind, path in (("nodes", cfg.nodes), ("storage", cfg.storage), ("tenants", cfg.tenants), ("jobs", cfg.jobs)):
+        with problems.guard():
+            sources[kind] = read_source(kind, path)
+    # A file that cannot be read, has a bad header or is malformed CSV leaves its records empty.
+    nodes: dict[str, Node] = {}
+    storage: tuple[StorageLocation, ...] = ()
+    tenants: dict[str, Tenant] = {}
+    jobs: dict[str, Job] = {}
+    with problems.guard():
+        if "nodes" in sources:
+            nodes = parse_nodes(sources["nodes"], problems)
+    with problems.guard():
+        if "storage" in sources:
+            storage = parse_storage(sources["storage"], problems)
+    with problems.guard():
+        if "tenants" in sources:
+            tenants = parse_tenants(sources["tenants"], problems)
+    with problems.guard():
+        if "jobs" in sources:
+            jobs = parse_jobs(sources["jobs"], tenants, problems)
+    read = tuple(
+        sources.get(kind) or SourceFile(kind, path, b"")
+        for kind, path in (("nodes", cfg.nodes), ("storage", cfg.storage), ("jobs", cfg.jobs), ("tenants", cfg.tenants))
+    )
+    return Inventory(nodes, storage, jobs, tenants, read)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpumeter.errors import InputError
+from gpumeter.errors import InputError, Problems, read_text, strict
 from gpumeter.tomllines import header_lines, key_line
 
 MAX_MIG_SLICES = 64
@@ -61,14 +61,18 @@ class MigSlices:
         return self.explicit.get(model, default_mig_slices(model))
 
 
-def mig_slices_from(doc: Mapping[str, Any], text: str, *, file: str | Path) -> MigSlices:
+def mig_slices_from(
+    doc: Mapping[str, Any], text: str, *, file: str | Path, problems: Problems | None = None
+) -> MigSlices:
     """S per model from a parsed rates.toml (``doc``, with its ``text`` for line numbers).
 
     ``mig_slices`` must be a whole number from 1 to :data:`MAX_MIG_SLICES`, on a GPU's
     ``[[rate]]`` (not on a profile priced apart), and the same on every rate of a model. A
-    mistake raises :class:`InputError` naming the file, the line and the value; other keys
-    are the rate card's business.
+    mistake raises :class:`InputError` naming the file, the line and the value (or, with
+    ``Problems(keep=True)``, is kept there and that value ignored); other keys are the rate
+    card's business.
     """
+    problems = strict(problems)
     tables = doc.get("rate", [])
     if not isinstance(tables, list):
         return MigSlices()
@@ -78,39 +82,53 @@ def mig_slices_from(doc: Mapping[str, Any], text: str, *, file: str | Path) -> M
     for index, table in enumerate(tables, start=1):
         if not isinstance(table, dict) or "mig_slices" not in table:
             continue
-        raw = table["mig_slices"]
-        start = starts[index - 1] if index - 1 < len(starts) else None
-        line = key_line(text, start, "mig_slices")
-        model = table.get("model")
-        where = f"[[rate]] #{index}" + (f" (model {model!r})" if isinstance(model, str) else "")
-        if "mig_profile" in table:
-            raise InputError(
-                f"{where}: mig_slices belongs on the GPU's rate, not on a profile priced apart",
-                file=file,
-                line=line,
-                value=raw,
-            )
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_MIG_SLICES:
-            raise InputError(
-                f"{where}: mig_slices must be a whole number of compute slices between 1 and {MAX_MIG_SLICES}",
-                file=file,
-                line=line,
-                value=raw,
-            )
-        if not isinstance(model, str):
-            continue  # a rate without a model prices nothing; the rate card says so
-        model = model.strip()
-        if model in explicit and explicit[model] != raw:
-            raise InputError(
-                f"{where}: mig_slices = {raw}, but [[rate]] #{first[model]} sets {explicit[model]} for the "
-                "same model (a GPU model has one number of compute slices)",
-                file=file,
-                line=line,
-                value=raw,
-            )
-        explicit[model] = raw
-        first.setdefault(model, index)
+        with problems.guard():
+            _one_mig_slices(table, index, starts, text, file, explicit, first)
     return MigSlices(explicit)
+
+
+def _one_mig_slices(
+    table: Mapping[str, Any],
+    index: int,
+    starts: list[int],
+    text: str,
+    file: str | Path,
+    explicit: dict[str, int],
+    first: dict[str, int],
+) -> None:
+    """Check the ``mig_slices`` of ``[[rate]]`` #``index`` and record it in ``explicit``."""
+    raw = table["mig_slices"]
+    start = starts[index - 1] if index - 1 < len(starts) else None
+    line = key_line(text, start, "mig_slices")
+    model = table.get("model")
+    where = f"[[rate]] #{index}" + (f" (model {model!r})" if isinstance(model, str) else "")
+    if "mig_profile" in table:
+        raise InputError(
+            f"{where}: mig_slices belongs on the GPU's rate, not on a profile priced apart",
+            file=file,
+            line=line,
+            value=raw,
+        )
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_MIG_SLICES:
+        raise InputError(
+            f"{where}: mig_slices must be a whole number of compute slices between 1 and {MAX_MIG_SLICES}",
+            file=file,
+            line=line,
+            value=raw,
+        )
+    if not isinstance(model, str):
+        return  # a rate without a model prices nothing; the rate card says so
+    model = model.strip()
+    if model in explicit and explicit[model] != raw:
+        raise InputError(
+            f"{where}: mig_slices = {raw}, but [[rate]] #{first[model]} sets {explicit[model]} for the "
+            "same model (a GPU model has one number of compute slices)",
+            file=file,
+            line=line,
+            value=raw,
+        )
+    explicit[model] = raw
+    first.setdefault(model, index)
 
 
 def load_mig_slices(path: Path) -> MigSlices:
@@ -119,14 +137,9 @@ def load_mig_slices(path: Path) -> MigSlices:
     A site that only meters may have no rates.toml; one that has it gets energy split with
     the same S its invoices use, so a file that cannot be read is an error here too.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():  # no file (or a dangling link): nothing set, the defaults
         return MigSlices()
-    except OSError as exc:
-        raise InputError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
+    text = read_text(path, "rates file")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
@@ -37,6 +37,9 @@ from gpumeter.errors import ConfigError
 from metering.errors import TelemetryError
 from metering.samples import Series
 from metering.windows import from_ms
+
+Params = Mapping[str, str | list[str]]
+"""Query parameters; a list repeats its parameter (``match[]``)."""
 
 MAX_RESOLUTION = 11_000  # points per series a query_range may ask for (Prometheus API limit)
 
@@ -87,7 +90,7 @@ class PromClient:
             raise_on_status=False,
         )
         self._timeout = timeout_s
-        self._retries = retries
+        self.retries = retries
         self._backoff_s = backoff_s
         session = _Session()
         self._conn = PrometheusConnect(
@@ -115,11 +118,11 @@ class PromClient:
         answer cut short or not JSON (a proxy restarting, say) is asked again here, as
         often and with the same backoff.
         """
-        for attempt in range(self._retries + 1):
+        for attempt in range(self.retries + 1):
             try:
                 return fn(*args, **kwargs)
             except (ValueError, KeyError, requests.exceptions.ChunkedEncodingError) as exc:
-                if attempt == self._retries:
+                if attempt == self.retries:
                     raise TelemetryError(
                         f"unusable answer from Prometheus at {self.url} on {what}", kind="bad_answer"
                     ) from exc
@@ -134,8 +137,11 @@ class PromClient:
                     ) from exc
                 raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}", kind="refused") from exc
             except requests.exceptions.RetryError as exc:
+                reason = getattr(exc.args[0], "reason", None) if exc.args else None
                 raise TelemetryError(
-                    f"Prometheus at {self.url} kept failing on {what} (retries exhausted)", kind="status"
+                    f"Prometheus at {self.url} kept failing on {what} "
+                    f"({_short(str(reason or exc))}; retries exhausted)",
+                    kind="status",
                 ) from exc
             except requests.exceptions.Timeout as exc:
                 raise TelemetryError(
@@ -144,14 +150,67 @@ class PromClient:
             except requests.exceptions.ConnectionError as exc:
                 if _read_timeouts(exc):  # requests reports read timeouts that exhausted the retries so
                     raise TelemetryError(
-                        f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s "
-                        f"({self._retries + 1} attempts)",
+                        f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s (retries exhausted)",
                         kind="timeout",
                     ) from exc
                 raise TelemetryError(f"cannot reach Prometheus at {self.url}", kind="connection") from exc
             except requests.exceptions.RequestException as exc:
                 raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    @overload
+    def get(self, path: str, params: Params | None = None) -> requests.Response: ...
+
+    @overload
+    def get(self, path: str, params: Params | None = None, *, missing_ok: bool) -> requests.Response | None: ...
+
+    def get(self, path: str, params: Params | None = None, *, missing_ok: bool = False) -> requests.Response | None:
+        """A GET of ``path`` under the base URL, with the client's timeout and retries.
+
+        An HTTP error status (after retries) is a :class:`TelemetryError` naming it; with
+        ``missing_ok``, a 404 is None.
+        """
+        url = self.url + path
+        response: requests.Response = self._call(
+            f"GET {path}", self._conn._session.get, url, params=params, timeout=self._timeout
+        )
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise TelemetryError(
+                f"{self.url} answered HTTP {response.status_code} to GET {path}: {_short(response.text.strip())}",
+                kind="status" if response.status_code >= 500 or response.status_code == 429 else "refused",
+            )
+        return response
+
+    def api(self, path: str, params: Params | None = None) -> Any:
+        """The ``data`` of a Prometheus HTTP API answer (``{"status": "success", "data": ...}``)."""
+        response = self.get(path, params)
+        try:
+            doc = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            kind = response.headers.get("Content-Type", "?").split(";")[0]
+            raise TelemetryError(
+                f"{self.url} answered GET {path} with {kind}, not the Prometheus API's JSON: "
+                f"{_short(response.text.strip())}"
+            ) from exc
+        if not isinstance(doc, dict) or doc.get("status") != "success" or "data" not in doc:
+            raise TelemetryError(f"{self.url} answered GET {path} without success: {_short(str(doc))}")
+        return doc["data"]
+
+    def label_names(self, matchers: list[str], start_ms: int, end_ms: int) -> list[str]:
+        """``/api/v1/labels``: the label names of the series ``matchers`` select in the range."""
+        data = self.api(
+            "/api/v1/labels",
+            {"match[]": matchers, "start": f"{start_ms / 1000:.3f}", "end": f"{end_ms / 1000:.3f}"},
+        )
+        if not isinstance(data, list):
+            raise TelemetryError(f"unusable answer from {self.url} on GET /api/v1/labels")
+        return [str(x) for x in data]
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
 
     def instant(self, query: str, at_ms: int) -> list[dict[str, Any]]:
         """``/api/v1/query`` at a time given in Unix ms."""
@@ -280,9 +339,10 @@ def _read_timeouts(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"
+def _short(exc: Exception | str) -> str:
+    """One line of at most ~300 characters, keeping the start and the end (where the reason is)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:140] + " … " + text[-160:]
 
 
 def finite(x: float) -> bool:

@@ -94,8 +94,8 @@ def shard_branches(index: int, count: int) -> tuple[str, ...]:
     return (f'UUID!="",UUID!~{others}', f'UUID="",uuid!~{others}')
 
 
-def _terms(func: str, selectors: Iterable[str], range_ms: int) -> str:
-    return " or ".join(f"{func}({sel}[{range_ms}ms] offset 1ms)" for sel in selectors)
+def _terms(func: str, selectors: Iterable[str], range_ms: int, offset_ms: int = 1) -> str:
+    return " or ".join(f"{func}({sel}[{range_ms}ms] offset {offset_ms}ms)" for sel in selectors)
 
 
 def _with(selector: str, extra: str) -> str:
@@ -105,10 +105,17 @@ def _with(selector: str, extra: str) -> str:
     return selector[:-1] + "," + extra + "}" if selector.endswith("}") else f"{selector}{{{extra}}}"
 
 
-def over_evidence(func: str, range_ms: int, branches: tuple[str, ...] = ALL_GPUS) -> str:
-    """``func`` over both evidence metrics, one result per series (metric name dropped)."""
-    whole, mig = evidence_selectors()
-    return _terms(func, [_with(sel, b) for b in branches for sel in (whole, mig)], range_ms)
+def over_evidence(
+    func: str, range_ms: int, branches: tuple[str, ...] = ALL_GPUS, *, extra: str = "", offset_ms: int = 1
+) -> str:
+    """``func`` over both evidence metrics, one result per series (metric name dropped).
+
+    ``branches`` are a shard's matchers (:func:`shard_branches`), ``extra`` adds matchers to
+    every branch; ``offset_ms`` moves the range back (1 ms: the window that ends at the
+    evaluation time, half-open).
+    """
+    whole, mig = evidence_selectors(extra)
+    return _terms(func, [_with(sel, b) for b in branches for sel in (whole, mig)], range_ms, offset_ms)
 
 
 def over_energy(func: str, range_ms: int, branches: tuple[str, ...] = ALL_GPUS) -> str:

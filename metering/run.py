@@ -49,6 +49,7 @@ class CollectReport:
     changed_windows: list[int] = field(default_factory=list)  # windows written (new or revised), ms
     failed: list[ChunkFailure] = field(default_factory=list)  # chunks left unwritten
     stopped: bool = False  # asked to stop: the chunks not yet complete were left unwritten
+    span: Span | None = None  # what was metered: the app prices the months it touches
 
     def unwritten(self) -> str:
         """The windows a failure left unwritten, for a message (empty when none)."""
@@ -104,7 +105,7 @@ def collect(
     if client is None:
         client = own = client_for(cfg.telemetry)
     try:
-        report = CollectReport(backend=client.backend_name())
+        report = CollectReport(backend=client.backend_name(), span=span)
         with store.session(con) as c:
             versions = store_inventory(c, inv)
         chunk_meter = ChunkMeter(client, settings_from(cfg), workers=max(1, QUERIES_AT_ONCE // shards))

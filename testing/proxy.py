@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
+from testing.servers import in_thread
+
 
 class Faults:
     def __init__(self) -> None:
@@ -69,10 +71,5 @@ def proxy(target: str) -> Iterator[tuple[str, Faults]]:
                 pass  # the client gave up (a timeout under test)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with in_thread(server):
         yield f"http://127.0.0.1:{server.server_address[1]}", faults
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -58,15 +60,33 @@ def prometheus(series: Iterable[Series], workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def in_thread(server: socketserver.BaseServer) -> Iterator[socketserver.BaseServer]:
+    """Serve an in-process server from a daemon thread until the block ends, then close it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def serve(
-    argv: list[str], ready_path: str, port: int, log: Path, *, env: Mapping[str, str] | None = None
+    argv: list[str],
+    ready_path: str,
+    port: int,
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[str]:
     """Run a server process on 127.0.0.1:port until the block ends; yields its base URL.
 
     Ready once ``ready_path`` answers 200; stdout and stderr go to ``log``.
     """
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url + ready_path, proc, log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -15,10 +16,25 @@ GPUMETER = str(Path(sys.executable).parent / "gpumeter")
 def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     p = subprocess.run(
-        [GPUMETER, "demo", "--out", str(out), "--days", "2"], capture_output=True, text=True, timeout=600
+        [GPUMETER, "demo", "--out", "demo", "--days", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert p.returncode == 0, p.stderr
     text = p.stdout
+    # The commands it suggests work as pasted, with gpumeter's folder not on the PATH.
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join(
+            d for d in os.environ["PATH"].split(os.pathsep) if Path(d).resolve() != Path(GPUMETER).parent.resolve()
+        ),
+    }
+    suggested = [line.strip() for line in text.splitlines() if " usage --config " in line or " audit verify " in line]
+    assert len(suggested) >= 2, text
+    for command in suggested:
+        command = command.removeprefix("Verify it yourself: ")
+        pasted = subprocess.run(
+            ["/bin/sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert pasted.returncode == 0, (command, pasted.stderr)
     assert "GPU usage per tenant, 2026-10" in text
     assert "Invoices issued for 2026-10" in text and "reverse_charge" in text and "domestic" in text
     assert "outside" in text.lower() and "rejected" in text

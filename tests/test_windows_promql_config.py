@@ -146,3 +146,12 @@ def test_the_bearer_token_comes_from_the_environment_only(tmp_path: Path) -> Non
         with pytest.raises(ConfigError, match="MIMIR_TOKEN, which is not set"):
             client_for(t, environ)
     client_for(t, {"MIMIR_TOKEN": "s3cret"}).close()  # what it sends: tests/test_serve.py, through a proxy
+
+
+def test_named_sets_are_one_table_for_usage_and_audit() -> None:
+    """``allowed_countries = ["EU+EFTA"]`` means the same to ``usage`` and to the audit log."""
+    from audit.policy import policy
+    from metering.report import allowed_set
+
+    for items in (["EU+EFTA"], ["EEA", "CH"], ["EU"], ["EFTA", "FR"]):
+        assert allowed_set(items) == policy(items).countries

@@ -40,6 +40,7 @@ st.subheader("Users")
 ui.table(users, "dashboard users", key="users")
 
 st.subheader("Refused sign-ins")
+st.caption("Attempts whose password was checked and failed, kept 30 days. The client is its address (an IPv6 /64).")
 failures = pl.DataFrame(
     data.failures,
     schema={"failed_at": pl.Datetime("us", "UTC"), "name": pl.String, "client": pl.String, "reason": pl.String},
@@ -49,3 +50,16 @@ if not failures.height:
     st.success("No refused sign-in.")
 else:
     ui.table(failures, "refused sign-ins", key="failures")
+
+turned_away = pl.DataFrame(
+    [(r.at, r.name, r.client, r.reason) for r in data.turned_away],
+    schema={"at": pl.Datetime("us", "UTC"), "name": pl.String, "client": pl.String, "reason": pl.String},
+    orient="row",
+)
+if turned_away.height:
+    st.subheader("Turned away without a check")
+    st.caption(
+        "Attempts refused by the backoff (or while the server was busy) since the dashboards started: "
+        "kept in memory, the latest 200, never written to the store."
+    )
+    ui.table(turned_away, "sign-ins turned away", key="turned-away")

@@ -36,7 +36,7 @@ if not ready.passed:
     st.warning(f"Bundles cannot be made here: {ready.reason}")
 st.download_button(
     "Build and download bundle",
-    data=partial(exports.bundle_bytes, site.access, site.config, site.passphrase, viewer, month, tenant),
+    data=partial(exports.bundle_bytes, site, st.session_state[ui.SESSION_KEY], viewer, month, tenant),
     file_name=exports.bundle_name(month, tenant),
     mime="application/zip",
     key="auditor-download",

@@ -17,7 +17,10 @@ with ui.shown_errors():
     left, right = st.columns(2)
     with left:
         unbilled_month = ui.month_picker(
-            "Unbilled usage of", views.months(site, ctx.now), views.month_of(ctx.now), key="finance-unbilled-month"
+            "Unbilled usage of",
+            views.months(site, ctx.now),
+            views.latest_month(site, ctx.now),
+            key="finance-unbilled-month",
         )
     with right:
         invoices_month = (

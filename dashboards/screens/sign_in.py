@@ -9,6 +9,9 @@ from dashboards import auth, ui
 site, now = ui.site_and_now()
 st.title("gpumeter")
 st.caption(f"Metering, invoicing and sovereignty audit of {site.config.audit.origin}")
+notice = st.session_state.get(ui.NOTICE_KEY)
+if isinstance(notice, str):
+    st.info(notice)
 
 if site.settings.oidc:
     if not st.user.is_logged_in:
@@ -19,15 +22,18 @@ if site.settings.oidc:
             type="primary",
         )
     else:
-        identity = str(st.user.get(site.settings.oidc_claim) or "")
-        if st.session_state.get("oidc-refused") != identity:  # record a refusal once, not on every rerun
+        claims = st.user.to_dict()
+        refused = st.session_state.get("oidc-refused")  # record a refusal once, not on every rerun
+        if not (isinstance(refused, tuple) and refused[0] == claims):
             with ui.shown_errors():
-                result = auth.sign_in_oidc(site.access, identity, client=ui.client_address(), now=now)
+                result = auth.sign_in_oidc(
+                    site.access, claims, site.settings.oidc_claim, client=ui.client_address(site), now=now
+                )
             if result.viewer is not None:
-                st.session_state[ui.VIEWER_KEY] = result.viewer
+                ui.start_session(result.viewer, now)
                 st.rerun()
-            st.session_state["oidc-refused"] = identity
-        st.error(f"{identity or 'This identity'} is not a dashboard user; ask an admin to run `gpumeter users add`.")
+            refused = st.session_state["oidc-refused"] = (claims, result.message)
+        st.error(refused[1])
         st.button("Sign out", on_click=st.logout)
 else:
     with st.form("sign-in"):
@@ -36,8 +42,8 @@ else:
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
         with ui.shown_errors():
-            result = auth.sign_in(site.access, name, password, client=ui.client_address(), now=now)
+            result = auth.sign_in(site.access, name, password, client=ui.client_address(site), now=now)
         if result.viewer is not None:
-            st.session_state[ui.VIEWER_KEY] = result.viewer
+            ui.start_session(result.viewer, now)
             st.rerun()
         st.error(result.message)

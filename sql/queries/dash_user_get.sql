@@ -1,4 +1,5 @@
--- One dashboard user, or no row.
-SELECT name, role, tenant, password_hash, created_at, last_login_at
+-- One dashboard user, or no row. Times UTC; password_changed_at falls back to created_at.
+SELECT name, role, tenant, password_hash, created_at, last_login_at,
+       coalesce(password_changed_at, created_at) AS password_changed_at
 FROM dashboard_users
 WHERE name = $name;

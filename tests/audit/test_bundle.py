@@ -398,3 +398,26 @@ def test_a_bad_month_is_refused_before_anything_is_logged(tmp_path: Path, month:
     with pytest.raises(MonthError, match="YYYY-MM"):
         attest_and_export(con, month, None, tmp_path / "b.zip", [SIGNER], fleet.ORIGIN, EU, by="t", at=AUG)
     assert AuditLog(con).size() == 0 and not (tmp_path / "b.zip").exists()
+
+
+def test_a_formula_job_id_is_neutralised_and_both_verifiers_agree(tmp_path: Path) -> None:
+    """report/sovereignty.csv writes ``'=cmd…`` for a job id a spreadsheet would run, and the
+    verifier re-derives the same cell through audit.report: batched and reference alike."""
+    from audit.verify import _pinned, _verify_batched, _verify_reference
+
+    hostile = "=cmd|'/C calc'!A0"
+    con = new_store(tmp_path / "g.duckdb")
+    try:
+        fleet.load_inventory(con)
+        con.execute("INSERT INTO jobs VALUES ($j, 'acme', '-p', [])", {"j": hostile})
+        fleet.meter(con, fleet.T0, {hostile: ("gpu-fr-1", 3600), "acme-train-1": ("gpu-ch-1", 60)})
+        bundle = _export(con, "2026-07", None, tmp_path / "b.zip", fleet.T0 + timedelta(days=32))
+    finally:
+        con.close()
+    rows = list(csv.reader(io.StringIO(_members(bundle)["report/sovereignty.csv"].decode())))
+    assert [r[0] for r in rows[1:]] == ["'" + hostile, "acme-train-1"]
+    pinned = _pinned([VKEY])
+    batched = _verify_batched(bundle, pinned, None, None)
+    reference = _verify_reference(bundle, pinned, None, None)
+    assert batched is not None and batched.verifier == "batched"
+    assert batched == reference and reference.attestations == 2 and reference.outside == ("acme-train-1",)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from facturx import get_facturx_xml_from_pdf
 from lxml import etree
 from pypdf import PdfReader
 
+from audit import keys
 from billing.run import invoice_month
 from billing.validate import check_facturx, check_schematron, verify_facturx
 from tests.billing.conftest import A30, A100, H100, Site, at, make_site
@@ -29,6 +31,7 @@ NS = {
 def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One month issued, then corrected; shared by the read-only tests of this module."""
     site = make_site(tmp_path_factory.mktemp("documents") / "site")
+    keys.ensure_key(site.config.audit.signing_key, "a long test passphrase", site.config.audit.origin)
     site.add_job("j1", "acme")
     site.add_job("j2", "berlin")
     site.add_job("j3", "nyc")
@@ -206,3 +209,28 @@ def test_draft_pdf_says_it_is_not_an_invoice(site: Site) -> None:
     text = " ".join((p.extract_text() or "") for p in reader.pages)
     assert "DRAFT" in text and "NOT AN INVOICE" in text
     assert re.search(r"Total incl\. VAT\s+3\.36", text)
+
+
+def test_every_issued_document_names_the_audit_log_key(issued: Site) -> None:
+    """The customer gets the log key's fingerprint from a channel the operator cannot change later."""
+    ring = keys.load_keyring(issued.config.audit.signing_key)
+    assert ring.current is not None
+    fingerprint = ring.current.fingerprint
+    vkey = ring.current.verifier(issued.config.audit.origin).vkey
+    for number in ALL:
+        text = text_of(issued, number).replace(" ", "")
+        assert fingerprint in text and vkey in text, number
+        notes = etree.fromstring(xml_of(issued, number)).iterfind(".//rsm:ExchangedDocument/ram:IncludedNote", NS)
+        pins = [n.findtext("ram:Content", namespaces=NS) or "" for n in notes]
+        assert [p for p in pins if fingerprint in p and f"--key {vkey}" in p], number
+
+
+def test_without_an_audit_key_documents_are_issued_and_the_gap_is_said(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
+    site.add_job("j1", "acme")
+    site.add_usage("j1", H100, 3600)
+    said: list[str] = []
+    invoice_month(site.con, site.config, M, True, now=at(2), progress=said.append)
+    site.con.close()
+    assert any(m.startswith("warning: the audit log has no key yet") for m in said)
+    assert "SHA256:" not in text_of(site, "GM-2026-000001")

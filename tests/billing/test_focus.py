@@ -133,3 +133,17 @@ def test_writers_keep_decimals_and_utc(site: Site, tmp_path: Path) -> None:
     write_focus(df, tmp_path / "f.parquet", "parquet")
     back = pl.read_parquet(tmp_path / "f.parquet")
     assert back["BilledCost"].sum() == df["BilledCost"].sum()
+
+
+def test_the_focus_csv_neutralises_formulas_in_text_cells(site: Site, tmp_path: Path) -> None:
+    """A job id, tenant or project that a spreadsheet would run is written with a leading '."""
+    site.add_tenant("=HYPERLINK(1)", "Evil SARL", "FR", "FR40303265045", "1 rue X, Paris")
+    site.add_job("-2+3", "=HYPERLINK(1)", project="@SUM(A1)")
+    site.add_usage("-2+3", H100, "3600")
+    df = focus_frame(site.con, site.config, M)
+    write_focus(df, tmp_path / "f.csv", "csv")
+    (row,) = pl.read_csv(tmp_path / "f.csv", infer_schema=False).to_dicts()
+    assert (row["x_JobId"], row["BillingAccountId"], row["SubAccountId"]) == ("'-2+3", "'=HYPERLINK(1)", "'@SUM(A1)")
+    assert Decimal(row["ConsumedQuantity"]) == 3600 and Decimal(row["BilledCost"]) == df["BilledCost"][0]
+    write_focus(df, tmp_path / "f.parquet", "parquet")  # typed data, read by programs: unchanged
+    assert pl.read_parquet(tmp_path / "f.parquet")["x_JobId"].to_list() == ["-2+3"]

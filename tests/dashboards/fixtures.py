@@ -15,11 +15,13 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from audit import attest, keys, policy
 from audit.log import AuditLog
 from billing.run import invoice_month
 from dashboards.auth import add_user
+from dashboards.reader import StoreAccess
 from gpumeter import store
 from gpumeter.config import Config, load_config
 from testing.stores import RATES, SITE_CONFIG, new_store, write_site
@@ -116,6 +118,33 @@ def build_empty(root: Path, extra: str = "") -> Path:
     new_store(cfg.store.database).close()
     add_users(cfg, scoped=False)
     return root / "gpumeter.toml"
+
+
+OIDC_USER = "ops@example.eu"
+
+
+def build_oidc(root: Path) -> Path:
+    """An empty site with ``[dashboard] oidc = true`` and :data:`OIDC_USER` (compliance)."""
+    config = build_empty(root, extra="\n[dashboard]\noidc = true\n")
+    con = store.connect(load_config(config).store.database)
+    try:
+        add_user(con, OIDC_USER, "compliance", None, PASSWORD, at=CREATED)
+    finally:
+        con.close()
+    return config
+
+
+def access(config: Path) -> StoreAccess:
+    return StoreAccess(load_config(config).store.database, read_wait_s=5, write_wait_s=5)
+
+
+def rows(config: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What ``sql`` reads from the site's store (read-only)."""
+    con = store.connect(load_config(config).store.database, read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def copy_site(template: Path, dest: Path) -> Path:

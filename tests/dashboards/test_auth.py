@@ -13,25 +13,12 @@ from typer.testing import CliRunner
 from dashboards.auth import add_user, list_users, remove_user, sign_in
 from dashboards.errors import UserError
 from dashboards.ratelimit import Backoff, Throttle
-from dashboards.reader import StoreAccess
 from dashboards.roles import Role
 from gpumeter import store
 from gpumeter.config import load_config
-from tests.dashboards.fixtures import CREATED, PASSWORD
+from tests.dashboards.fixtures import CREATED, PASSWORD, access, rows
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
-
-
-def access(config: Path) -> StoreAccess:
-    return StoreAccess(load_config(config).store.database, read_wait_s=5, write_wait_s=5)
-
-
-def rows(config: Path, sql: str) -> list[tuple[object, ...]]:
-    con = store.connect(load_config(config).store.database, read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_passwords_are_stored_as_argon2id_only(empty_site: Path) -> None:

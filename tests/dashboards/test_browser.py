@@ -5,13 +5,15 @@ each page is saved under the test's tmp dir (``screenshots/``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from dashboards.settings import PASSPHRASE_ENV
 from gpumeter import store
@@ -34,16 +36,38 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
-    """``gpumeter dashboard`` on a free port of 127.0.0.1; yields its URL."""
-    port = servers.free_port()
-    log = tmp_path / "dashboard.log"
-    argv = [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(demo_site)]
-    with servers.serve(argv, "/_stcore/health", port, log, env={**os.environ, PASSPHRASE_ENV: PASSPHRASE}) as url:
+@contextlib.contextmanager
+def serving(config: Path, log: Path, *, cwd: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """``gpumeter dashboard`` for ``config`` on 127.0.0.1 (``port``, or a free one), started in
+    ``cwd``, where Streamlit looks for ``.streamlit/secrets.toml``; yields its URL."""
+    port = port or servers.free_port()
+    argv = [GPUMETER, "dashboard", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)]
+    env = {**os.environ, PASSPHRASE_ENV: PASSPHRASE}
+    with servers.serve(argv, "/_stcore/health", port, log, env=env, cwd=cwd) as url:
         yield url
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     assert PASSWORD not in log.read_text()
+
+
+@pytest.fixture
+def dashboard(demo_site: Path, tmp_path: Path) -> Iterator[str]:
+    """``gpumeter dashboard`` on the demo site; yields its URL."""
+    with serving(demo_site, tmp_path / "dashboard.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def chromium(profile: Path, **options: Any) -> Iterator[BrowserContext]:
+    """Debian's Chromium, headless, driven by Playwright, with its profile in ``profile``."""
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, **options
+        )
+        try:
+            yield context
+        finally:
+            context.close()
 
 
 def settle(page: Page) -> None:
@@ -68,63 +92,53 @@ def sign_in(page: Page, name: str) -> None:
 
 
 def test_auditor_downloads_a_bundle_that_verifies(dashboard: str, demo_site: Path, tmp_path: Path) -> None:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
     shots = tmp_path / "screenshots"
     shots.mkdir()
     bundle = tmp_path / "bundle.zip"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            headless=True,
-            accept_downloads=True,
-            viewport={"width": 1440, "height": 2200},
-        )
-        try:
-            page = browser.new_page()
-            page.goto(dashboard)
-            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
-            shoot(page, shots, "0-sign-in")
+    with chromium(
+        tmp_path / "chromium-profile", accept_downloads=True, viewport={"width": 1440, "height": 2200}
+    ) as browser:
+        page = browser.new_page()
+        page.goto(dashboard)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        shoot(page, shots, "0-sign-in")
 
-            sign_in(page, "aud-laguna")
-            expect(page.get_by_role("heading", name="Auditor bundles")).to_be_visible(timeout=60_000)
-            for other in ("Finance", "Utilisation", "Compliance", "Access"):  # a scoped auditor has one page
-                expect(page.get_by_role("link", name=other)).to_have_count(0)
-            expect(page.get_by_text(f"tenant {SCOPED_TENANT}").first).to_be_visible()
-            shoot(page, shots, "1-auditor-scoped")
-            with page.expect_download(timeout=120_000) as download:
-                page.get_by_role("button", name="Build and download bundle").click()
-            assert download.value.suggested_filename == f"gpumeter-audit-{MONTH}-{SCOPED_TENANT}.zip"
-            download.value.save_as(bundle)
-            page.get_by_role("button", name="Sign out").click()
-            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        sign_in(page, "aud-laguna")
+        expect(page.get_by_role("heading", name="Auditor bundles")).to_be_visible(timeout=60_000)
+        for other in ("Finance", "Utilisation", "Compliance", "Access"):  # a scoped auditor has one page
+            expect(page.get_by_role("link", name=other)).to_have_count(0)
+        expect(page.get_by_text(f"tenant {SCOPED_TENANT}").first).to_be_visible()
+        shoot(page, shots, "1-auditor-scoped")
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name="Build and download bundle").click()
+        assert download.value.suggested_filename == f"gpumeter-audit-{MONTH}-{SCOPED_TENANT}.zip"
+        download.value.save_as(bundle)
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
 
-            # A page's URL never runs the page without the entrypoint's sign-in and role check.
-            page.goto(f"{dashboard}/finance")
-            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("Page not found")).to_be_visible()
-            expect(page.get_by_role("heading", name="Finance")).to_have_count(0)
-            page.get_by_role("dialog").get_by_role("button", name="Close").click()
+        # A page's URL never runs the page without the entrypoint's sign-in and role check.
+        page.goto(f"{dashboard}/finance")
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Page not found")).to_be_visible()
+        expect(page.get_by_role("heading", name="Finance")).to_have_count(0)
+        page.get_by_role("dialog").get_by_role("button", name="Close").click()
 
-            sign_in(page, "ada")
-            expect(page.get_by_role("heading", name="Finance")).to_be_visible(timeout=60_000)
-            shoot(page, shots, "2-finance")
-            for n, (link, heading) in enumerate(
-                [
-                    ("Utilisation", "Utilisation"),
-                    ("Compliance", "Compliance"),
-                    ("Auditor", "Auditor bundles"),
-                    ("Access", "Access"),
-                ],
-                start=3,
-            ):
-                page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
-                expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
-                shoot(page, shots, f"{n}-{link.lower()}")
-            expect(page.get_by_text("No refused sign-in.")).to_be_visible()  # tables draw on a canvas
-        finally:
-            browser.close()
+        sign_in(page, "ada")
+        expect(page.get_by_role("heading", name="Finance")).to_be_visible(timeout=60_000)
+        shoot(page, shots, "2-finance")
+        for n, (link, heading) in enumerate(
+            [
+                ("Utilisation", "Utilisation"),
+                ("Compliance", "Compliance"),
+                ("Auditor", "Auditor bundles"),
+                ("Access", "Access"),
+            ],
+            start=3,
+        ):
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
+            expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
+            shoot(page, shots, f"{n}-{link.lower()}")
+        expect(page.get_by_text("No refused sign-in.")).to_be_visible()  # tables draw on a canvas
 
     verified = subprocess.run(
         [GPUMETER, "audit", "verify", str(bundle), "--config", str(demo_site)],

@@ -142,3 +142,10 @@ def test_dashboard_settings(tmp_path: Path) -> None:
         settings('oidc = "yes"')
     with pytest.raises(ConfigError, match="must not be negative"):
         settings("read_wait_s = -1")
+    s = settings('session_idle = "2h"\ntrusted_proxy_header = "X-Forwarded-For"')
+    assert (s.session_idle_s, s.trusted_proxy_header) == (7200.0, "X-Forwarded-For")  # type: ignore[attr-defined]
+    assert settings("").session_idle_s == 1800.0  # type: ignore[attr-defined]  # 30 minutes unless set
+    with pytest.raises(ConfigError, match="session_idle must be a duration"):
+        settings('session_idle = "half an hour"')
+    with pytest.raises(ConfigError, match="must be an HTTP header name"):
+        settings('trusted_proxy_header = "X-Forwarded-For: 1.2.3.4"')

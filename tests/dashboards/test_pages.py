@@ -305,29 +305,14 @@ def test_store_without_migrations_is_one_line(tmp_path: Path, open_app: OpenApp)
     ]
 
 
-def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dashboards.settings import CONFIG_ENV
-    from tests.dashboards.conftest import APP
-    from tests.dashboards.fixtures import build_empty
+def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, open_app: OpenApp) -> None:
+    from tests.dashboards.fixtures import OIDC_USER, build_oidc
 
-    config = build_empty(tmp_path / "oidc", extra="\n[dashboard]\noidc = true\n")
-    con = store.connect(load_config(config).store.database)
-    try:
-        from dashboards.auth import add_user
-        from tests.dashboards.fixtures import CREATED, PASSWORD
-
-        add_user(con, "ops@example.eu", "compliance", None, PASSWORD, at=CREATED)
-    finally:
-        con.close()
-    monkeypatch.setenv(CONFIG_ENV, str(config))
-    known = AppTest.from_file(str(APP), default_timeout=60)
-    known.user = {"is_logged_in": True, "email": "ops@example.eu", "name": "Ops"}
-    known.run()
+    config = build_oidc(tmp_path / "oidc")
+    known = open_app(config, identity={"is_logged_in": True, "email": OIDC_USER, "email_verified": True, "name": "Ops"})
     assert_clean(known)
     assert titles(known) == ["Compliance"]
-    stranger = AppTest.from_file(str(APP), default_timeout=60)
-    stranger.user = {"is_logged_in": True, "email": "mallory@example.com"}
-    stranger.run()
+    stranger = open_app(config, identity={"is_logged_in": True, "email": "mallory@example.com", "email_verified": True})
     assert not stranger.exception
     assert titles(stranger) == ["gpumeter"]
     assert any("mallory@example.com is not a dashboard user" in e.value for e in stranger.error)
@@ -340,9 +325,7 @@ def test_sign_in_with_oidc_maps_the_identity_to_a_user(tmp_path: Path, monkeypat
         )
     finally:
         con.close()
-    logged_out = AppTest.from_file(str(APP), default_timeout=60)
-    logged_out.user = {"is_logged_in": False}
-    logged_out.run()
+    logged_out = open_app(config, identity={"is_logged_in": False})
     assert not logged_out.exception
     assert [b.label for b in logged_out.button] == ["Sign in with your identity provider"]
 
@@ -351,3 +334,18 @@ def test_sign_in_form_never_echoes_the_password(demo_site: Path, open_app: OpenA
     at = open_app(demo_site)
     sign_in(at, "fin", "hunter2-hunter2-hunter2")
     assert not any("hunter2" in str(e.value) for e in [*at.error, *at.markdown, *at.caption])
+
+
+def test_every_page_opens_on_the_latest_month_with_data(demo_site: Path, open_app: OpenApp) -> None:
+    """The store's data ends before the current month: no page opens on an empty month."""
+    assert f"{datetime.now(UTC):%Y-%m}" > MONTH
+    at = open_app(demo_site, "ada")
+    for page, key in (
+        (Page.FINANCE, "finance-unbilled-month"),
+        (Page.UTILISATION, "util-month"),
+        (Page.COMPLIANCE, "compliance-month"),
+        (Page.AUDITOR, "auditor-month"),
+    ):
+        at.switch_page(page_path(page)).run()
+        assert_clean(at)
+        assert at.selectbox(key=key).value == MONTH, page
