@@ -2,9 +2,11 @@
 
 Each cycle asks :mod:`metering.schedule` which hour windows are due (closed plus the settle
 delay, catch-up after downtime, holes, the late re-check), meters them with the sharded
-:func:`metering.run.collect`, runs the same after-collect hook as ``collect`` (the audit
-log records new windows and revisions), and signs a checkpoint when ``[audit]
-checkpoint_every`` has passed. Then it sleeps until the next hour is due.
+:func:`metering.run.collect`, runs the same after-collect hook as ``collect``
+(:func:`app.reactions.after_metering`: the audit log records new windows and revisions,
+budget alerts are decided and delivered), and publishes a checkpoint (signed, time-stamped,
+witnessed: :func:`audit.publish.publish_checkpoint`) when ``[audit] checkpoint_every`` has
+passed. Then it sleeps until the next hour is due.
 
 systemd-friendly: logs go to stderr; SIGTERM (or Ctrl-C) finishes the chunk being written,
 drops the ones under way, and exits 0; SIGHUP reloads the inventory files (a bad file is
@@ -40,7 +42,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from app.serve_http import ServeMetrics, serving
-from audit import keys
+from audit import keys, publish
 from audit.log import AuditLog
 from audit.note import Signer
 from gpumeter import store
@@ -200,8 +202,10 @@ class Service:
             )
         horizon = schedule.horizon(min(now_ms, backend_ms), self.cfg.telemetry.settle_ms, self.options.until_ms)
         due = self._due(horizon)
-        report = CollectReport()
-        for start, end in due.runs():
+        runs = due.runs()
+        # the reactions price the months these hours touch, as after a collect of the same span
+        report = CollectReport(span=Span(runs[0][0], runs[-1][1]) if runs else None)
+        for start, end in runs:
             if self.stopping.is_set():
                 report.stopped = True
                 break
@@ -261,9 +265,12 @@ class Service:
         if self.checkpoint is None:
             return
         moment = datetime.fromtimestamp(self.clock(), UTC)
-        with self.writer.open() as con:
-            if self.checkpoint(con, moment):
-                log.info("signed a checkpoint of the audit log")
+        try:
+            with self.writer.open() as con:
+                if self.checkpoint(con, moment):
+                    log.info("signed a checkpoint of the audit log")
+        except GpumeterError as exc:  # metering goes on; the next cycle tries again
+            log.error("checkpoint not signed: %s", exc.explain())
 
     def done(self) -> bool:
         """True once every window before ``--until`` is stored (never without ``--until``)."""
@@ -332,17 +339,20 @@ def _hours(span: Span) -> tuple[str, str]:
 
 
 def checkpoint_signer(cfg: Config, signer: Signer) -> Callable[[duckdb.DuckDBPyConnection, datetime], bool]:
-    """Sign a checkpoint when ``[audit] checkpoint_every`` has passed since the last one."""
+    """Publish a checkpoint (signed, time-stamped, witnessed: :func:`audit.publish.publish_checkpoint`,
+    as ``gpumeter audit checkpoint`` does) when ``[audit] checkpoint_every`` has passed since the last one."""
     every_ms = cfg.audit.checkpoint_every_ms or 0
 
     def sign(con: duckdb.DuckDBPyConnection, now: datetime) -> bool:
-        audit_log = AuditLog(con)
-        latest = audit_log.latest_checkpoint()
+        latest = AuditLog(con).latest_checkpoint()
         if latest is not None and (now - latest.signed_at).total_seconds() * 1000 < every_ms:
             return False
-        # SEAM (trust work): when the audit package offers "sign and witness a checkpoint"
-        # (witnesses, quorum, time stamp), call it here instead of signing alone.
-        audit_log.sign_checkpoint(signer, cfg.audit.origin, at=now)
+        done = publish.publish_checkpoint(con, cfg, signer, at=now)
+        if done.gathered is not None:
+            for failure in done.gathered.failures:
+                log.warning("%s", failure)
+        if done.problems:
+            log.warning("%s", done.shortfall())
         return True
 
     return sign

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from audit import attest, cosign, highwater, keys, policy, timestamp
+from audit import attest, highwater, keys, policy, publish
 from audit.bundle import attest_and_export
 from audit.check import check_log
 from audit.entries import key_event
@@ -158,33 +158,20 @@ def checkpoint_command(config: ConfigOpt = None) -> None:
     """
     cfg = get_config(config)
     signer = _signer(cfg)
-    problems: list[str] = []
-    with store.opened(cfg, "write") as con:
-        stored = AuditLog(con).sign(signer, cfg.audit.origin, mark=highwater.mark_path(cfg.audit.signing_key))
-        if cfg.audit.tsa_url:
-            try:
-                stamp = timestamp.stamp_checkpoint(
-                    con, stored.id, stored.note, cfg.audit.tsa_url, tsa_cert=cfg.audit.tsa_cert
-                )
-                say(f"time-stamped by {cfg.audit.tsa_url} at {stamp.gen_time.isoformat()}")
-            except VerificationError as exc:
-                problems.append(f"time stamp: {exc.message}")
-        note = stored.note
-        if cfg.audit.witnesses:
-            with err.status("asking the witnesses to cosign"):
-                gathered = cosign.gather(con, cfg, stored)
-            note = gathered.note
-            for failure in gathered.failures:
-                say(f"warning: {failure}")
-            say(f"checkpoint size {stored.size}: cosigned by {', '.join(gathered.cosigned) or 'no witness'}")
-            if not gathered.quorum_met:
-                problems.append(f"witness quorum not met (needs {gathered.quorum})")
-    typer.echo(note, nl=False)
-    if problems:
-        raise WitnessError(
-            f"checkpoint size {stored.size} is signed and kept, but: {'; '.join(problems)}; "
-            "it is submitted again at the next checkpoint"
-        )
+    with (
+        store.opened(cfg, "write") as con,
+        err.status("publishing the checkpoint"),
+    ):
+        done = publish.publish_checkpoint(con, cfg, signer)
+    if done.stamp is not None:
+        say(f"time-stamped by {done.stamp.tsa_url} at {done.stamp.gen_time.isoformat()}")
+    if done.gathered is not None:
+        for failure in done.gathered.failures:
+            say(f"warning: {failure}")
+        say(f"checkpoint size {done.checkpoint.size}: cosigned by {', '.join(done.gathered.cosigned) or 'no witness'}")
+    typer.echo(done.note, nl=False)
+    if done.problems:
+        raise WitnessError(done.shortfall())
 
 
 @audit_app.command("attest")
