@@ -20,17 +20,20 @@ per-GPU-hour cost it projects an 18,000-GPU fleet. Results go to bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.metering import floor
 from bench.results import write_section
+from bench.sampler import Sampler
 from gpumeter.config import load_config
 from metering.run import collect
 from metering.windows import HOUR_MS, Span
@@ -59,10 +62,12 @@ class Row:
     gpu_windows: int
     raw_gpu_windows: int
     handover_gpu_windows: int
+    days: int = 7
+    profile: list[tuple[str, float]] = field(default_factory=list)  # (a)'s busy thread-time by place
 
     @property
     def gpu_hours(self) -> float:
-        return self.gpus * 7 * 24.0
+        return self.gpus * self.days * 24.0
 
     @property
     def per_1000(self) -> float:
@@ -87,8 +92,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _child(cfg_path: Path, span: Span, workers: int, chunk_hours: int, fresh: bool) -> dict[str, float]:
-    """Run ``collect`` in a child process; its report, with its peak RSS in MB (``rss_mb``)."""
+def _child(
+    cfg_path: Path, span: Span, workers: int, chunk_hours: int, fresh: bool, profile: bool = False
+) -> dict[str, Any]:
+    """Run ``collect`` in a child process; its report, with its peak RSS in MB (``rss_mb``)
+    and, with ``profile``, where its threads spent their time (:mod:`bench.sampler`)."""
     argv = [
         sys.executable,
         "-m",
@@ -100,9 +108,10 @@ def _child(cfg_path: Path, span: Span, workers: int, chunk_hours: int, fresh: bo
         str(workers),
         str(chunk_hours),
         "fresh" if fresh else "keep",
+        "profile" if profile else "plain",
     ]
     proc = subprocess.run(argv, stdout=subprocess.PIPE, check=True)  # our own interpreter and module
-    report: dict[str, float] = json.loads(proc.stdout)
+    report: dict[str, Any] = json.loads(proc.stdout)
     return report
 
 
@@ -115,13 +124,15 @@ def _peak_rss_mb() -> float:
 
 
 def child_main(argv: list[str]) -> None:
-    cfg_path, start, end, workers, chunk_hours, mode = argv
+    cfg_path, start, end, workers, chunk_hours, mode, profiling = argv
     cfg = load_config(cfg_path)
     if mode == "fresh" and cfg.store.database.exists():
         cfg.store.database.unlink()
     con = new_store(cfg.store.database)
+    sampler = Sampler()
     t0, c0 = time.perf_counter(), time.process_time()
-    rep = collect(con, cfg, Span(int(start), int(end)), workers=int(workers), chunk_hours=int(chunk_hours))
+    with sampler if profiling == "profile" else contextlib.nullcontext():
+        rep = collect(con, cfg, Span(int(start), int(end)), workers=int(workers), chunk_hours=int(chunk_hours))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     con.close()
     print(
@@ -134,6 +145,7 @@ def child_main(argv: list[str]) -> None:
                 "handover_gpu_windows": rep.handover_gpu_windows,
                 "rows": rep.rows_written,
                 "rss_mb": _peak_rss_mb(),
+                "profile": sampler.report(),
             }
         )
     )
@@ -156,7 +168,7 @@ def load(url: str, gpus: int, days: int) -> tuple[Fleet, Span, int, int, float]:
     return fleet, Span(start, start + days * DAY_MS), samples, len(keys), time.perf_counter() - t0
 
 
-def bench_one(gpus: int, days: int, workers: int, repeat: int, work: Path) -> Row:
+def bench_one(gpus: int, days: int, workers: int, repeat: int, work: Path, profile: bool = False) -> Row:
     root = work / f"gpus-{gpus}"
     if root.exists():
         shutil.rmtree(root)
@@ -178,7 +190,7 @@ def bench_one(gpus: int, days: int, workers: int, repeat: int, work: Path) -> Ro
             cpu_c = _cpu_s(vm) - c0
             c0 = _cpu_s(vm)
             report = _child(cfg_path, span, workers, 24, fresh=True)
-            rss = report["rss_mb"]
+            rss = max(rss, report["rss_mb"])
             cpu_a = _cpu_s(vm) - c0
             collects.append(report["seconds"])
             client = report["cpu_s"]
@@ -192,6 +204,8 @@ def bench_one(gpus: int, days: int, workers: int, repeat: int, work: Path) -> Ro
         cyc = _child(cfg_path, cycle, workers, 24, fresh=False)
         cycle_cpu = _cpu_s(vm) - c0
         print(f"  (s) one serve cycle ({CYCLE_HOURS} h): {cyc['seconds']:.1f} s, {cycle_cpu:.1f} backend CPU s")
+        # the profile comes from a run of its own, so that sampling never touches the timings above
+        where = _child(cfg_path, span, workers, 24, fresh=True, profile=True)["profile"] if profile else []
     shutil.rmtree(root / "vmdata", ignore_errors=True)
     return Row(
         gpus=gpus,
@@ -209,19 +223,23 @@ def bench_one(gpus: int, days: int, workers: int, repeat: int, work: Path) -> Ro
         gpu_windows=int(report["gpu_windows"]),
         raw_gpu_windows=int(report["raw_gpu_windows"]),
         handover_gpu_windows=int(report["handover_gpu_windows"]),
+        days=days,
+        profile=[(str(k), float(v)) for k, v in where],
     )
 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| GPUs | series | samples | (a) collect | s per 1,000 GPU-h | peak RSS | backend CPU (a) | client CPU (a) "
-        "| (c) floor | backend CPU (c) | (a)/(c) | serve cycle (7 h) | GPU-windows: hand-overs / raw |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| GPUs | days | series | samples | (a) collect | s per 1,000 GPU-h | × first row | peak RSS "
+        "| backend CPU (a) | client CPU (a) | (c) floor | backend CPU (c) | (a)/(c) | serve cycle (7 h) "
+        "| GPU-windows: hand-overs / raw |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         a, c = min(r.collect_s), min(r.floor_s)
         lines.append(
-            f"| {r.gpus:,} | {r.series:,} | {r.samples / 1e6:.0f} M | {a:.1f} s | {r.per_1000:.3f} s | "
+            f"| {r.gpus:,} | {r.days} | {r.series:,} | {r.samples / 1e6:.0f} M | {a:.1f} s | {r.per_1000:.3f} s | "
+            f"{r.per_1000 / rows[0].per_1000:.2f} | "
             f"{r.rss_mb:,.0f} MB | {r.collect_cpu_s:.1f} s | {r.client_cpu_s:.1f} s | {c:.1f} s | "
             f"{r.floor_cpu_s:.1f} s | {a / c:.2f} | {r.cycle_s:.1f} s | "
             f"{r.handover_gpu_windows:,} / {r.raw_gpu_windows:,} of {r.gpu_windows:,} |"
@@ -262,15 +280,26 @@ collect time over GPU-hours: {slope * 1000:.3f} s per 1,000 GPU-hours.
 `late_window = "6h"`, so each hourly cycle meters {1 + LATE_HOURS} hours = {gpu_h_cycle:,} GPU-hours):
 
 - one serve cycle on this 2-core machine: about {cycle_s:,.0f} s ({cycle_s / 60:.1f} min), with
-  {cycle_backend:,.0f} backend CPU-seconds; by the 7-day run's per-GPU-hour figures it needs
+  {cycle_backend:,.0f} backend CPU-seconds; by the {big.days}-day run's per-GPU-hour figures it needs
   {backend_per_gh * gpu_h_cycle:,.0f} backend and {client_per_gh * gpu_h_cycle:,.0f} gpumeter CPU-seconds;
-- per month ({month_h} cycles): about {backend_month:,.0f} backend CPU-hours and {client_month:,.0f}
+- per month ({month_h} cycles): about {backend_month:,.1f} backend CPU-hours and {client_month:,.1f}
   gpumeter CPU-hours;
 - lag under 15 minutes (10 min settle + at most {BUDGET_S // 60} min to meter the cycle): a backend
   with at least {backend_cores:.0f} CPU cores for queries (vmselect + vmstorage, or the Mimir/Thanos
   queriers) and `workers = {workers:.0f}`; the late re-check is 6/7 of the work, so `late_window = "2h"`
   would cut the cycle to 3/7 of it.
 """
+
+
+def profile_text(rows: list[Row]) -> str:
+    """Where (a)'s busy thread-time went, for each fleet profiled (``--profile``)."""
+    out = []
+    for r in rows:
+        if r.profile:
+            out.append(f"Where (a)'s busy thread-time goes at {r.gpus:,} GPUs (sampled every 5 ms, every thread):\n")
+            out.append("| where | share |\n|---|---:|")
+            out += [f"| `{k}` | {v:.0%} |" for k, v in r.profile]
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -284,6 +313,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("bench/out/scale"))
     ap.add_argument("--no-write", action="store_true", help="Print only; leave bench/RESULTS.md alone.")
+    ap.add_argument("--profile", action="store_true", help="Also sample where collect's threads spend time.")
     ap.add_argument("--from-rows", type=Path, help="Write the section from a previous run's rows.json.")
     args = ap.parse_args()
     if args.from_rows:
@@ -291,13 +321,17 @@ def main() -> None:
     else:
         rows = []
         for gpus in args.gpus:
-            rows.append(bench_one(gpus, args.days, args.workers, args.repeat, args.workdir))
+            rows.append(bench_one(gpus, args.days, args.workers, args.repeat, args.workdir, args.profile))
             print(table(rows), flush=True)
             (args.workdir / "rows.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
     print(projection(rows))
+    print(profile_text(rows))
     if not args.no_write:
-        command = f"`.venv/bin/python -m bench.scale --gpus {' '.join(str(r.gpus) for r in rows)}`"
-        write_section("scale", f"Command: {command}\n\n{table(rows)}\n\n{projection(rows)}")
+        command = (
+            f"`nice .venv/bin/python -m bench.scale --gpus {' '.join(str(r.gpus) for r in rows)} "
+            f"--days {rows[0].days} --workers {args.workers} --repeat {args.repeat}`"
+        )
+        write_section("scale", f"Command: {command}\n\n{table(rows)}\n\n{projection(rows)}\n{profile_text(rows)}")
 
 
 if __name__ == "__main__":

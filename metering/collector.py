@@ -45,6 +45,7 @@ from metering.semantics import (
     USAGE_SCHEMA,
     MeterResult,
     meter,
+    whole_windows,
 )
 from metering.windows import HOUR_MS, Span
 
@@ -375,18 +376,7 @@ class ChunkMeter:
             .otherwise((2 * pl.col("delta_uj") * mig_k + mig_den) // (2 * mig_den))
             .alias("energy_uj"),
         )
-        coverage = ok.select(
-            "window_ms",
-            "uuid",
-            "hostname",
-            "gpu_model",
-            pl.col("window_ms").alias("first_slot_ms"),
-            (pl.col("window_ms") + HOUR_MS - S).alias("last_slot_ms"),
-            pl.lit(spw, dtype=pl.Int64).alias("slots_present"),
-        )
-        return MeterResult(
-            usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA)
-        ), settled
+        return whole_windows(usage, ok, interval_ms=S, slots=spw), settled
 
     def _raw_windows(
         self, chunk: Span, needed: dict[int, set[str]], uuid_label: dict[str, str]

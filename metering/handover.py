@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from metering.semantics import COVERAGE_SCHEMA, GAPS_SCHEMA, NS_PER_MS, USAGE_SCHEMA, MeterResult
-from metering.windows import HOUR_MS
+from metering.semantics import NS_PER_MS, MeterResult, whole_windows
 
 KEY = ["window_ms", "uuid"]
 
@@ -117,14 +116,4 @@ def settle_handovers(
         .cast(pl.Int64)
         .alias("energy_uj"),
     )
-    coverage = ok.select(
-        "window_ms",
-        "uuid",
-        "hostname",
-        "gpu_model",
-        pl.col("window_ms").alias("first_slot_ms"),
-        (pl.col("window_ms") + HOUR_MS - interval_ms).alias("last_slot_ms"),
-        pl.lit(slots, dtype=pl.Int64).alias("slots_present"),
-    )
-    result = MeterResult(usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA))
-    return result, ok.select(KEY)
+    return whole_windows(usage, ok, interval_ms=interval_ms, slots=slots), ok.select(KEY)

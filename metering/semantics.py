@@ -82,6 +82,23 @@ class MeterResult:
     gaps: pl.DataFrame
 
 
+def whole_windows(usage: pl.DataFrame, held: pl.DataFrame, *, interval_ms: int, slots: int) -> MeterResult:
+    """The result of (GPU, window)s settled from aggregates: every slot present, no gaps.
+
+    ``held`` has one row per settled (``window_ms``, ``uuid``) with ``hostname`` and ``gpu_model``.
+    """
+    coverage = held.select(
+        "window_ms",
+        "uuid",
+        "hostname",
+        "gpu_model",
+        pl.col("window_ms").alias("first_slot_ms"),
+        (pl.col("window_ms") + HOUR_MS - interval_ms).alias("last_slot_ms"),
+        pl.lit(slots, dtype=pl.Int64).alias("slots_present"),
+    )
+    return MeterResult(usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA))
+
+
 def _lcm(values: list[int]) -> int:
     return reduce(math.lcm, values, 1)
 
