@@ -45,6 +45,7 @@ from metering.semantics import (
     USAGE_SCHEMA,
     MeterResult,
     meter,
+    usage_key,
     whole_windows,
 )
 from metering.windows import HOUR_MS, Span
@@ -357,13 +358,7 @@ class ChunkMeter:
         mig_k = pl.col("profile").replace_strict(k, default=None, return_dtype=pl.Int64)
         mig_den = pl.col("model").replace_strict(den, default=7, return_dtype=pl.Int64)
         usage = held.select(
-            "window_ms",
-            pl.col("job").alias("job_id"),
-            "uuid",
-            "gpu_i_id",
-            pl.col("profile").alias("mig_profile"),
-            pl.col("model").alias("gpu_model"),
-            pl.concat_list("host").alias("hosts"),
+            *usage_key(),
             pl.lit(spw * slot_ns, dtype=pl.Int64).alias("gpu_ns"),
             pl.when(whole)
             .then(pl.col("total") / 100.0 * slot_ns)

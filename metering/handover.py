@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from metering.semantics import NS_PER_MS, MeterResult, whole_windows
+from metering.semantics import NS_PER_MS, MeterResult, usage_key, whole_windows
 
 KEY = ["window_ms", "uuid"]
 
@@ -102,13 +102,7 @@ def settle_handovers(
     ok = verdict.select(*KEY, "hostname", "gpu_model")
     held = runs.join(ok.select(KEY), on=KEY, how="semi").filter((pl.col("count") > 0) & pl.col("job").is_not_null())
     usage = held.select(
-        "window_ms",
-        pl.col("job").alias("job_id"),
-        "uuid",
-        "gpu_i_id",
-        pl.col("profile").alias("mig_profile"),
-        pl.col("model").alias("gpu_model"),
-        pl.concat_list("host").alias("hosts"),
+        *usage_key(),
         (pl.col("count") * slot_ns).cast(pl.Int64).alias("gpu_ns"),
         (pl.col("total") / 100.0 * slot_ns).round(0).cast(pl.Int64).alias("busy_ns"),
         ((pl.col("max_ext") - pl.col("before").fill_null(pl.col("min_ext"))) * 1000)

@@ -82,6 +82,19 @@ class MeterResult:
     gaps: pl.DataFrame
 
 
+def usage_key() -> list[str | pl.Expr]:
+    """The key columns of a usage row, from a frame of aggregates (job, model, profile, host)."""
+    return [
+        "window_ms",
+        pl.col("job").alias("job_id"),
+        "uuid",
+        "gpu_i_id",
+        pl.col("profile").alias("mig_profile"),
+        pl.col("model").alias("gpu_model"),
+        pl.concat_list("host").alias("hosts"),
+    ]
+
+
 def whole_windows(usage: pl.DataFrame, held: pl.DataFrame, *, interval_ms: int, slots: int) -> MeterResult:
     """The result of (GPU, window)s settled from aggregates: every slot present, no gaps.
 
