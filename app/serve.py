@@ -5,8 +5,8 @@ delay, catch-up after downtime, holes, the late re-check), meters them with the 
 :func:`metering.run.collect`, runs the same after-collect hook as ``collect``
 (:func:`app.reactions.after_metering`: the audit log records new windows and revisions,
 budget alerts are decided and delivered), and publishes a checkpoint (signed, time-stamped,
-witnessed: :func:`audit.publish.publish_checkpoint`) when ``[audit] checkpoint_every`` has
-passed. Then it sleeps until the next hour is due.
+witnessed: :func:`audit.seal.sign_and_seal`, as ``gpumeter audit checkpoint`` does) when
+``[audit] checkpoint_every`` has passed. Then it sleeps until the next hour is due.
 
 systemd-friendly: logs go to stderr; SIGTERM (or Ctrl-C) finishes the chunk being written,
 drops the ones under way, and exits 0; SIGHUP reloads the inventory files (a bad file is
@@ -42,9 +42,10 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from app.serve_http import ServeMetrics, serving
-from audit import keys, publish
+from audit import keys
 from audit.log import AuditLog
 from audit.note import Signer
+from audit.seal import sign_and_seal
 from gpumeter import store
 from gpumeter.commandline import ConfigOpt, get_config
 from gpumeter.config import Config, parse_duration_ms
@@ -339,7 +340,7 @@ def _hours(span: Span) -> tuple[str, str]:
 
 
 def checkpoint_signer(cfg: Config, signer: Signer) -> Callable[[duckdb.DuckDBPyConnection, datetime], bool]:
-    """Publish a checkpoint (signed, time-stamped, witnessed: :func:`audit.publish.publish_checkpoint`,
+    """Publish a checkpoint (signed, time-stamped, witnessed: :func:`audit.seal.sign_and_seal`,
     as ``gpumeter audit checkpoint`` does) when ``[audit] checkpoint_every`` has passed since the last one."""
     every_ms = cfg.audit.checkpoint_every_ms or 0
 
@@ -347,12 +348,11 @@ def checkpoint_signer(cfg: Config, signer: Signer) -> Callable[[duckdb.DuckDBPyC
         latest = AuditLog(con).latest_checkpoint()
         if latest is not None and (now - latest.signed_at).total_seconds() * 1000 < every_ms:
             return False
-        done = publish.publish_checkpoint(con, cfg, signer, at=now)
-        if done.gathered is not None:
-            for failure in done.gathered.failures:
-                log.warning("%s", failure)
-        if done.problems:
-            log.warning("%s", done.shortfall())
+        sealed = sign_and_seal(con, cfg, signer, at=now)
+        for warning in sealed.warnings:
+            log.warning("%s", warning)
+        if sealed.problems:
+            log.warning("%s", sealed.shortfall())
         return True
 
     return sign

@@ -133,14 +133,10 @@ _SUBJECT = {
 def meta(entry: Mapping[str, Any]) -> EntryMeta:
     """Type, month, tenant and subject of an entry, for the log's index columns.
 
-    The month is the entry's ``month`` (or ``period``), else the month of a usage window's
-    start, else the month of its ``time``. The subject names what it is about (job id,
-    invoice number, window start, vkey, ``kind/version``), when the entry says.
+    The subject names what it is about (job id, invoice number, window start, vkey,
+    ``kind/version``), when the entry says; month and tenant: :func:`scope`.
     """
     kind = str(entry["type"])
-    month = entry.get("month") or entry.get("period")
-    if month is None:
-        month = str(entry.get("window_start") if kind == "usage_window" else entry["time"])[:7]
     keys = _SUBJECT.get(kind, ())
     if len(keys) == 1:
         part = entry.get(keys[0])
@@ -148,10 +144,23 @@ def meta(entry: Mapping[str, Any]) -> EntryMeta:
     else:
         parts = [entry.get(k) for k in keys]
         subject = "/".join(str(p) for p in parts) if parts and all(p is not None for p in parts) else None
+    month, tenant = scope(entry)
+    return EntryMeta(kind, month, tenant, subject)
+
+
+def scope(entry: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The month (``YYYY-MM``) and tenant an entry is about: what a bundle is scoped by.
+
+    The month is the entry's ``month`` (or ``period``), else the month of a usage window's
+    start, else the month of its ``time``; the tenant is its ``tenant`` (null: log-wide).
+    """
+    month = entry.get("month") or entry.get("period")
+    if month is None:
+        month = str(entry.get("window_start") if entry["type"] == "usage_window" else entry["time"])[:7]
     tenant = entry.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise EntryError("tenant must be a string or null", value=tenant)
-    return EntryMeta(kind, check_month(str(month)), tenant, subject)
+    return check_month(month if type(month) is str else str(month)), tenant
 
 
 def _with_supersedes(entry: dict[str, Any], supersedes: int | None) -> dict[str, Any]:
@@ -259,10 +268,12 @@ def invoice_finalized(
     pdf_document: bytes,
     kind: str = "invoice",
     file_stem: str | None = None,
+    ubl_document: bytes | None = None,
 ) -> dict[str, Any]:
-    """A finalized invoice (or credit note): totals and the SHA-256 of its PDF and JSON."""
+    """A finalized invoice (or credit note): totals and the SHA-256 of its PDF and JSON,
+    and of its Peppol UBL XML when it has one."""
     stem = file_stem or re.sub(r"[^A-Za-z0-9._-]", "_", number)
-    return {
+    entry: dict[str, Any] = {
         "type": "invoice_finalized",
         "time": format_time(at),
         "number": number,
@@ -274,6 +285,9 @@ def invoice_finalized(
         "json": document(f"{stem}.json", json_document),
         "pdf": document(f"{stem}.pdf", pdf_document),
     }
+    if ubl_document is not None:
+        entry["ubl"] = document(f"{stem}.xml", ubl_document)
+    return entry
 
 
 def stripe_sync(

@@ -57,8 +57,9 @@ def record_invoice_finalized(
     pdf_document: bytes,
     kind: str = "invoice",
     at: datetime | None = None,
+    ubl_document: bytes | None = None,
 ) -> int:
-    """An invoice or credit note was finalized; the log keeps its JSON and PDF."""
+    """An invoice or credit note was finalized; the log keeps its JSON and PDF (and UBL XML)."""
     moment = _now(at)
     entry = entries.invoice_finalized(
         at=moment,
@@ -70,8 +71,11 @@ def record_invoice_finalized(
         json_document=json_document,
         pdf_document=pdf_document,
         kind=kind,
+        ubl_document=ubl_document,
     )
     docs = {entry["json"]["document"]: json_document, entry["pdf"]["document"]: pdf_document}
+    if ubl_document is not None:
+        docs[entry["ubl"]["document"]] = ubl_document
     return AuditLog(con).append(entry, docs, at=moment)
 
 

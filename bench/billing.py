@@ -41,8 +41,9 @@ from billing.plan import plan_month
 from billing.run import default_usage, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
 from gpumeter.config import Config
+from metering.inventory import Tenant
 from metering.mig import profile_slices
-from testing.stores import SITE_CONFIG, TenantRow, add_tenants, mark_collected, new_store, write_site
+from testing.stores import SITE_CONFIG, add_tenants, mark_collected, new_store, write_site
 
 TENANTS = 1_000
 JOBS = 200_000
@@ -73,7 +74,7 @@ eur_per_gpu_hour = "1.20"
 """
 
 
-def tenant_rows() -> list[TenantRow]:
+def tenant_rows() -> list[Tenant]:
     rows = []
     for i in range(TENANTS):
         if i % 3 == 0:
@@ -86,7 +87,7 @@ def tenant_rows() -> list[TenantRow]:
             country, vat = "DE", "DE" + digits + mod_11_10.calc_check_digit(digits)
         else:
             country, vat = "US", ""
-        rows.append((f"t{i:04d}", f"Tenant {i} Ltd", country, vat, None, f"{i} Compute Street"))
+        rows.append(Tenant(f"t{i:04d}", f"Tenant {i} Ltd", country, vat, None, f"{i} Compute Street"))
     return rows
 
 

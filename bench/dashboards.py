@@ -43,7 +43,16 @@ from dashboards.reader import forget_version
 from dashboards.settings import Site, open_site
 from gpumeter import store
 from gpumeter.config import load_config
-from testing.stores import RATES, SITE_CONFIG, add_tenants, mark_collected, new_store, record_inventory, write_site
+from metering.inventory import Tenant
+from testing.stores import (
+    RATES,
+    SITE_CONFIG,
+    add_tenants,
+    mark_collected,
+    new_store,
+    record_inventory,
+    write_site,
+)
 
 NODES = 256
 GPUS_PER_NODE = 8
@@ -124,7 +133,7 @@ def build(root: Path) -> Path:
             {"nodes": NODES},
         )
         con.execute("INSERT INTO storage_locations VALUES (1, 's3://eu-lake', 'FR'), (1, 's3://us-lake', 'US')")
-        add_tenants(con, [(f"t{i:03d}", f"Tenant {i} SAS", "FR", "FR40303265045", None, None) for i in range(TENANTS)])
+        add_tenants(con, [Tenant(f"t{i:03d}", f"Tenant {i} SAS", "FR", "FR40303265045") for i in range(TENANTS)])
         _usage_insert(con, 0, HOURS)
         con.execute(
             """

@@ -30,8 +30,8 @@ def invoice(
         bool,
         typer.Option(
             "--finalize",
-            help="Issue the month's documents: gapless numbers, frozen in the store, Factur-X PDFs. "
-            "Without it, drafts are (re)written.",
+            help="Issue the month's documents: gapless numbers, frozen in the store, Factur-X PDFs "
+            "(and Peppol UBL XML for tenants with einvoice = peppol). Without it, drafts are (re)written.",
         ),
     ] = False,
     config: ConfigOpt = None,

@@ -28,12 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, mentions
+from billing.invoice import SEPA_CREDIT_TRANSFER, UNIT_HOUR, Invoice, Kind, mentions
 from billing.money import HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
-from gpumeter.party import Party
+from gpumeter.party import SIREN_SCHEME, Party
 
 LEVEL = "en16931"
-UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour
 BUSINESS_PROCESS = "S1"  # French CTC billing mode: services, plain invoice
 
 
@@ -49,21 +48,11 @@ def _party(p: Party, *, with_vat_id: bool, customer: bool) -> dict[str, Any]:
         d["vat_identifier"] = p.vat_id
     if p.siren:
         d["legal_identifier"] = p.siren
-        d["legal_identifier_schemeid"] = "0002"
+        d["legal_identifier_schemeid"] = SIREN_SCHEME
         d["einvoicing_addr"] = p.siren
         d["einvoicing_addr_schemeid"] = "0225"
-    if not customer:
-        legal = ", ".join(
-            x
-            for x in (
-                p.legal_form,
-                f"share capital {p.share_capital}" if p.share_capital else "",
-                f"RCS {p.rcs}" if p.rcs else "",
-            )
-            if x
-        )
-        if legal:
-            d["legal_info"] = legal
+    if not customer and p.legal_info:
+        d["legal_info"] = p.legal_info
     if p.email:
         d["contacts"] = [{"email": p.email}]
     return d
@@ -74,11 +63,10 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
     if inv.number is None or inv.issue_date is None:
         raise DocumentError("only a finalized document has a Factur-X XML", tenant=inv.tenant, period=inv.period.month)
     vat = inv.vat
-    ids_in_xml = vat.category != "O"
     notes = [{"BT-21": code, "BT-22": text} for code, text in mentions(inv)]
     if inv.supplier.country == "FR":
         notes.append({"BT-21": "BAR", "BT-22": "B2B" if inv.customer.country == "FR" else "B2BINT"})
-    rate = fmt_places(vat.rate_percent, 2)
+    rate = None if vat.stated_rate is None else fmt_places(vat.stated_rate, 2)
     lines = []
     for i, ln in enumerate(inv.lines, start=1):
         line: dict[str, Any] = {
@@ -88,16 +76,14 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
             "BT-131": fmt_amount(ln.amount),
             "BT-146": fmt_decimal(ln.unit_price, min_places=2),
             "BT-151": vat.category,
-            "BT-153": f"{ln.gpu_model} GPU time" + (f" MIG {ln.mig_profile}" if ln.mig_profile else ""),
+            "BT-153": ln.item_name,
             "BT-154": ln.description,
-            "BT-155": ln.gpu_model
-            + (f"/{ln.mig_profile}" if ln.mig_profile else "")
-            + (f"@{ln.site}" if ln.site else ""),
+            "BT-155": ln.item_id,
         }
         if ln.discount_percent:
             line["BT-148"] = fmt_decimal(ln.list_unit_price, min_places=2)
-            line["BT-147-00"] = [{"BT-147": fmt_decimal(ln.list_unit_price - ln.unit_price, min_places=2)}]
-        if vat.category != "O":
+            line["BT-147-00"] = [{"BT-147": fmt_decimal(ln.unit_discount, min_places=2)}]
+        if rate is not None:
             line["BT-152"] = rate
         lines.append(line)
     tax: dict[str, Any] = {
@@ -105,7 +91,7 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         "BT-117": fmt_amount(inv.vat_amount),
         "BT-118": vat.category,
     }
-    if vat.category != "O":
+    if rate is not None:
         tax["BT-119"] = rate
     if vat.exemption_text:
         tax["BT-120"] = vat.exemption_text
@@ -122,8 +108,8 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         "BT-73": inv.period.start,
         "BT-74": inv.period.end,
         "BT-10": inv.tenant,
-        "BG-4": _party(inv.supplier, with_vat_id=ids_in_xml, customer=False),
-        "BG-7": _party(inv.customer, with_vat_id=ids_in_xml, customer=True),
+        "BG-4": _party(inv.supplier, with_vat_id=vat.ids_in_xml, customer=False),
+        "BG-7": _party(inv.customer, with_vat_id=vat.ids_in_xml, customer=True),
         "BG-23": [tax],
         "BG-25": lines,
         "BT-106": fmt_amount(inv.net),
@@ -132,16 +118,14 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         "BT-112": fmt_amount(inv.total),
         "BT-115": fmt_amount(inv.total),
     }
+    data["BT-20"] = inv.payment_terms
     if inv.kind is Kind.INVOICE and inv.due_date is not None:
         data["BT-9"] = inv.due_date
-        data["BT-20"] = f"Payment due within {inv.payment_terms_days} days, by {inv.due_date.isoformat()}."
-    else:
-        data["BT-20"] = "Credit to be refunded or set off against the next payment."
     if inv.references is not None:
         data["BG-3"] = [{"BT-25": inv.references.number, "BT-26": inv.references.issue_date}]
-    if inv.supplier.iban and inv.kind is Kind.INVOICE:
-        data["BT-81"] = "58"  # SEPA credit transfer
-        data["BT-84"] = inv.supplier.iban.replace(" ", "")
+    if inv.payee_iban is not None:
+        data["BT-81"] = SEPA_CREDIT_TRANSFER
+        data["BT-84"] = inv.payee_iban
         data["BT-83"] = inv.number
     return data
 

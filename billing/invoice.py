@@ -44,6 +44,8 @@ from gpumeter.party import Party
 from metering.inventory import Tenant, validate_vat_id
 
 SECONDS_PER_HOUR = 3600
+UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour (BT-130 of every line)
+SEPA_CREDIT_TRANSFER = "58"  # UNTDID 4461 (BT-81)
 
 
 class Kind(StrEnum):
@@ -109,6 +111,25 @@ class Line:
     def gpu_hours_display(self) -> Decimal:
         return round_exact(self.gpu_hours, HOURS_DISPLAY_PLACES)
 
+    @property
+    def item_name(self) -> str:
+        """Item name (BT-153)."""
+        return f"{self.gpu_model} GPU time" + (f" MIG {self.mig_profile}" if self.mig_profile else "")
+
+    @property
+    def item_id(self) -> str:
+        """Item seller's identifier (BT-155): model, priced-apart profile and site."""
+        return (
+            self.gpu_model
+            + (f"/{self.mig_profile}" if self.mig_profile else "")
+            + (f"@{self.site}" if self.site else "")
+        )
+
+    @property
+    def unit_discount(self) -> Decimal:
+        """Item price discount (BT-147): list price minus the tenant's price, per GPU-hour."""
+        return self.list_unit_price - self.unit_price
+
 
 @dataclass(frozen=True)
 class Invoice:
@@ -141,6 +162,25 @@ class Invoice:
     @property
     def total(self) -> Decimal:
         return self.net + self.vat_amount
+
+    @property
+    def einvoice(self) -> str:
+        """The e-invoice format this document is issued in: the customer's at issue time."""
+        return self.customer.einvoice
+
+    @property
+    def payment_terms(self) -> str:
+        """Payment terms (BT-20)."""
+        if self.kind is Kind.INVOICE and self.due_date is not None:
+            return f"Payment due within {self.payment_terms_days} days, by {self.due_date.isoformat()}."
+        return "Credit to be refunded or set off against the next payment."
+
+    @property
+    def payee_iban(self) -> str | None:
+        """The IBAN to pay by SEPA credit transfer (BT-84): invoices only, never credit notes."""
+        if self.kind is Kind.INVOICE and self.supplier.iban:
+            return self.supplier.iban.replace(" ", "")
+        return None
 
     def finalize(self, number: str, issue_date: date) -> Invoice:
         return replace(
@@ -394,6 +434,7 @@ def to_json(inv: Invoice) -> dict[str, Any]:
         "vat_exemption_code": inv.vat.exemption_code,
         "rounding": ROUNDING_RULE,
         "notes": [text for _, text in mentions(inv)],
+        "einvoice": inv.einvoice,
     }
 
 
@@ -440,6 +481,8 @@ def customer_party(tenant: Tenant) -> Party:
         email=tenant.email or "",
         siren=customer_siren(tenant.country, tenant.vat_id),
         identifier=tenant.tenant,
+        peppol_id=tenant.peppol_id or "",
+        einvoice=tenant.einvoice,
     )
 
 

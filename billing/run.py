@@ -13,7 +13,15 @@ Order of work, so that bad input changes nothing:
    schematrons when saxonche is installed), render and embed the PDF, store the frozen
    document (lines and totals as DECIMAL, JSON and PDF bytes, SHA-256s) and record the
    finalization in the audit log; commit; then write ``<number>.json`` / ``.pdf``.
+   For a tenant with ``einvoice = peppol`` the same transaction also builds the UBL XML
+   (:mod:`billing.ubl`), validates it (UBL XSD, CEN EN 16931 and Peppol BIS rules: a fatal
+   finding stops the whole finalize), freezes it and logs its SHA-256: ``<number>.xml``.
    Issued files missing from the folder are restored from the store, byte for byte.
+
+The e-invoice format is decided when a document is issued, from the tenant's ``einvoice``
+then: an issued document keeps the format it was issued in and is never re-issued in
+another; a tenant switched to (or from) Peppol gets the new format from its next
+document on, corrections of earlier months included.
 """
 
 from __future__ import annotations
@@ -47,17 +55,21 @@ from billing.numbering import (
     check_prefix,
     claim,
     issued_files,
+    issued_ubl,
     read_issued,
     store_document,
+    store_ubl,
 )
 from billing.pdf import facturx_pdf, render_pdf
 from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
-from billing.validate import saxon_available, verify_facturx
+from billing.ubl import build_ubl, verify_peppol_supplier
+from billing.validate import ValidationReport, saxon_available, verify_facturx, verify_ubl
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.errors import Problems, read_text
 from gpumeter.files import atomic_write
+from metering.einvoice import FACTURX, PEPPOL
 from metering.inventory import Tenant
 
 UsageSource = Callable[[duckdb.DuckDBPyConnection, str], pl.DataFrame]
@@ -81,6 +93,7 @@ class InvoiceResult:
     pdf_path: Path
     created: bool  # written by this run (a draft, or a document issued now)
     validation: str  # e.g. "xsd+en16931+fr-ctc passed", "xsd passed; schematron skipped", "draft"
+    ubl_path: Path | None = None  # <number>.xml, for a document issued to a Peppol tenant
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -109,8 +122,10 @@ def _prefixes(config: Config) -> dict[Kind, str]:
 def read_tenants(con: duckdb.DuckDBPyConnection) -> dict[str, Tenant]:
     """The tenants of the tenants.csv version in the store (the customers of this month)."""
     return {
-        t: Tenant(t, name, country, vat or "", email, address, stripe_customer)
-        for t, name, country, vat, email, address, stripe_customer in store.run(con, "billing_tenants").fetchall()
+        t: Tenant(t, name, country, vat or "", email, address, stripe_customer, einvoice or FACTURX, peppol_id)
+        for t, name, country, vat, email, address, stripe_customer, einvoice, peppol_id in store.run(
+            con, "billing_tenants"
+        ).fetchall()
     }
 
 
@@ -142,11 +157,16 @@ def _sha256(data: bytes) -> str:
 
 
 def record_finalization(
-    con: duckdb.DuckDBPyConnection, invoice: Invoice, jbytes: bytes, pdf: bytes, moment: datetime
+    con: duckdb.DuckDBPyConnection,
+    invoice: Invoice,
+    jbytes: bytes,
+    pdf: bytes,
+    moment: datetime,
+    ubl: bytes | None = None,
 ) -> int:
     """Log one finalization in the audit log (an ``invoice_finalized`` entry vouching for the
-    SHA-256 of the JSON and the PDF), inside the finalization transaction: if the log cannot
-    take it, nothing is issued. Returns the entry's index."""
+    SHA-256 of the JSON, the PDF and the UBL XML if any), inside the finalization transaction:
+    if the log cannot take it, nothing is issued. Returns the entry's index."""
     from audit.record import record_invoice_finalized
 
     assert invoice.number is not None
@@ -161,6 +181,7 @@ def record_finalization(
         pdf_document=pdf,
         kind=invoice.kind.value,
         at=moment,
+        ubl_document=ubl,
     )
 
 
@@ -169,10 +190,12 @@ def _fr_ctc_applies(inv: Invoice) -> bool:
     return inv.supplier.country == "FR" and inv.customer.country == "FR" and bool(inv.customer.siren)
 
 
-def _validation_text(checks: tuple[str, ...], skipped: tuple[str, ...]) -> str:
-    text = "+".join(checks) + " passed"
-    if skipped:
-        text += f"; {'+'.join(skipped)} skipped (saxonche not installed)"
+def _validation_text(report: ValidationReport, ubl: ValidationReport | None = None) -> str:
+    text = "+".join(report.checks) + " passed"
+    if report.skipped:
+        text += f"; {'+'.join(report.skipped)} skipped (saxonche not installed)"
+    if ubl is not None:
+        text += f"; Peppol UBL {'+'.join(ubl.checks)} passed"
     return text
 
 
@@ -217,6 +240,8 @@ def invoice_month(
     if now is not None and now.tzinfo is None:
         raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
     verify_supplier(supplier, file=str(config.path))
+    if any(inv.einvoice == PEPPOL for inv in plan.pending):
+        verify_peppol_supplier(supplier, file=str(config.path))
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     pin = pin_mention(config.audit.signing_key, config.audit.origin)
     if pin is None and plan.pending:
@@ -310,27 +335,40 @@ def _issue(
             say(f"issuing {final.number} ({final.kind.value}, tenant {final.tenant})")
             xml = build_xml(final)
             report = verify_facturx(xml, fr_ctc=_fr_ctc_applies(final), number=final.number)
+            ubl, ubl_report = None, None
+            if final.einvoice == PEPPOL:
+                ubl = build_ubl(final)
+                ubl_report = verify_ubl(ubl, number=final.number)
             pdf = facturx_pdf(render_pdf(final), xml, final)
             jbytes = json_bytes(final)
             store_document(con, final, number.seq, card.sha256, jbytes, pdf, xml, moment)
-            record_finalization(con, final, jbytes, pdf, moment)
             jpath, ppath = out_dir / f"{final.number}.json", out_dir / f"{final.number}.pdf"
             out.files += [(jpath, jbytes), (ppath, pdf)]
-            out.results.append(
-                _result(final, jpath, ppath, created=True, validation=_validation_text(report.checks, report.skipped))
-            )
+            upath = None
+            if ubl is not None:
+                store_ubl(con, str(final.number), ubl)
+                upath = out_dir / f"{final.number}.xml"
+                out.files.append((upath, ubl))
+            record_finalization(con, final, jbytes, pdf, moment, ubl)
+            result = _result(final, jpath, ppath, created=True, validation=_validation_text(report, ubl_report))
+            out.results.append(replace(result, ubl_path=upath))
     return out
 
 
 def _restore(con: duckdb.DuckDBPyConnection, doc: IssuedDocument, out_dir: Path) -> InvoiceResult:
     """An earlier document: rewrite its files from the store if missing or altered."""
     jbytes, jsha, pdf, psha = issued_files(con, doc.number)
-    for name, data, sha in ((f"{doc.number}.json", jbytes, jsha), (f"{doc.number}.pdf", pdf, psha)):
+    frozen = [(f"{doc.number}.json", jbytes, jsha), (f"{doc.number}.pdf", pdf, psha)]
+    ubl = issued_ubl(con, doc.number)
+    if ubl is not None:
+        frozen.append((f"{doc.number}.xml", *ubl))
+    for name, data, sha in frozen:
         check_frozen(doc.number, name, data, sha)
         path = out_dir / name
         if not path.exists() or _sha256(path.read_bytes()) != sha:
             atomic_write(path, data)
-    return _issued_result(doc, out_dir)
+    result = _issued_result(doc, out_dir)
+    return replace(result, ubl_path=out_dir / f"{doc.number}.xml") if ubl is not None else result
 
 
 def _issued_result(doc: IssuedDocument, out_dir: Path) -> InvoiceResult:
@@ -356,6 +394,11 @@ def validation_summary(results: Iterable[InvoiceResult]) -> str:
     issued = [r for r in results if r.created and r.status == "finalized"]
     if not issued:
         return "validation: no document issued in this run"
+    peppol = sum(1 for r in issued if r.ubl_path is not None)
+    also = f"; {peppol} Peppol UBL XML(s) passed UBL XSD + CEN EN 16931 + Peppol BIS 3.0 rules" if peppol else ""
     if not saxon_available():
-        return "validation: XSD passed; EN 16931 schematron skipped (saxonche not installed)"
-    return f"validation: {len(issued)} document(s) passed XSD + EN 16931 schematron (+ French CTC for French customers)"
+        return "validation: XSD passed; EN 16931 schematron skipped (saxonche not installed)" + also
+    return (
+        f"validation: {len(issued)} document(s) passed XSD + EN 16931 schematron (+ French CTC for French customers)"
+        + also
+    )

@@ -86,6 +86,17 @@ class VatDecision:
     exemption_code: str | None  # BT-121 (VATEX)
     show_buyer_vat_id: bool  # Art. 226(4): the customer's VAT id when the customer is liable
 
+    @property
+    def ids_in_xml(self) -> bool:
+        """Whether the e-invoice XML may carry VAT ids: not for ``O`` (BR-O-02), which
+        forbids seller and buyer VAT identifiers (the PDF still prints the supplier's)."""
+        return self.category != "O"
+
+    @property
+    def stated_rate(self) -> Decimal | None:
+        """The rate the XML states (BT-119 / BT-152); none for ``O`` (not subject to VAT)."""
+        return None if self.category == "O" else self.rate_percent
+
     def vat_on(self, net: Decimal) -> Decimal:
         """VAT on a net amount, rounded half-up to the cent (BR-CO-17)."""
         return round_exact(net * self.rate_percent / Decimal(100), 2)

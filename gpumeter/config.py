@@ -134,7 +134,7 @@ def _strings(tbl: dict[str, Any], key: str, section: str, file: Path, default: l
     return tuple(value)
 
 
-_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k != "identifier")
+_SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k not in ("identifier", "einvoice"))  # customer only
 
 
 def _supplier(sup: object, file: Path) -> tuple[Party, int]:

@@ -20,12 +20,13 @@ from pathlib import Path
 from gpumeter.config import InventoryConfig
 from gpumeter.countries import EU27, ISO_ALPHA2
 from gpumeter.errors import InputError, Problems, strict
+from metering.einvoice import FACTURX, FORMATS, PEPPOL, belgian_peppol_id, default_format, peppol_id_problem
 
 NODES_COLUMNS = ("hostname", "site", "country", "provider")
 STORAGE_COLUMNS = ("location", "country")
 JOBS_COLUMNS = ("job_id", "tenant", "project", "data_locations")
 TENANTS_COLUMNS = ("tenant", "legal_name", "country", "vat_id")
-TENANTS_OPTIONAL = ("email", "address", "stripe_customer")
+TENANTS_OPTIONAL = ("email", "address", "stripe_customer", "einvoice", "peppol_id")
 
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
@@ -61,6 +62,8 @@ class Tenant:
     email: str | None = None
     address: str | None = None
     stripe_customer: str | None = None
+    einvoice: str = FACTURX  # facturx | peppol (metering.einvoice)
+    peppol_id: str | None = None  # <scheme>:<id>, set when einvoice is peppol
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ def parse_tenants(src: SourceFile, problems: Problems | None = None) -> dict[str
             reason = validate_vat_id(vat, country)
             if reason:
                 raise InputError(f"malformed VAT id for {country}: {reason}", file=src.path, line=line, value=vat)
+        einvoice, peppol_id = _einvoice(r, country, vat, src, line)
         out[tenant] = Tenant(
             tenant,
             _need(r["legal_name"], "legal_name", src, line),
@@ -256,10 +260,38 @@ def parse_tenants(src: SourceFile, problems: Problems | None = None) -> dict[str
             r.get("email") or None,
             r.get("address") or None,
             r.get("stripe_customer") or None,
+            einvoice,
+            peppol_id,
         )
 
     _each_row(src, strict(problems), row, TENANTS_COLUMNS, TENANTS_OPTIONAL)
     return out
+
+
+def _einvoice(r: dict[str, str], country: str, vat: str, src: SourceFile, line: int) -> tuple[str, str | None]:
+    """(einvoice, peppol_id) of one tenants.csv row (rules: :mod:`metering.einvoice`)."""
+    einvoice = r.get("einvoice") or default_format(country)
+    if einvoice not in FORMATS:
+        raise InputError(
+            f"unknown einvoice format; expected {' or '.join(FORMATS)}", file=src.path, line=line, value=einvoice
+        )
+    peppol_id = r.get("peppol_id") or None
+    if peppol_id is not None:
+        reason = peppol_id_problem(peppol_id)
+        if reason:
+            raise InputError(f"bad peppol_id: {reason}", file=src.path, line=line, value=peppol_id)
+    elif einvoice == PEPPOL:
+        peppol_id = belgian_peppol_id(vat) if country == "BE" else None
+        if peppol_id is None:
+            why = "" if r.get("einvoice") else f" (the default for {country})"
+            raise InputError(
+                f"tenant {r.get('tenant')!r}: einvoice = peppol{why} needs a peppol_id (<scheme>:<id>, "
+                "e.g. 0208:0123456749)",
+                file=src.path,
+                line=line,
+                value=einvoice,
+            )
+    return einvoice, peppol_id
 
 
 def parse_jobs(src: SourceFile, tenants: dict[str, Tenant], problems: Problems | None = None) -> dict[str, Job]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 
 import duckdb
 import polars as pl
 
 from gpumeter import store
-from metering.inventory import Inventory
+from metering.inventory import Inventory, Tenant
 from metering.semantics import COVERAGE_SCHEMA, GAPS_SCHEMA, USAGE_SCHEMA, MeterResult
 from metering.windows import HOUR_MS, from_ms
 
@@ -207,19 +207,8 @@ def store_inventory(con: duckdb.DuckDBPyConnection, inv: Inventory, *, now: date
             },
         )
         tenants = pl.DataFrame(
-            [
-                (t.tenant, t.legal_name, t.country, t.vat_id, t.email, t.address, t.stripe_customer)
-                for t in inv.tenants.values()
-            ],
-            schema={
-                "tenant": pl.String,
-                "legal_name": pl.String,
-                "country": pl.String,
-                "vat_id": pl.String,
-                "email": pl.String,
-                "address": pl.String,
-                "stripe_customer": pl.String,
-            },
+            [astuple(t) for t in inv.tenants.values()],
+            schema={f.name: pl.String for f in fields(Tenant)},  # every field a string (or NULL)
             orient="row",
         )
         con.register("staged_jobs", jobs)

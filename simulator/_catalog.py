@@ -181,6 +181,13 @@ TENANTS: tuple[TenantFact, ...] = (
     ),
 )
 
+# Tenants that take their invoices as Peppol BIS Billing 3.0 e-invoices (tenants.csv
+# ``einvoice`` and ``peppol_id``): a German one (reverse charge) and a Swiss one (outside scope).
+PEPPOL_TENANTS: dict[str, str] = {
+    "rhein-robotics": "9930:DE136695976",
+    "alpen-quant": "0183:CHE113690319",
+}
+
 # The supplier (the cloud itself): a French SAS with a computed, valid SIREN and VAT id.
 SUPPLIER: dict[str, str] = {
     "legal_name": "Nuage Souverain SAS",

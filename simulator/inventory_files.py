@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from simulator._catalog import SUPPLIER
+from simulator._catalog import PEPPOL_TENANTS, SUPPLIER
 from simulator.fleet import Fleet
 
 
@@ -50,8 +50,20 @@ def write_inventory(fleet: Fleet, directory: str | Path, *, prometheus_url: str 
     )
     _write_csv(
         out / "tenants.csv",
-        ("tenant", "legal_name", "country", "vat_id", "email", "address"),
-        ((t.tenant, t.legal_name, t.country, t.vat_id, t.email, t.address) for t in fleet.tenants),
+        ("tenant", "legal_name", "country", "vat_id", "email", "address", "einvoice", "peppol_id"),
+        (
+            (
+                t.tenant,
+                t.legal_name,
+                t.country,
+                t.vat_id,
+                t.email,
+                t.address,
+                "peppol" if t.tenant in PEPPOL_TENANTS else "",
+                PEPPOL_TENANTS.get(t.tenant, ""),
+            )
+            for t in fleet.tenants
+        ),
     )
     rates: list[str] = ["# EUR per GPU-hour, decimal strings; MIG profile Ng.* is priced N/mig_slices of it."]
     for r in fleet.rates:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import polars as pl
 
 from gpumeter import store
 from gpumeter.config import Config, load_config
+from metering.inventory import Tenant
 
 AUDIT_ORIGIN = "gpumeter.test/audit"
 
@@ -71,8 +73,7 @@ model = "NVIDIA A30"
 eur_per_gpu_hour = "1.20"
 """
 
-# tenant, legal_name, country, vat_id, email, address
-TenantRow = tuple[str, str, str, str, str | None, str | None]
+
 # window_start, job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, gpu_ns, busy_ns, energy_uj
 UsageRow = tuple[datetime, str, str, str, str | None, str, list[str], int, int, int]
 
@@ -93,11 +94,12 @@ def write_site(root: Path, config: str = SITE_CONFIG, rates: str | None = None) 
     return load_config(root / "gpumeter.toml")
 
 
-def add_tenants(con: duckdb.DuckDBPyConnection, rows: Iterable[TenantRow]) -> None:
-    """Tenants as tenants.csv loads them (no Stripe customer yet)."""
+def add_tenants(con: duckdb.DuckDBPyConnection, tenants: Iterable[Tenant]) -> None:
+    """Tenants as the inventory load writes them from tenants.csv (and Stripe sync, ``stripe_customer``)."""
     con.executemany(
-        "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address) VALUES (?, ?, ?, ?, ?, ?)",
-        [list(r) for r in rows],
+        "INSERT INTO tenants (tenant, legal_name, country, vat_id, email, address, stripe_customer, einvoice, "
+        "peppol_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [list(astuple(t)) for t in tenants],
     )
 
 

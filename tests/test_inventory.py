@@ -50,6 +50,42 @@ def test_good_site_loads(tmp_path: Path) -> None:
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,acme,p,\nj1,acme,p,\n", 3, "j1", "duplicate job id"),
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,nobody,p,\n", 2, "nobody", "tenant"),
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,acme,p\n", 2, "j1,acme,p", "fields"),
+        # e-invoice format and Peppol electronic address (metering.einvoice)
+        (
+            "tenants_csv",
+            "tenant,legal_name,country,vat_id,einvoice\nt1,T One,FR,FR40303265045,facturx\nt2,T Two,FR,,ubl\n",
+            3,
+            "ubl",
+            "unknown einvoice format",
+        ),
+        (
+            "tenants_csv",
+            "tenant,legal_name,country,vat_id,einvoice,peppol_id\nt1,T One,FR,FR40303265045,peppol,9956:123\n",
+            2,
+            "9956:123",
+            "unknown Peppol electronic address scheme",
+        ),
+        (
+            "tenants_csv",
+            "tenant,legal_name,country,vat_id,peppol_id\nt1,T One,BE,BE0403170701,0208:0403170702\n",
+            2,
+            "0208:0403170702",
+            "mod 97",
+        ),
+        (
+            "tenants_csv",
+            "tenant,legal_name,country,vat_id,einvoice\nt1,T One,FR,FR40303265045,peppol\n",
+            2,
+            "peppol",
+            "needs a peppol_id",
+        ),
+        (  # a Belgian tenant is peppol by default; without VAT id there is no enterprise number to use
+            "tenants_csv",
+            "tenant,legal_name,country,vat_id\nt1,T One,FR,FR40303265045\nt2,T Two,BE,\n",
+            3,
+            "peppol",
+            "needs a peppol_id",
+        ),
     ],
 )
 def test_bad_input_names_file_line_value(
@@ -105,3 +141,36 @@ def test_storage_prefix_matching_is_by_segment(tmp_path: Path) -> None:
     assert match_location("s3://a/bc", locs).country == "FR"  # type: ignore[union-attr]
     assert match_location("s3://ab", locs) is None
     assert match_location("nfs://filer/vol/x", locs).country == "NL"  # type: ignore[union-attr]
+
+
+def test_einvoice_defaults_and_peppol_ids_are_stored(tmp_path: Path) -> None:
+    """``einvoice`` is optional: peppol for a Belgian tenant (its 0208 address from its VAT
+    id), facturx otherwise; both columns reach the store's tenants table."""
+    cfg_path = site(
+        tmp_path,
+        tenants_csv="tenant,legal_name,country,vat_id,einvoice,peppol_id\n"
+        "acme,Acme SA,FR,FR40303265045,,\n"
+        "gamma,Gamma SRL,BE,BE 0403.170.701,,\n"
+        "delta,Delta SRL,BE,BE0403170701,facturx,\n"
+        "zeta,Zeta AG,CH,,peppol,0183:CHE113690319\n",
+        jobs_csv="job_id,tenant,project,data_locations\nj1,acme,p,\n",
+    )
+    cfg = load_config(cfg_path)
+    inv = load_inventory(cfg.inventory)
+    got = {t: (x.einvoice, x.peppol_id) for t, x in inv.tenants.items()}
+    assert got == {
+        "acme": ("facturx", None),
+        "gamma": ("peppol", "0208:0403170701"),
+        "delta": ("facturx", None),
+        "zeta": ("peppol", "0183:CHE113690319"),
+    }
+    con = new_store(cfg.store.database)
+    store_inventory(con, inv)
+    rows = con.execute("SELECT tenant, einvoice, peppol_id FROM tenants ORDER BY tenant").fetchall()
+    assert rows == [
+        ("acme", "facturx", None),
+        ("delta", "facturx", None),
+        ("gamma", "peppol", "0208:0403170701"),
+        ("zeta", "peppol", "0183:CHE113690319"),
+    ]
+    con.close()

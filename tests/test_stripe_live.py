@@ -17,6 +17,8 @@ import stripe
 
 from billing.stripe.sync import sync_month
 from gpumeter import store
+from metering.inventory import Tenant
+from testing.stores import add_tenants
 from tests.stripe_double.documents import H100, cents, invoice_json, write_document
 
 pytestmark = pytest.mark.stripe_live
@@ -36,7 +38,7 @@ def test_sync_against_stripe_test_mode(live_client: stripe.StripeClient, tmp_pat
     run = secrets.token_hex(4)
     tenant = f"live-{run}"
     con = store.memory()
-    con.execute("INSERT INTO tenants VALUES ($t, 'Live Test', 'FR', 'FR40303265045', NULL, NULL, NULL)", {"t": tenant})
+    add_tenants(con, [Tenant(tenant, "Live Test", "FR", "FR40303265045")])
     doc = invoice_json(
         f"GM-LIVE-{run}", "acme", "2026-01", [(H100, None, "10", "2.80"), (H100, "3g.40gb", "1", "1.20")]
     )

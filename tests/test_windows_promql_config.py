@@ -92,6 +92,7 @@ def test_the_supplier_is_a_party_and_its_payment_terms_apart(tmp_path: Path) -> 
     assert load_config(tmp_path / "gpumeter.toml").billing.supplier.identifier == ""
     for bad, match in (
         ('identifier = "acme"', "unknown keys"),
+        ('einvoice = "peppol"', "unknown keys"),  # a customer's format (tenants.csv), not the supplier's
         ('payment_terms_days = "30"', "payment_terms_days"),
         ("siren = 303265045", "siren must be a string"),
     ):

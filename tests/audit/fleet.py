@@ -14,6 +14,7 @@ import duckdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.note import Signer
+from metering.inventory import Tenant
 from testing.stores import UsageRow, add_tenants, add_usage, mark_collected, record_inventory
 
 ORIGIN = "audit.test.example.eu/log"
@@ -64,7 +65,7 @@ def load_inventory(
     con.execute("DELETE FROM tenants")
     for job, (tenant, locs) in JOBS.items():
         con.execute("INSERT INTO jobs VALUES ($j, $t, 'p', $d)", {"j": job, "t": tenant, "d": locs})
-    add_tenants(con, [(tenant, name, country, vat, None, None) for tenant, (name, country, vat) in TENANTS.items()])
+    add_tenants(con, [Tenant(tenant, name, country, vat) for tenant, (name, country, vat) in TENANTS.items()])
 
 
 def meter(

@@ -18,6 +18,8 @@ import duckdb
 import pytest
 
 from gpumeter.config import Config
+from metering.einvoice import FACTURX
+from metering.inventory import Tenant
 from testing.stores import RATES, SITE_CONFIG, add_tenants, add_usage, mark_collected, new_store, write_site
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -46,8 +48,18 @@ class Site:
     def write_rates(self, text: str) -> None:
         (self.root / "rates.toml").write_text(text, encoding="utf-8")
 
-    def add_tenant(self, tenant: str, legal_name: str, country: str, vat_id: str, address: str | None) -> None:
-        add_tenants(self.con, [(tenant, legal_name, country, vat_id, None, address)])
+    def add_tenant(
+        self,
+        tenant: str,
+        legal_name: str,
+        country: str,
+        vat_id: str,
+        address: str | None,
+        *,
+        einvoice: str = FACTURX,
+        peppol_id: str | None = None,
+    ) -> None:
+        add_tenants(self.con, [Tenant(tenant, legal_name, country, vat_id, None, address, None, einvoice, peppol_id)])
 
     def add_job(self, job: str, tenant: str, project: str = "proj") -> None:
         self.con.execute(

@@ -38,6 +38,14 @@ def test_adding_users_checks_role_tenant_name_and_password(demo_site: Path) -> N
             add_user(con, "x", "finance", "laguna-lab", PASSWORD, at=CREATED)
         with pytest.raises(UserError, match="no such tenant"):
             add_user(con, "x", "auditor", "nobody-inc", PASSWORD, at=CREATED)
+        with pytest.raises(UserError, match="the tenant role needs --tenant T"):
+            add_user(con, "x", "tenant", None, PASSWORD, at=CREATED)
+        with pytest.raises(UserError, match="no such tenant"):
+            add_user(con, "x", "tenant", "nobody-inc", PASSWORD, at=CREATED)
+        assert "x" not in {u.name for u in list_users(con)}
+        add_user(con, "x", "tenant", "laguna-lab", PASSWORD, at=CREATED)
+        (x,) = [u for u in list_users(con) if u.name == "x"]
+        assert (x.role, x.tenant, x.viewer().tenant) == (Role.TENANT, "laguna-lab", "laguna-lab")
         with pytest.raises(UserError, match="at least 12 characters"):
             add_user(con, "x", "finance", None, "short", at=CREATED)
         with pytest.raises(UserError, match="control characters"):

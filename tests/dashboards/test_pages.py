@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from audit import cosign, keys
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
@@ -21,12 +22,14 @@ from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
 from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
 
 ALL_PAGES = tuple(Page)
+ADMIN_PAGES = tuple(p for p in Page if p is not Page.ACCOUNT)  # an admin has no tenant of its own
 REACHABLE = {
-    "ada": ALL_PAGES,
+    "ada": ADMIN_PAGES,
     "fin": (Page.FINANCE, Page.UTILISATION),
     "comp": (Page.COMPLIANCE, Page.UTILISATION),
     "aud": (Page.AUDITOR, Page.COMPLIANCE),
     "aud-laguna": (Page.AUDITOR,),
+    "ten-laguna": (Page.ACCOUNT,),
 }
 TITLES = {
     Page.FINANCE: "Finance",
@@ -34,6 +37,7 @@ TITLES = {
     Page.COMPLIANCE: "Compliance",
     Page.AUDITOR: "Auditor bundles",
     Page.ACCESS: "Access",
+    Page.ACCOUNT: "My account",
 }
 
 
@@ -221,6 +225,24 @@ def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
     assert box.options[0] == "the whole log" and f"tenant {SCOPED_TENANT}" in box.options and not box.disabled
     button = next(b for b in full.get("download_button") if b.label == "Build and download bundle")
     assert not button.disabled
+    # the page tells auditors to pin the log key or a policy, and shows the current key to compare with theirs
+    assert any("never the copies inside the bundle" in c.value and "--policy FILE" in c.value for c in full.caption)
+    cfg = load_config(demo_site)
+    ring = keys.load_keyring(cfg.audit.signing_key)
+    assert ring.current is not None
+    vkey = ring.current.verifier(cfg.audit.origin).vkey
+    # the demo's two witnesses, 2 of 2: named, with their keys, as --witness options and as a tlog-policy
+    (w1, w2) = cfg.audit.witnesses
+    assert [c.value for c in full.code] == [
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'",
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}' "
+        f"--witness '{w1.vkey}' --witness '{w2.vkey}' --quorum 2",
+        cosign.policy_text(cfg).rstrip("\n"),  # the bundle's policy.txt; st.code drops the last newline
+    ]
+    said = next(m.value for m in full.markdown if m.value.startswith("**Witnesses.**"))
+    assert "all of (auditor, customer) cosigned it" in said and "from the witness itself" in said
+    assert f"**auditor** `{w1.vkey}`" in said and f"**customer** `{w2.vkey}`" in said
+    assert any("times are the operator's clock" in c.value for c in full.caption)  # the demo has no TSA
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
@@ -237,7 +259,8 @@ def test_access_page_lists_users_and_refusals(demo_site: Path, open_app: OpenApp
     at.switch_page(page_path(Page.ACCESS)).run()
     assert_clean(at)
     users, refusals = (d.value for d in at.dataframe)
-    assert sorted(users["name"]) == ["ada", "admin", "aud", "aud-laguna", "comp", "fin"]  # "admin": the demo's own
+    # "admin": the demo's own
+    assert sorted(users["name"]) == ["ada", "admin", "aud", "aud-laguna", "comp", "fin", "ten-laguna"]
     assert "password_hash" not in users.columns
     assert list(refusals[["name", "reason"]].itertuples(index=False, name=None)) == [("fin", "bad_password")]
 
@@ -281,7 +304,7 @@ def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
     assert metric(at, "Unbilled so far, 2026-12") == "EUR 0.00"
 
 
-@pytest.mark.parametrize("page", ALL_PAGES)
+@pytest.mark.parametrize("page", ADMIN_PAGES)
 def test_every_page_on_an_empty_store(page: Page, empty_site: Path, open_app: OpenApp) -> None:
     at = open_app(empty_site, "ada")
     at.switch_page(page_path(page)).run()

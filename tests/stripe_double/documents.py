@@ -23,6 +23,8 @@ import stripe
 
 from gpumeter import store
 from gpumeter.months import Month
+from metering.inventory import Tenant
+from testing import stores
 
 from .server import StripeDouble
 
@@ -45,19 +47,14 @@ def make_client(double: StripeDouble, *, api_key: str = API_KEY, retries: int = 
 
 
 def add_tenants(con: duckdb.DuckDBPyConnection, stripe_customers: dict[str, str] | None = None) -> None:
-    for tenant, (name, country, vat_id, email, address) in TENANTS.items():
-        con.execute(
-            "INSERT INTO tenants VALUES ($t, $n, $c, $v, $e, $a, $s)",
-            {
-                "t": tenant,
-                "n": name,
-                "c": country,
-                "v": vat_id,
-                "e": email,
-                "a": address,
-                "s": (stripe_customers or {}).get(tenant),
-            },
-        )
+    customers = stripe_customers or {}
+    stores.add_tenants(
+        con,
+        [
+            Tenant(tenant, name, country, vat_id, email, address, customers.get(tenant))
+            for tenant, (name, country, vat_id, email, address) in TENANTS.items()
+        ],
+    )
 
 
 def invoice_json(
