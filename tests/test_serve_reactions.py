@@ -18,6 +18,7 @@ from audit import cosign, keys, timestamp
 from audit.log import AuditLog
 from gpumeter import store
 from gpumeter.config import load_config
+from testing.servers import free_port
 from tests.audit.witnesses import in_process, init
 from tests.billing.test_budgets_cli import SECRET, accepted, alert_rows, env, site_with_alerts
 from tests.billing.webhook_receiver import receiving
@@ -99,3 +100,40 @@ def test_checkpoint_every_publishes_a_witnessed_time_stamped_checkpoint(promethe
         con.close()
     assert cosignatures == 1 and failures == []
     assert cosign.trust_policy(cfg).check_checkpoint(note).witnesses == ("eu-auditor",)
+
+
+@pytest.mark.prometheus
+def test_a_witness_that_is_down_keeps_serves_checkpoint_and_says_so_as_audit_checkpoint_does(
+    prometheus_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "site"
+    make_site(root, prometheus_url)
+    secret = {"GPUMETER_AUDIT_PASSPHRASE": PASSPHRASE}
+    subprocess.run([GPUMETER, "init"], cwd=root, env={**os.environ, **secret}, check=True, capture_output=True)
+    cfg_path = root / "gpumeter.toml"
+    witness_vkey = init(tmp_path / "witness", "eu-auditor.example.eu/witness").vkey
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cfg_path.write_text(
+        cfg_path.read_text().replace(
+            'allowed_countries = ["EU"]',
+            'allowed_countries = ["EU"]\ncheckpoint_every = "1h"\n'
+            f'witnesses = [{{ name = "eu-auditor", url = "{down}", vkey = "{witness_vkey}" }}]',
+        )
+    )
+    p = serve("--start", "2026-10-01T00:00:00Z", "--until", "2026-10-01T03:00:00Z", cwd=root, extra_env=secret)
+    cfg = load_config(cfg_path)
+    con = store.connect(cfg.store.database, read_only=True)
+    try:
+        (cp,) = AuditLog(con).checkpoints()  # kept, though no witness cosigned it
+    finally:
+        con.close()
+    shortfall = (
+        f"checkpoint size {cp.size} is signed and kept, but: witness quorum not met (needs eu-auditor); "
+        "it is submitted again at the next checkpoint"
+    )
+    assert "signed a checkpoint of the audit log" in p.stderr and f"WARNING {shortfall}" in p.stderr, p.stderr
+    # the same rule, the same words, from the command an operator runs by hand
+    by_hand = subprocess.run(
+        [GPUMETER, "audit", "checkpoint"], cwd=root, env={**os.environ, **secret}, capture_output=True, text=True
+    )
+    assert by_hand.returncode == 1 and f"error: {shortfall}" in by_hand.stderr, by_hand.stderr
