@@ -27,7 +27,7 @@ from audit.log import AuditLog, atomic
 from audit.note import Signer, parse_note
 from audit.pinning import PolicyTrust, pinned_keys
 from audit.publish import publish
-from audit.seal import Sealed, seal
+from audit.seal import Sealed, seal, sign_and_seal
 from audit.trust import build_policy, parse_policy
 from audit.verify import verify_bundle
 from gpumeter import store
@@ -272,17 +272,15 @@ def checkpoint_command(config: ConfigOpt = None) -> None:
     """
     cfg = get_config(config)
     signer = _signer(cfg)
-    with store.opened(cfg, "write") as con:
-        stored = AuditLog(con).sign(signer, cfg.audit.origin, mark=highwater.mark_path(cfg.audit.signing_key))
-        with err.status("time-stamping and asking the witnesses to cosign"):
-            sealed = seal(con, cfg, stored)
+    with (
+        store.opened(cfg, "write") as con,
+        err.status("signing a checkpoint, time-stamping it and asking the witnesses to cosign"),
+    ):
+        sealed = sign_and_seal(con, cfg, signer)
     _say_sealed(sealed)
     typer.echo(sealed.note, nl=False)
     if sealed.problems:
-        raise WitnessError(
-            f"checkpoint size {stored.size} is signed and kept, but: {'; '.join(sealed.problems)}; "
-            "it is submitted again at the next checkpoint"
-        )
+        raise WitnessError(sealed.shortfall())
 
 
 def _say_sealed(sealed: Sealed) -> None:

@@ -182,8 +182,13 @@ def usage_window(
     backend: str | None = None,
     nodes_version: int | None = None,
     supersedes: int | None = None,
+    previous_digest: str | None = None,
 ) -> dict[str, Any]:
-    """A metered hour: the digest metering stored for its usage rows (``collected_windows``)."""
+    """A metered hour: the digest metering stored for its usage rows (``collected_windows``).
+
+    A revision (the hour metered again with a different result, e.g. late samples) names
+    the entry it supersedes and the digest it replaces (``previous_digest``).
+    """
     entry: dict[str, Any] = {
         "type": "usage_window",
         "time": format_time(at),
@@ -197,6 +202,8 @@ def usage_window(
         entry["backend"] = backend
     if nodes_version is not None:
         entry["nodes_version"] = nodes_version
+    if previous_digest is not None:
+        entry["previous_digest"] = previous_digest
     return _with_supersedes(entry, supersedes)
 
 

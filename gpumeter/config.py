@@ -60,6 +60,10 @@ def _is_duration(value: object) -> bool:
 
 
 DURATION = Kind("a duration such as '15s'", _is_duration)
+DURATION_OR_ZERO = Kind(
+    "a duration such as '10m' (or '0m')",
+    lambda value: _is_duration(value) or (isinstance(value, str) and bool(re.fullmatch(r"0+(ms|s|m|h)", value.strip()))),
+)
 
 _SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k not in ("identifier", "einvoice"))  # customer only
 _WITNESS = {"name": STRING, "url": STRING, "vkey": STRING}  # one [audit] witnesses entry: all three
@@ -81,12 +85,12 @@ TABLES: dict[str, dict[str, Kind]] = {
         "idle_job_ids": STRINGS,
         "timeout_s": NUMBER,
         "retries": WHOLE,
-        "settle": DURATION,  # reserved: gpumeter serve
-        "late_window": DURATION,  # reserved: gpumeter serve
-        "workers": WHOLE,  # reserved: gpumeter serve
-        "query_url": STRING,  # reserved: collect and serve through a query frontend
-        "headers": STRING_TABLE,  # reserved: collect and serve (e.g. X-Scope-OrgID)
-        "bearer_token_env": STRING,  # reserved: collect and serve (the variable's name, not the token)
+        "settle": DURATION_OR_ZERO,  # gpumeter serve
+        "late_window": DURATION_OR_ZERO,  # gpumeter serve
+        "workers": WHOLE,  # collect and serve: GPU shards queried in parallel
+        "query_url": STRING,  # collect and serve through a query frontend
+        "headers": STRING_TABLE,  # collect and serve (e.g. X-Scope-OrgID)
+        "bearer_token_env": STRING,  # collect and serve (the variable's name, not the token)
     },
     "inventory": {
         "nodes": STRING,
@@ -115,7 +119,7 @@ TABLES: dict[str, dict[str, Kind]] = {
         "quorum": WHOLE,
         "tsa_url": STRING,
         "tsa_cert": STRING,
-        "checkpoint_every": DURATION,  # reserved: gpumeter serve
+        "checkpoint_every": DURATION,  # gpumeter serve
     },
     "dashboard": {  # read by dashboards.settings
         "oidc": BOOLEAN,
@@ -152,6 +156,12 @@ class TelemetryConfig:
     idle_job_ids: tuple[str, ...]
     timeout_s: float = 120.0
     retries: int = 4
+    settle_ms: int = 600_000  # [telemetry] settle: serve meters an hour this long after it closed
+    late_window_ms: int = 6 * 3_600_000  # [telemetry] late_window: hours serve re-meters for late samples
+    workers: int = 1  # [telemetry] workers: shards of GPUs metered in parallel
+    query_url: str | None = None  # [telemetry] query_url: a query frontend queries go to instead
+    headers: tuple[tuple[str, str], ...] = ()  # [telemetry] headers: sent with every query
+    bearer_token_env: str | None = None  # [telemetry] bearer_token_env: the variable holding the token
 
     @property
     def scrape_interval_s(self) -> int:
@@ -192,6 +202,7 @@ class AuditConfig:
     quorum: int = 0  # how many of ``witnesses`` must cosign (default: all of them)
     tsa_url: str | None = None  # an RFC 3161 time-stamping authority for each checkpoint
     tsa_cert: Path | None = None  # its pinned certificate (PEM) to check each token on receipt
+    checkpoint_every_ms: int | None = None  # [audit] checkpoint_every: serve signs a checkpoint this often
 
 
 @dataclass(frozen=True)
@@ -317,6 +328,68 @@ def _tsa_url(r: _Reader) -> str | None:
     return tsa_url
 
 
+def _duration(r: _Reader, path: str, key: str, default: str, *, zero: bool = False) -> int:
+    """A duration key in ms; ``zero`` allows ``"0h"`` (and the like) for "none"."""
+    text: str = r.get(path, key, default)
+    if zero and re.fullmatch(r"0+(ms|s|m|h)", text.strip()):
+        return 0
+    return parse_duration_ms(text, file=r.file, key=f"[{path}] {key}")
+
+
+# ---- the keys of ``serve`` and of sharded, authenticated queries
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _late_window_ms(r: _Reader) -> int:
+    late = _duration(r, "telemetry", "late_window", "6h", zero=True)
+    if late % 3_600_000:
+        raise r.bad("telemetry", "late_window", "must be whole hours", r.get("telemetry", "late_window", ""))
+    return late
+
+
+def _workers(r: _Reader) -> int:
+    workers: int = r.get("telemetry", "workers", 1)
+    if not 1 <= workers <= 256:
+        raise r.bad("telemetry", "workers", "must be a whole number from 1 to 256", workers)
+    return workers
+
+
+def _query_url(r: _Reader) -> str | None:
+    query_url: str | None = r.get("telemetry", "query_url", None)
+    if query_url is not None and not _http_url(query_url):
+        raise r.bad("telemetry", "query_url", "must be an http(s) URL", query_url)
+    return query_url
+
+
+def _headers(r: _Reader) -> tuple[tuple[str, str], ...]:
+    headers: dict[str, str] = r.get("telemetry", "headers", {})
+    for name in headers:
+        if not _HEADER_NAME.match(name):
+            raise r.bad("telemetry", "headers", "has a name that is not an HTTP header name", name)
+        if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+            raise r.bad(
+                "telemetry",
+                "headers",
+                f"must not carry {name}: secrets never go in this file "
+                "(name the environment variable that holds the token in bearer_token_env)",
+                name,
+            )
+    return tuple(sorted(headers.items()))
+
+
+def _bearer_token_env(r: _Reader) -> str | None:
+    token_env: str | None = r.get("telemetry", "bearer_token_env", None)
+    if token_env is not None and not _ENV_NAME.match(token_env):
+        raise r.bad("telemetry", "bearer_token_env", "must name an environment variable", token_env)
+    return token_env
+
+
+def _checkpoint_every_ms(r: _Reader) -> int | None:
+    return None if r.get("audit", "checkpoint_every", None) is None else _duration(r, "audit", "checkpoint_every", "")
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = None) -> Config:
     """Read and check gpumeter.toml; relative paths resolve against its folder.
 
@@ -363,6 +436,12 @@ def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = N
                 lambda r: _seconds(r, "telemetry", "timeout_s", TelemetryConfig.timeout_s, positive=True)
             ),
             retries=checked(_retries),
+            settle_ms=checked(lambda r: _duration(r, "telemetry", "settle", "10m", zero=True)),
+            late_window_ms=checked(_late_window_ms),
+            workers=checked(_workers),
+            query_url=checked(_query_url),
+            headers=checked(_headers),
+            bearer_token_env=checked(_bearer_token_env),
         ),
         inventory=InventoryConfig(
             nodes=rel("inventory", "nodes", "nodes.csv"),
@@ -384,6 +463,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = N
             quorum=quorum,
             tsa_url=checked(_tsa_url),
             tsa_cert=(base / tsa_cert).resolve() if tsa_cert is not None else None,
+            checkpoint_every_ms=checked(_checkpoint_every_ms),
         ),
         raw=r.doc,
         text=text,

@@ -6,7 +6,8 @@ half of it is sent, then the connection is closed, as a reset link does), or ans
 (``delay_next`` requests wait ``delay_s`` first). ``on_request`` is called first with the
 request's number and path, so a test can steer the fault of each request, or act at a known
 point (the SIGKILL tests kill ``gpumeter collect``, or Prometheus itself, from it). A backend
-that does not answer gives 502, as a real proxy does. Listens on 127.0.0.1 only.
+that does not answer gives 502, as a real proxy does. It records each request's headers.
+Listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Faults:
         self.truncate_next = 0  # send half of this many answers, then close the connection
         self.delay_next = 0  # answer this many requests `delay_s` late
         self.delay_s = 0.0
+        self.headers: list[dict[str, str]] = []  # of every request, in order
         self.on_request: Callable[[int, str], None] | None = None
         self.requests = 0
         # (request number, what it got): "fail" | "truncate" | "delay" | "bad gateway" (backend gone)
@@ -73,6 +75,7 @@ def proxy(target: str) -> Iterator[tuple[str, Faults]]:
             with faults.lock:
                 faults.requests += 1
                 n = faults.requests
+                faults.headers.append(dict(self.headers.items()))
             if faults.on_request:
                 faults.on_request(n, self.path)
             fail, truncate, delay = faults._take(n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -355,6 +355,14 @@ def test_usage_windows_and_inventory_sync_idempotently(con: duckdb.DuckDBPyConne
     fleet.meter(con, fleet.T0, {"acme-train-1": ("gpu-fr-1", 1)})  # the window is re-metered
     again = attest.sync_usage_windows(con, at=fleet.T0)
     assert len(again.appended) == 1 and again.superseded == (w.appended[0],)
+    # the revision names what it revises: the old entry and its digest, and the new digest
+    old, new = json.loads(log.entry(w.appended[0])), json.loads(log.entry(again.appended[0]))
+    assert new["window_start"] == old["window_start"] and new["supersedes"] == w.appended[0]
+    assert new["previous_digest"] == old["digest"] != new["digest"]
+    stored = con.execute(
+        "SELECT digest FROM collected_windows WHERE window_start = ?", [datetime.fromisoformat(new["window_start"])]
+    ).fetchone()
+    assert stored is not None and new["digest"] == stored[0]
     record.after_collect(con, None, at=fleet.T0)  # type: ignore[arg-type]  # metering's hook: nothing new
     assert log.size() == 8
 
