@@ -8,7 +8,8 @@ simulated backend that answers the collector's queries as Prometheus would (only
 metered month can be invoiced); then the month is invoiced and audited, and an auditor
 bundle is written and verified. Two witnesses (an auditor's and a customer's, each a witness
 server on a free 127.0.0.1 port in a thread of this process, with a fresh folder each run)
-cosign the log's checkpoints, 2 of 2 required; the bundle is verified under a tlog-policy
+cosign the log's checkpoints, 2 of 2 required
+(gpumeter.toml names them while the demo runs); the bundle is verified under a tlog-policy
 pinning the log key and both witnesses, and the same bundle re-signed with a fresh key is
 refused. There is no time-stamping authority in the demo. The commands it suggests at the
 end work as pasted, however gpumeter was started (``make demo`` runs ``.venv/bin/gpumeter``,
@@ -167,9 +168,7 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
 
     audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
     log_vkey = audit_keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin).vkey
-    site_toml = cfg.path.read_text(encoding="utf-8")
-    with _witnesses(out, log_vkey) as witnesses:
-        cfg = load_config(_configure_witnesses(cfg.path, witnesses))
+    with _witnesses(out, log_vkey) as witnesses, _configured(cfg.path, witnesses) as cfg:
         console.print(
             f"Witnesses {', '.join(f'{w.name} ({w.url})' for w in witnesses)} cosign the log's checkpoints, "
             f"{len(witnesses)} of {len(witnesses)} required ([audit] witnesses and quorum in {cfg.path})",
@@ -177,12 +176,9 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
         )
         _invoice(console, con, cfg)
         _audit(console, con, cfg, out, passphrase, witnesses)
-    # The witnesses lived only as long as the demo: a gpumeter.toml still naming them would
-    # make every later checkpoint and bundle miss its quorum.
-    cfg.path.write_text(site_toml, encoding="utf-8")
     console.print(
-        f"Witnesses stopped (they ran only for the demo; {cfg.path} no longer lists them: "
-        "run your own with `gpumeter witness init` and `gpumeter witness serve`)",
+        f"Witnesses stopped, and taken out of {cfg.path} again: they ran only for the demo "
+        "(run your own with `gpumeter witness init` and `gpumeter witness serve`)",
         highlight=False,
     )
 
@@ -211,8 +207,11 @@ def _witnesses(out: Path, log_vkey: str) -> Iterator[list[WitnessConfig]]:
             server.server_close()
 
 
-def _configure_witnesses(path: Path, witnesses: list[WitnessConfig]) -> Path:
-    """Add ``[audit] witnesses`` (all of them required) to the demo's gpumeter.toml."""
+@contextmanager
+def _configured(path: Path, witnesses: list[WitnessConfig]) -> Iterator[Config]:
+    """The demo's configuration with ``[audit] witnesses`` (all of them required) while the
+    block runs; gpumeter.toml is restored afterwards, since the witnesses stop with the demo
+    (a site naming witnesses that never answer could not sign a cosigned checkpoint again)."""
     text = path.read_text(encoding="utf-8")
     if text.count("\n[audit]\n") != 1:
         raise RuntimeError(f"{path} has no single [audit] table to add the witnesses to")
@@ -220,12 +219,12 @@ def _configure_witnesses(path: Path, witnesses: list[WitnessConfig]) -> Path:
         f"  {{ name = {json.dumps(w.name)}, url = {json.dumps(w.url)}, vkey = {json.dumps(w.vkey)} }},\n"
         for w in witnesses
     )
-    table = (
-        "\n[audit]\n# the demo's witnesses, on free ports while it runs\n"
-        f"witnesses = [\n{rows}]\nquorum = {len(witnesses)}\n"
-    )
+    table = f"\n[audit]\n# the demo's witnesses, while it runs\nwitnesses = [\n{rows}]\nquorum = {len(witnesses)}\n"
     path.write_text(text.replace("\n[audit]\n", table), encoding="utf-8")
-    return path
+    try:
+        yield load_config(path)
+    finally:
+        path.write_text(text, encoding="utf-8")
 
 
 def _invoice(console: Console, con: object, cfg: Config) -> None:

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from audit import cosign, keys
+from audit import cosign, keys, witness
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
@@ -231,18 +231,33 @@ def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
     ring = keys.load_keyring(cfg.audit.signing_key)
     assert ring.current is not None
     vkey = ring.current.verifier(cfg.audit.origin).vkey
-    # the demo's two witnesses, 2 of 2: named, with their keys, as --witness options and as a tlog-policy
-    (w1, w2) = cfg.audit.witnesses
-    assert [c.value for c in full.code] == [
+    assert [c.value for c in full.code] == [f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'"]
+    assert any("No witnesses are configured" in i.value for i in full.info)  # the demo's stopped with it
+    assert any("times are the operator's clock" in c.value for c in full.caption)  # the demo has no TSA
+
+
+def test_auditor_page_names_the_witnesses_to_pin(demo_site: Path, open_app: OpenApp, tmp_path: Path) -> None:
+    text = demo_site.read_text()
+    ws = [(name, witness.init_witness(tmp_path / name, f"{name}.example.eu/witness").vkey) for name in ("w1", "w2")]
+    rows = ", ".join(f'{{ name = "{n}", url = "http://127.0.0.1:9/{n}", vkey = "{v}" }}' for n, v in ws)
+    demo_site.write_text(text.replace("\n[audit]\n", f"\n[audit]\nwitnesses = [{rows}]\nquorum = 2\n"))
+    cfg = load_config(demo_site)
+    at = open_app(demo_site, "aud")
+    assert_clean(at)
+    ring = keys.load_keyring(cfg.audit.signing_key)
+    assert ring.current is not None
+    vkey = ring.current.verifier(cfg.audit.origin).vkey
+    # named, with their keys, as --witness options and as a tlog-policy
+    assert [c.value for c in at.code] == [
         f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'",
         f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}' "
-        f"--witness '{w1.vkey}' --witness '{w2.vkey}' --quorum 2",
+        f"--witness '{ws[0][1]}' --witness '{ws[1][1]}' --quorum 2",
         cosign.policy_text(cfg).rstrip("\n"),  # the bundle's policy.txt; st.code drops the last newline
     ]
-    said = next(m.value for m in full.markdown if m.value.startswith("**Witnesses.**"))
-    assert "all of (auditor, customer) cosigned it" in said and "from the witness itself" in said
-    assert f"**auditor** `{w1.vkey}`" in said and f"**customer** `{w2.vkey}`" in said
-    assert any("times are the operator's clock" in c.value for c in full.caption)  # the demo has no TSA
+    said = next(m.value for m in at.markdown if m.value.startswith("**Witnesses.**"))
+    assert "all of (w1, w2) cosigned it" in said and "from the witness itself" in said
+    assert f"**w1** `{ws[0][1]}`" in said and f"**w2** `{ws[1][1]}`" in said
+    assert not at.info
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
