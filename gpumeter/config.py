@@ -60,9 +60,10 @@ def _is_duration(value: object) -> bool:
 
 
 DURATION = Kind("a duration such as '15s'", _is_duration)
+_ZERO_DURATION = re.compile(r"0+(ms|s|m|h)")
 DURATION_OR_ZERO = Kind(
     "a duration such as '10m' (or '0m')",
-    lambda value: _is_duration(value) or (isinstance(value, str) and bool(re.fullmatch(r"0+(ms|s|m|h)", value.strip()))),
+    lambda value: _is_duration(value) or (isinstance(value, str) and bool(_ZERO_DURATION.fullmatch(value.strip()))),
 )
 
 _SUPPLIER_KEYS = tuple(k for k in Party.__dataclass_fields__ if k not in ("identifier", "einvoice"))  # customer only
@@ -331,7 +332,7 @@ def _tsa_url(r: _Reader) -> str | None:
 def _duration(r: _Reader, path: str, key: str, default: str, *, zero: bool = False) -> int:
     """A duration key in ms; ``zero`` allows ``"0h"`` (and the like) for "none"."""
     text: str = r.get(path, key, default)
-    if zero and re.fullmatch(r"0+(ms|s|m|h)", text.strip()):
+    if zero and _ZERO_DURATION.fullmatch(text.strip()):
         return 0
     return parse_duration_ms(text, file=r.file, key=f"[{path}] {key}")
 

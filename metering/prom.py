@@ -65,6 +65,10 @@ def _value(text: str) -> float:
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")
 
 
+# an answer not JSON or cut short (broke off mid-body): safe to ask again (GET only)
+_ASK_AGAIN = (ValueError, KeyError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
 class PromClient:
     """A Prometheus HTTP API client with retries, timeouts and boundary detection."""
 
@@ -121,7 +125,7 @@ class PromClient:
         for attempt in range(self.retries + 1):
             try:
                 return fn(*args, **kwargs)
-            except (ValueError, KeyError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            except _ASK_AGAIN as exc:
                 if attempt == self.retries:
                     raise TelemetryError(
                         f"unusable answer from Prometheus at {self.url} on {what}", kind="bad_answer"
