@@ -20,7 +20,13 @@ Decisions, each answering a trap of the factur-x 7.8 library:
   outside scope: category ``O`` with ``VATEX-EU-O``, no rate and — BR-O-02 — no VAT ids in
   the XML (the PDF still prints the supplier's, as French law requires);
 - credit notes: type ``381`` with BG-3 (BT-25 number, BT-26 date of the original);
-  supplementary invoices: type ``380`` with the same reference.
+  supplementary invoices: type ``380`` with the same reference;
+- contracts (docs/adr/0009-contracts.md): a reservation line is its included GPU-hours at
+  its rate; a minimum-spend line is one unit (``C62``) at the shortfall; promotional credits
+  are document-level allowances (BG-20: amount, reason "Promotional credit <id>", reason
+  code ``95`` discount, the document's VAT category and rate), so the line total BT-106
+  less the allowances BT-107 is the tax basis BT-109; prepaid credits are the paid amount
+  BT-113, and BT-115 is what is left to pay.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, mentions
+from billing.invoice import Invoice, Kind, Line, LineKind, mentions
 from billing.money import HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
 from gpumeter.party import Party
 
 LEVEL = "en16931"
 UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour
+UNIT_ONE = "C62"  # UN/ECE Recommendation 20: one (a minimum-spend true-up)
+ALLOWANCE_DISCOUNT = "95"  # UNTDID 5189: discount
 BUSINESS_PROCESS = "S1"  # French CTC billing mode: services, plain invoice
 
 
@@ -69,6 +77,18 @@ def _party(p: Party, *, with_vat_id: bool, customer: bool) -> dict[str, Any]:
     return d
 
 
+def _item(ln: Line) -> tuple[str, str]:
+    """(BT-153 item name, BT-155 seller's item id) of a line."""
+    if ln.kind is LineKind.RESERVATION:
+        return f"{ln.gpu_model} reserved capacity {ln.contract}", f"RES/{ln.contract}"
+    if ln.kind is LineKind.MINIMUM_SPEND:
+        return "Minimum monthly spend true-up", f"MIN/{ln.contract or 'minimum-spend'}"
+    name = f"{ln.gpu_model} {'spot ' if ln.kind is LineKind.SPOT else ''}GPU time"
+    name += f" MIG {ln.mig_profile}" if ln.mig_profile else ""
+    item = ln.gpu_model + (f"/{ln.mig_profile}" if ln.mig_profile else "") + (f"@{ln.site}" if ln.site else "")
+    return name, item + ("/spot" if ln.kind is LineKind.SPOT else "")
+
+
 def data_dict(inv: Invoice) -> dict[str, Any]:
     """The EN 16931 data (BT/BG keys of factur-x's ``generate_xml``) of an issued document."""
     if inv.number is None or inv.issue_date is None:
@@ -81,18 +101,17 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
     rate = fmt_places(vat.rate_percent, 2)
     lines = []
     for i, ln in enumerate(inv.lines, start=1):
+        name, item = _item(ln)
         line: dict[str, Any] = {
             "BT-126": str(i),
             "BT-129": fmt_places(ln.gpu_hours, HOURS_XML_PLACES),
-            "BT-130": UNIT_HOUR,
+            "BT-130": UNIT_HOUR if ln.in_gpu_hours else UNIT_ONE,
             "BT-131": fmt_amount(ln.amount),
             "BT-146": fmt_decimal(ln.unit_price, min_places=2),
             "BT-151": vat.category,
-            "BT-153": f"{ln.gpu_model} GPU time" + (f" MIG {ln.mig_profile}" if ln.mig_profile else ""),
+            "BT-153": name,
             "BT-154": ln.description,
-            "BT-155": ln.gpu_model
-            + (f"/{ln.mig_profile}" if ln.mig_profile else "")
-            + (f"@{ln.site}" if ln.site else ""),
+            "BT-155": item,
         }
         if ln.discount_percent:
             line["BT-148"] = fmt_decimal(ln.list_unit_price, min_places=2)
@@ -126,12 +145,26 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         "BG-7": _party(inv.customer, with_vat_id=ids_in_xml, customer=True),
         "BG-23": [tax],
         "BG-25": lines,
-        "BT-106": fmt_amount(inv.net),
+        "BT-106": fmt_amount(inv.lines_total),
         "BT-109": fmt_amount(inv.net),
         "BT-110": fmt_amount(inv.vat_amount),
         "BT-112": fmt_amount(inv.total),
-        "BT-115": fmt_amount(inv.total),
+        "BT-115": fmt_amount(inv.due),
     }
+    if inv.allowances:
+        data["BG-20"] = [
+            {
+                "amount": fmt_amount(a.amount),
+                "reason": f"Promotional credit {a.credit}",
+                "reason_code": ALLOWANCE_DISCOUNT,
+                "vat_category_code": vat.category,
+                **({"vat_rate": rate} if vat.category != "O" else {}),
+            }
+            for a in inv.allowances
+        ]
+        data["BT-107"] = fmt_amount(inv.allowance_total)
+    if inv.paid:
+        data["BT-113"] = fmt_amount(inv.paid_total)
     if inv.kind is Kind.INVOICE and inv.due_date is not None:
         data["BT-9"] = inv.due_date
         data["BT-20"] = f"Payment due within {inv.payment_terms_days} days, by {inv.due_date.isoformat()}."

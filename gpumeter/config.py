@@ -63,6 +63,7 @@ class BillingConfig:
     supplier: Party  # [billing] supplier, less payment_terms_days
     output: Path
     payment_terms_days: int = 30  # [billing] supplier.payment_terms_days
+    contracts: Path | None = None  # [billing] contracts (optional): reservations, minimum spend, credits
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
             supplier=supplier,
             output=rel(_str(bil, "output", "billing", file, "var/invoices")),
             payment_terms_days=payment_terms_days,
+            contracts=rel(_str(bil, "contracts", "billing", file)) if "contracts" in bil else None,
         ),
         audit=AuditConfig(
             origin=_str(aud, "origin", "audit", file, "gpumeter.example.eu/audit"),
