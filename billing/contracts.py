@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -165,14 +166,28 @@ class Contracts:
         """The line of ``key`` in the table whose header is at ``start``."""
         return key_line(self.text, start, key)
 
-    def reservations_in(self, month: Month) -> tuple[Reservation, ...]:
-        return tuple(r for r in self.reservations if r.days_in(month))
+    @cached_property
+    def _by_tenant(self) -> dict[str, tuple[list[Reservation], list[MinimumSpend], list[Credit]]]:
+        out: dict[str, tuple[list[Reservation], list[MinimumSpend], list[Credit]]] = {}
+        for r in self.reservations:
+            out.setdefault(r.tenant, ([], [], []))[0].append(r)
+        for m in self.minimum_spends:
+            out.setdefault(m.tenant, ([], [], []))[1].append(m)
+        for c in sorted(self.credits, key=lambda c: c.order):
+            out.setdefault(c.tenant, ([], [], []))[2].append(c)
+        return out
+
+    def reservations_in(self, month: Month, tenant: str | None = None) -> tuple[Reservation, ...]:
+        """The reservations with days in ``month`` (of one tenant, when named)."""
+        found = self.reservations if tenant is None else self._by_tenant.get(tenant, ([], [], []))[0]
+        return tuple(r for r in found if r.days_in(month))
 
     def minimum_spend(self, tenant: str, month: Month) -> MinimumSpend | None:
-        return next((m for m in self.minimum_spends if m.tenant == tenant and m.covers(month)), None)
+        return next((m for m in self._by_tenant.get(tenant, ([], [], []))[1] if m.covers(month)), None)
 
     def credits_of(self, tenant: str) -> tuple[Credit, ...]:
-        return tuple(sorted((c for c in self.credits if c.tenant == tenant), key=lambda c: c.order))
+        """The tenant's credits in drawing order."""
+        return tuple(self._by_tenant.get(tenant, ([], [], []))[2])
 
     def tenants_in(self, month: Month) -> set[str]:
         """Tenants a reservation day or a minimum spend gives an invoice in ``month``."""
@@ -386,15 +401,18 @@ def parse_contracts(text: str, *, file: str | Path = "contracts.toml") -> Contra
         + [(c.id, c.line) for c in credits]
     ):
         assert cid is not None
-        line = key_line(text, start, "id")
         if cid in ids:
             raise ContractsError(
-                f"id {cid!r} is used twice (first at line {ids[cid]})", file=fname, line=line, value=cid
+                f"id {cid!r} is used twice (first at line {key_line(text, ids[cid], 'id')})",
+                file=fname,
+                line=key_line(text, start, "id"),
+                value=cid,
             )
-        ids[cid] = line
-    for i, r in enumerate(reservations):
-        for q in reservations[:i]:
-            if (q.tenant, q.model, q.site) == (r.tenant, r.model, r.site) and q.start < r.end and r.start < q.end:
+        ids[cid] = start
+    same: dict[tuple[str, str, str | None], list[Reservation]] = {}
+    for r in reservations:
+        for q in same.setdefault((r.tenant, r.model, r.site), []):
+            if q.start < r.end and r.start < q.end:
                 site = f" on site {r.site!r}" if r.site else " without a site"
                 raise ContractsError(
                     f"[[reservation]] {r.id!r} overlaps {q.id!r} (tenant {r.tenant!r}, {r.model}{site}): "
@@ -403,9 +421,11 @@ def parse_contracts(text: str, *, file: str | Path = "contracts.toml") -> Contra
                     line=r.line,
                     value=r.id,
                 )
-    for i, m in enumerate(spends):
-        for earlier in spends[:i]:
-            if earlier.tenant == m.tenant and _months_overlap(earlier, m):
+        same[(r.tenant, r.model, r.site)].append(r)
+    by_tenant: dict[str, list[MinimumSpend]] = {}
+    for m in spends:
+        for earlier in by_tenant.setdefault(m.tenant, []):
+            if _months_overlap(earlier, m):
                 raise ContractsError(
                     f"{m.label} of tenant {m.tenant!r} overlaps {earlier.label}: "
                     "one minimum spend per tenant and month",
@@ -413,6 +433,7 @@ def parse_contracts(text: str, *, file: str | Path = "contracts.toml") -> Contra
                     line=m.line,
                     value=m.tenant,
                 )
+        by_tenant[m.tenant].append(m)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Contracts(tuple(reservations), tuple(spends), tuple(credits), fname, digest, text)
 

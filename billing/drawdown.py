@@ -31,24 +31,42 @@ def _slice_price(card: RateCard, g: UsageGroup) -> Fraction:
     return per_instance_hour / units_of(card, g.gpu_model, g.mig_profile, g.first_job)
 
 
+def _cap(card: RateCard, r: Reservation) -> int:
+    """Slice-nanoseconds one hour of the reservation holds: gpus x 1 h x S."""
+    return r.gpus * NS_PER_HOUR * card.slices(r.model)
+
+
 def draw_inputs(
     groups: Iterable[UsageGroup], card: RateCard, reservations: Sequence[Reservation]
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[GroupKey, int]]:
     """The frames :func:`read_draws` registers: reservations and ranked usage groups."""
     pairs = {(r.tenant, r.model) for r in reservations}
     candidates = [g for g in groups if not g.spot and (g.tenant, g.gpu_model) in pairs]
+    prices: dict[tuple[str, str | None, str | None], Fraction] = {}
+    for g in candidates:  # a price depends on model, profile and site, not on the tenant
+        what = (g.gpu_model, g.mig_profile, g.site)
+        if what not in prices:
+            prices[what] = _slice_price(card, g)
     ranked = sorted(
         candidates,
-        key=lambda g: (g.tenant, g.gpu_model, -_slice_price(card, g), g.mig_profile or "", g.site or ""),
+        key=lambda g: (
+            g.tenant,
+            g.gpu_model,
+            -prices[(g.gpu_model, g.mig_profile, g.site)],
+            g.mig_profile or "",
+            g.site or "",
+        ),
     )
     units: dict[GroupKey, int] = {}
+    pairs_ids: dict[tuple[str, str], int] = {}
     rows = []
     for rank, g in enumerate(ranked, start=1):
         key = group_key(g)
         if key in units:
             continue
         units[key] = units_of(card, g.gpu_model, g.mig_profile, g.first_job)
-        rows.append((*key, units[key], rank))
+        pair = pairs_ids.setdefault((g.tenant, g.gpu_model), len(pairs_ids) + 1)
+        rows.append((*key, units[key], rank, pair))
     groups_frame = pl.DataFrame(
         rows,
         schema={
@@ -58,18 +76,18 @@ def draw_inputs(
             "site": pl.String,
             "units": pl.Int64,
             "rank": pl.Int64,
+            "pair": pl.Int64,
         },
         orient="row",
     )
     res_frame = pl.DataFrame(
         [
-            (r.id, r.tenant, r.model, r.site or "", r.gpus * NS_PER_HOUR * card.slices(r.model), r.start_at, r.end_at)
+            (r.id, pairs_ids.get((r.tenant, r.model), 0), r.site or "", _cap(card, r), r.start_at, r.end_at)
             for r in reservations
         ],
         schema={
             "id": pl.String,
-            "tenant": pl.String,
-            "gpu_model": pl.String,
+            "pair": pl.Int64,
             "site": pl.String,
             "cap": pl.Int64,
             "start_ts": pl.Datetime("us", "UTC"),
@@ -97,6 +115,12 @@ def read_draws(
     if not reservations:
         return NO_DRAWS
     res_frame, groups_frame, units = draw_inputs(groups, card, reservations)
+    by_rank: dict[int, GroupKey] = {
+        rank: (tenant, model, profile, site)
+        for tenant, model, profile, site, rank in groups_frame.select(
+            "tenant", "gpu_model", "mig_profile", "site", "rank"
+        ).iter_rows()
+    }
     con.register("staged_reservations", res_frame)
     con.register("staged_draw_groups", groups_frame)
     try:
@@ -109,8 +133,8 @@ def read_draws(
     drawn: dict[GroupKey, dict[str, int]] = {}
     job_usage: dict[tuple[GroupKey, str], int] = {}
     job_drawn: dict[tuple[GroupKey, str], dict[str, int]] = {}
-    for tenant, model, profile, site, site_res, any_res, job, sns, drawn_site, drawn_any in rows:
-        key = (tenant, model, profile, site)
+    for rank, site_res, any_res, job, sns, drawn_site, drawn_any in rows:
+        key = by_rank[rank]
         usage[key] = usage.get(key, 0) + int(sns)
         per = drawn.setdefault(key, {})
         per_job_drawn = job_drawn.setdefault((key, job), {}) if job is not None else None

@@ -263,14 +263,20 @@ def _describe(key: PriceKey, mig_shares: Mapping[str, Fraction], tier_from: Deci
     return text
 
 
+def _plus(a: Decimal | Fraction, b: Decimal | Fraction) -> Decimal | Fraction:
+    """An exact sum: Decimal while both are, else rational."""
+    if isinstance(a, Decimal) and isinstance(b, Decimal):
+        return a + b
+    return exact(a) + exact(b)
+
+
 def price_lines(groups: Iterable[UsageGroup], card: RateCard, *, tenant: str) -> tuple[Line, ...]:
     """The invoice lines of one tenant's month (exact quantities, amounts rounded once)."""
     # Sum exact Decimal seconds per (price key, MIG share) first; rationals only at the end
-    # (and for what a reservation left over, which is rational already).
-    seconds: dict[tuple[PriceKey, Fraction], Decimal] = {}
-    rational: dict[tuple[PriceKey, Fraction], Fraction] = {}
+    # (or where a reservation left a rational share of a group).
+    seconds: dict[tuple[PriceKey, Fraction], Decimal | Fraction] = {}
     rates: dict[PriceKey, Rate] = {}
-    mig_seconds: dict[PriceKey, dict[str, Fraction]] = {}
+    mig_seconds: dict[PriceKey, dict[str, Decimal | Fraction]] = {}
     resolved: dict[tuple[str, str | None, str | None, bool], Resolution] = {}
     with localcontext() as ctx:
         ctx.prec = 60
@@ -281,20 +287,15 @@ def price_lines(groups: Iterable[UsageGroup], card: RateCard, *, tenant: str) ->
             if res is None:
                 res = resolved[what] = card.resolve(g.gpu_model, g.mig_profile, g.site, job=g.first_job, spot=g.spot)
             slot = (res.key, res.factor)
-            if isinstance(g.gpu_seconds, Fraction):
-                rational[slot] = rational.get(slot, Fraction(0)) + g.gpu_seconds
-            else:
-                seconds[slot] = seconds.get(slot, Decimal(0)) + g.gpu_seconds
+            seconds[slot] = _plus(seconds.get(slot, Decimal(0)), g.gpu_seconds)
             rates[res.key] = res.rate
             if g.mig_profile is not None and res.key.mig_profile is None and g.gpu_seconds:
                 per = mig_seconds.setdefault(res.key, {})
-                per[g.mig_profile] = per.get(g.mig_profile, Fraction(0)) + exact(g.gpu_seconds)
+                per[g.mig_profile] = _plus(per.get(g.mig_profile, Decimal(0)), g.gpu_seconds)
     hours: dict[PriceKey, Fraction] = {}
-    for slot in set(seconds) | set(rational):
-        key, factor = slot
-        secs = exact(seconds.get(slot, Decimal(0))) + rational.get(slot, Fraction(0))
-        hours[key] = hours.get(key, Fraction(0)) + secs * factor / SECONDS_PER_HOUR
-    mig = {key: {p: s / SECONDS_PER_HOUR for p, s in per.items()} for key, per in mig_seconds.items()}
+    for (key, factor), secs in seconds.items():
+        hours[key] = hours.get(key, Fraction(0)) + exact(secs) * factor / SECONDS_PER_HOUR
+    mig = {key: {p: exact(s) / SECONDS_PER_HOUR for p, s in per.items()} for key, per in mig_seconds.items()}
     discount = card.discount_percent(tenant)
     lines: list[Line] = []
     for key in sorted(hours, key=lambda k: (k.spot, k.gpu_model, k.mig_profile or "", k.site or "")):

@@ -52,7 +52,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from functools import cache
@@ -147,6 +147,11 @@ class RateCard:
     discounts: Mapping[str, Discount]
     file: str = "rates.toml"
     sha256: str = ""
+    # What resolve() found, per (model, profile, site, spot): the card never changes, so a
+    # resolution holds for every tenant and every call (a failure is never kept).
+    _resolved: dict[tuple[str, str | None, str | None, bool], Resolution] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def rate_for(self, model: str, profile: str | None, site: str | None, *, spot: bool = False) -> Rate | None:
         """The most specific rate of the class for (model, profile, site); profile None = the GPU's rate."""
@@ -167,6 +172,14 @@ class RateCard:
     def resolve(self, model: str, profile: str | None, site: str | None, *, job: str, spot: bool = False) -> Resolution:
         """Which rate prices this usage, and at what share; raises naming model and job."""
         site_key = site or None
+        known = self._resolved.get((model, profile, site_key, spot))
+        if known is not None:
+            return known
+        found = self._resolve(model, profile, site_key, job=job, spot=spot)
+        self._resolved[(model, profile, site_key, spot)] = found
+        return found
+
+    def _resolve(self, model: str, profile: str | None, site_key: str | None, *, job: str, spot: bool) -> Resolution:
         if profile is not None:
             apart = self.rate_for(model, profile, site_key, spot=spot)
             if apart is not None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 
 from billing.contracts import Contracts, Reservation
 from billing.errors import PricingError
@@ -49,8 +50,16 @@ class Draws:
     job_usage: Mapping[tuple[GroupKey, str], int] = field(default_factory=dict)  # per job, when asked for
     job_drawn: Mapping[tuple[GroupKey, str], Mapping[str, int]] = field(default_factory=dict)
 
+    @cached_property
+    def _by_reservation(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for per in self.drawn.values():
+            for rid, sns in per.items():
+                out[rid] = out.get(rid, 0) + sns
+        return out
+
     def drawn_by(self, reservation: str) -> int:
-        return sum(per.get(reservation, 0) for per in self.drawn.values())
+        return self._by_reservation.get(reservation, 0)
 
     def used_hours(self, r: Reservation) -> Fraction:
         """GPU-hours the reservation covered in the month."""
@@ -66,9 +75,15 @@ class Draws:
         total = self.usage.get(key, 0)
         return Fraction(self.group_drawn(key), total) if total else Fraction(0)
 
-    def left_seconds(self, key: GroupKey) -> Fraction:
-        """Instance-seconds of the group not drawn (MIG: instance-seconds, as usage counts them)."""
-        return Fraction(self.usage[key] - self.group_drawn(key), self.units[key] * NS_PER_SECOND)
+    def left_seconds(self, key: GroupKey) -> Decimal | Fraction:
+        """Instance-seconds of the group not drawn (MIG: instance-seconds, as usage counts them).
+
+        A Decimal (9 places, like the store's seconds) whenever that is exact, else a rational.
+        """
+        left = Fraction(self.usage[key] - self.group_drawn(key), self.units[key] * NS_PER_SECOND)
+        if NS_PER_SECOND % left.denominator:
+            return left
+        return Decimal(left.numerator * (NS_PER_SECOND // left.denominator)).scaleb(-9)
 
 
 NO_DRAWS = Draws()
@@ -128,9 +143,7 @@ def describe(r: Reservation, month: Month) -> str:
 def reservation_lines(tenant: str, month: Month, contracts: Contracts, draws: Draws) -> list[Line]:
     """One line per reservation of the tenant with days in the month (its rate, no discount)."""
     out = []
-    for r in sorted(contracts.reservations_in(month), key=lambda r: (r.model, r.site or "", r.id)):
-        if r.tenant != tenant:
-            continue
+    for r in sorted(contracts.reservations_in(month, tenant), key=lambda r: (r.model, r.site or "", r.id)):
         included = Fraction(r.included_hours(month))
         used = draws.used_hours(r)
         out.append(
