@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -49,6 +48,7 @@ from typing import Any
 
 from billing.errors import ContractsError
 from billing.money import CENT_PLACES, CURRENCY, PRICE_MAX_PLACES, decimal_field
+from gpumeter import tomllines
 from gpumeter.months import Month, MonthError
 from gpumeter.tomllines import header_lines, key_line
 
@@ -375,21 +375,7 @@ def _tables(doc: Mapping[str, Any], name: str, file: str) -> list[Any]:
 def parse_contracts(text: str, *, file: str | Path = "contracts.toml") -> Contracts:
     """Parse and check contracts.toml on its own; the first bad value raises :class:`ContractsError`."""
     fname = str(file)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise ContractsError(
-            f"not valid TOML: {exc}", file=fname, line=line if isinstance(line, int) else None
-        ) from exc
-    for key in doc:
-        if key not in TABLES:
-            raise ContractsError(
-                f"unknown top-level key {key!r} (allowed: [[reservation]], [[minimum_spend]], [[credit]])",
-                file=fname,
-                line=key_line(text, 0, key) or None,
-                value=key,
-            )
+    doc = tomllines.parse(text, file=fname, error=ContractsError, tables=tuple(TABLES))
     p = _Parser(text, fname)
     reservations = [p.reservation(i, t) for i, t in enumerate(_tables(doc, "reservation", fname), start=1)]
     spends = [p.minimum_spend(i, t) for i, t in enumerate(_tables(doc, "minimum_spend", fname), start=1)]
@@ -448,13 +434,7 @@ def read_contracts(path: Path | None) -> Contracts:
     """The contracts at ``path`` (``[billing] contracts``); none configured: no contracts."""
     if path is None:
         return NO_CONTRACTS
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ContractsError(f"cannot read contracts file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise ContractsError(f"contracts file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_contracts(text, file=path)
+    return parse_contracts(tomllines.read_text(path, "contracts", ContractsError), file=path)
 
 
 def verify_references(

@@ -50,7 +50,6 @@ the discounted price must stay exact to :data:`billing.money.PRICE_MAX_PLACES` d
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
@@ -61,6 +60,7 @@ from typing import Any
 
 from billing.errors import PricingError, RatesError
 from billing.money import PRICE_MAX_PLACES, decimal_field, decimal_places, parse_decimal
+from gpumeter import tomllines
 from gpumeter.errors import InputError
 from gpumeter.tomllines import header_lines, key_line
 from metering.mig import MigSlices, mig_slices_from, profile_slices
@@ -70,7 +70,7 @@ RATE_KEYS = frozenset({"model", "eur_per_gpu_hour", "mig_slices", "mig_profile",
 RATE_CLASSES = ("on_demand", "spot")
 TIER_KEYS = frozenset({"from_gpu_hours", "eur_per_gpu_hour"})
 DISCOUNT_KEYS = frozenset({"tenant", "percent"})
-TOP_KEYS = frozenset({"rate", "discount"})
+TOP_KEYS = ("rate", "discount")
 
 
 @dataclass(frozen=True)
@@ -392,24 +392,12 @@ class _Parser:
 def parse_rates(text: str, *, file: str | Path = "rates.toml") -> RateCard:
     """Parse and check rates.toml; the first bad value raises :class:`RatesError`."""
     fname = str(file)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise RatesError(f"not valid TOML: {exc}", file=fname, line=line if isinstance(line, int) else None) from exc
+    doc = tomllines.parse(text, file=fname, error=RatesError, tables=TOP_KEYS)
     try:
         mig_slices = mig_slices_from(doc, text, file=fname)
     except InputError as exc:
         raise RatesError(exc.message, file=fname, line=exc.line, value=exc.value) from exc
     p = _Parser(text, fname, mig_slices)
-    for key in doc:
-        if key not in TOP_KEYS:
-            raise RatesError(
-                f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
-                file=fname,
-                line=key_line(text, 0, key) or None,
-                value=key,
-            )
     raw_rates = doc.get("rate", [])
     raw_discounts = doc.get("discount", [])
     if not isinstance(raw_rates, list) or not raw_rates:

@@ -61,7 +61,7 @@ from billing.pdf import facturx_pdf, render_pdf
 from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
 from billing.validate import saxon_available, verify_facturx
-from gpumeter import store
+from gpumeter import store, tomllines
 from gpumeter.config import Config
 from gpumeter.months import Month
 from metering.inventory import Tenant
@@ -94,13 +94,7 @@ class InvoiceResult:
 
 
 def read_rates(path: Path) -> RateCard:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RatesError(f"cannot read rates file: {exc.strerror or exc}", file=path) from exc
-    except UnicodeDecodeError as exc:
-        raise RatesError(f"rates file is not UTF-8 text (byte {exc.start})", file=path) from exc
-    return parse_rates(text, file=path)
+    return parse_rates(tomllines.read_text(path, "rates", RatesError), file=path)
 
 
 def _prefixes(config: Config) -> dict[Kind, str]:

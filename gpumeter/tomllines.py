@@ -1,14 +1,57 @@
-"""Where a value stands in a TOML text, for errors that name the line (pure).
+"""TOML input files, with errors that name the file and the line.
 
 ``tomllib`` returns values without positions; these helpers find the line of an
 ``[[array-of-tables]]`` header and of a ``key =`` inside the table it opens, so that every
-reader of a TOML input file (rates.toml) reports the same line for the same mistake.
+reader of a TOML input file (rates.toml, contracts.toml) reports the same line for the same
+mistake. :func:`read_text` and :func:`parse` read and parse such a file, raising the
+reader's own error class (an :class:`~gpumeter.errors.InputError` or a billing error).
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
 from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from gpumeter.errors import GpumeterError
+
+
+class ErrorClass(Protocol):
+    def __call__(
+        self, message: str, *, file: str | Path | None = ..., line: int | None = ..., value: object = ...
+    ) -> GpumeterError: ...
+
+
+def read_text(path: Path, what: str, error: ErrorClass) -> str:
+    """The UTF-8 text of a ``what`` file (``"rates"``), or ``error`` naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {what} file: {exc.strerror or exc}", file=path) from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} file is not UTF-8 text (byte {exc.start})", file=path) from exc
+
+
+def parse(text: str, *, file: str, error: ErrorClass, tables: tuple[str, ...]) -> dict[str, Any]:
+    """The TOML document, whose top-level keys may only be the arrays of ``tables``; else
+    ``error`` naming the file (and the line when there is one)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise error(f"not valid TOML: {exc}", file=file, line=line if isinstance(line, int) else None) from exc
+    for key in doc:
+        if key not in tables:
+            allowed = ", ".join(f"[[{t}]]" for t in tables)
+            raise error(
+                f"unknown top-level key {key!r} (allowed: {allowed})",
+                file=file,
+                line=key_line(text, 0, key) or None,
+                value=key,
+            )
+    return doc
 
 
 def header_lines(text: str, header: str) -> list[int]:
