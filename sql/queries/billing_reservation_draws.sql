@@ -22,6 +22,9 @@ WITH scoped AS (
     JOIN collected_windows AS cw USING (window_start)
     WHERE u.window_start >= $start AND u.window_start < $end_
       AND u.gpu_model IN (SELECT gpu_model FROM staged_draw_groups)
+      AND u.job_id IN (
+          SELECT job_id FROM jobs WHERE job_class <> 'spot' AND tenant IN (SELECT tenant FROM staged_draw_groups)
+      )
 ),
 hourly AS (
     SELECT g.rank, g.pair, g.site, s.window_start, CASE WHEN $per_job THEN s.job_id END AS job_id,
