@@ -394,3 +394,22 @@ def test_bad_contracts_stop_invoicing_and_change_nothing(site: Site, contracts: 
         value,
     )
     assert site.con.execute("SELECT number, json_sha256 FROM billing_documents ORDER BY number").fetchall() == before
+
+
+@pytest.mark.parametrize("tenant", ["berlin", "nyc"])
+def test_allowances_and_prepaid_pass_en16931_for_reverse_charge_and_outside_scope(site: Site, tenant: str) -> None:
+    site.write_contracts(
+        f'[[credit]]\nid = "P"\ntenant = "{tenant}"\nkind = "promotional"\neur = "1.00"\nstart = "2026-10-01"\n\n'
+        f'[[credit]]\nid = "Q"\ntenant = "{tenant}"\nkind = "prepaid"\neur = "2.00"\nstart = "2026-10-01"\n'
+    )
+    site.add_job("j", tenant)
+    site.add_usage("j", H100, 2 * HOUR)  # 5.60, less 1.00 = 4.60, no VAT, 2.00 paid: 2.60 due
+    (doc,) = issue(site, "2026-10", at(2))  # every issued XML is validated (XSD, EN 16931)
+    assert (doc["vat_category"], doc["net"], doc["vat"], doc["due"]) == (
+        "AE" if tenant == "berlin" else "O", "4.60", "0.00", "2.60",
+    )  # fmt: skip
+    site.con.execute("DELETE FROM usage")
+    (note,) = issue(site, "2026-10", at(9))  # the credit note gives both back, and validates too
+    assert (note["allowances"], note["paid"], note["due"]) == (
+        [{"credit": "P", "amount": "1.00"}], [{"credit": "Q", "amount": "2.00"}], "2.60",
+    )  # fmt: skip
