@@ -62,7 +62,7 @@ def demo(
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
     fleet = small_fleet(seed=seed, start=start, days=float(days))
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(write_inventory(fleet, out))
+    cfg = load_config(write_inventory(fleet, out, contracts=True))
     if cfg.store.database.exists():
         cfg.store.database.unlink()
     con = store.connect(cfg.store.database)
@@ -163,8 +163,8 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
 
     results = invoice_month(con, cfg, DEMO_MONTH, finalize=True)  # type: ignore[arg-type]
     table = Table(title=f"Invoices issued for {DEMO_MONTH} (EUR)")
-    for c in ("tenant", "number", "VAT treatment", "net", "VAT", "total", "Factur-X"):
-        table.add_column(c, justify="right" if c in ("net", "VAT", "total") else "left")
+    for c in ("tenant", "number", "VAT treatment", "net", "VAT", "total", "due", "Factur-X"):
+        table.add_column(c, justify="right" if c in ("net", "VAT", "total", "due") else "left")
     for r in results:
         table.add_row(
             r.tenant,
@@ -173,13 +173,39 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
             f"{r.net:,.2f}",
             f"{r.vat:,.2f}",
             f"{r.total:,.2f}",
+            f"{r.due:,.2f}",
             r.validation,
         )
     console.print(table)
+    _print_contracts(console, [r.json_path for r in results])
     if results:
         peppol = sum(1 for r in results if r.ubl_path is not None)
         also = f", and {peppol} Peppol UBL e-invoice(s) (<number>.xml)" if peppol else ""
         console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}{also}", highlight=False)
+
+
+def _print_contracts(console: Console, documents: list[Path]) -> None:
+    """What contracts did on the invoices: reservations, spot, credits drawn, paid and expired."""
+    import json
+
+    table = Table(title=f"Contracts on the {DEMO_MONTH} invoices (EUR)")
+    for c in ("tenant", "what", "GPU-hours", "amount"):
+        table.add_column(c, justify="right" if c in ("GPU-hours", "amount") else "left")
+    for path in documents:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for ln in doc["lines"]:
+            if ln.get("kind") == "reservation":
+                hours = f"{ln['gpu_hours']} included, {ln['used_gpu_hours']} used"
+                table.add_row(doc["tenant"], f"reservation {ln['contract']}", hours, ln["amount"])
+            elif ln.get("kind") == "spot":
+                table.add_row(doc["tenant"], f"spot {ln['gpu_model']}", ln["gpu_hours"], ln["amount"])
+        for role, label in (("allowances", "promotional credit"), ("paid", "prepaid credit")):
+            for use in doc.get(role, []):
+                table.add_row(doc["tenant"], f"{label} {use['credit']}", "", f"-{use['amount']}")
+        for use in doc.get("credits_expired", []):
+            table.add_row(doc["tenant"], f"credit {use['credit']} expired unused", "", f"({use['amount']})")
+    if table.row_count:
+        console.print(table)
 
 
 def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: str) -> None:

@@ -66,6 +66,7 @@ class BillingConfig:
     supplier: Party  # [billing] supplier, less payment_terms_days
     output: Path
     payment_terms_days: int = 30  # [billing] supplier.payment_terms_days
+    contracts: Path | None = None  # [billing] contracts (optional): reservations, minimum spend, credits
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = N
             supplier=supplier,
             output=rel(bil, "output", "billing", "var/invoices"),
             payment_terms_days=payment_terms_days,
+            contracts=rel_or_none(
+                checked(lambda t: _str(t, "contracts", "billing", file) if "contracts" in t else None, bil)
+            ),
         ),
         audit=AuditConfig(
             origin=string(aud, "origin", "audit", "gpumeter.example.eu/audit"),

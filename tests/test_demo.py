@@ -40,6 +40,10 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
     assert "GPU usage per tenant, 2026-10" in text
     assert "Invoices issued for 2026-10" in text and "reverse_charge" in text and "domestic" in text
     assert "outside" in text.lower() and "rejected" in text
+    # Contracts: a reserved tenant, a spot job and a credit drawdown (docs/formats.md).
+    assert "Contracts on the 2026-10 invoices" in text and "reservation RES-DEMO-1" in text
+    assert "spot NVIDIA" in text and "promotional credit PROMO-DEMO" in text
+    assert 'contracts = "contracts.toml"' in (out / "gpumeter.toml").read_text(encoding="utf-8")
     pdfs = sorted((out / "var" / "invoices" / "2026-10").glob("GM-2026-*.pdf"))
     assert pdfs, "no finalized invoice PDFs"
     name, xml = get_facturx_xml_from_pdf(pdfs[0].read_bytes(), check_xsd=True)
