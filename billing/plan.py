@@ -15,7 +15,7 @@ credit notes first (what they give back is there for the supplementary invoice t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -143,13 +143,15 @@ def plan_month(
     contracts: Contracts = NO_CONTRACTS,
     draws: Draws = NO_DRAWS,
     credits: CreditHistory = NO_HISTORY,
+    only: Collection[str] | None = None,
 ) -> MonthPlan:
     """Every document the month still needs, computed before anything is written.
 
     ``issued`` and ``positions`` are what the store holds for the month
     (:func:`billing.numbering.read_issued`); ``groups`` its billable usage; ``draws`` what
     its reservations drew (:func:`billing.reservations.read_draws`); ``credits`` what the
-    issued documents did with credits (:func:`billing.numbering.read_credit_history`).
+    issued documents did with credits (:func:`billing.numbering.read_credit_history`);
+    ``only``, when given, limits the plan to those tenants.
     """
     plan = MonthPlan(period, issued=list(issued), draws=draws, contracts=contracts, credits=credits)
     month = Month.parse(period.month)
@@ -165,7 +167,8 @@ def plan_month(
     for g in apply_draws(groups, draws):
         by_tenant.setdefault(g.tenant, []).append(g)
     originals = {d.tenant: d for d in issued if d.kind == Kind.INVOICE.value and d.references_number is None}
-    for tenant in sorted(set(by_tenant) | set(positions) | contracts.tenants_in(month)):
+    planned = set(by_tenant) | set(positions) | contracts.tenants_in(month)
+    for tenant in sorted(planned if only is None else planned & set(only)):
         record = tenants.get(tenant)
         lines = price_month(tenant, month, by_tenant.get(tenant, []), card, contracts, draws)
         plan.priced[tenant] = lines

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -215,11 +215,14 @@ def month_plan(
     usage: UsageSource | None = None,
     progress: Progress | None = None,
     per_job_draws: bool = False,
+    only: Collection[str] | None = None,
 ) -> tuple[MonthPlan, RateCard]:
     """Read every input of the month and plan its documents (nothing is written).
 
-    The one way billing, the FOCUS export and the Finance dashboard price a month;
-    ``per_job_draws`` also splits what reservations drew among jobs (FOCUS rows are per job).
+    The one way billing, the FOCUS export, the Finance dashboard and budgets price a month;
+    ``per_job_draws`` also splits what reservations drew among jobs (FOCUS rows are per job);
+    ``only`` plans just those tenants (their usage alone is priced, so another tenant's
+    unpriceable usage does not stop them).
     """
     say = progress or (lambda _msg: None)
     store.require_schema(con)
@@ -228,6 +231,8 @@ def month_plan(
     month = Month.parse(period.month)
     say(f"reading billable usage for {period.month}")
     groups = aggregate_usage((usage or default_usage)(con, period.month))
+    if only is not None:
+        groups = [g for g in groups if g.tenant in only]
     tenants = read_tenants(con)
     verify_references(
         contracts,
@@ -237,6 +242,9 @@ def month_plan(
     )
     draws = read_draws(con, month, groups, card, contracts, per_job=per_job_draws)
     issued, positions = read_issued(con, period)
+    if only is not None:
+        issued = [d for d in issued if d.tenant in only]
+        positions = {t: p for t, p in positions.items() if t in only}
     plan = plan_month(
         period=period,
         groups=groups,
@@ -249,6 +257,7 @@ def month_plan(
         contracts=contracts,
         draws=draws,
         credits=read_credit_history(con) if contracts.credits else NO_HISTORY,
+        only=only,
     )
     return plan, card
 
