@@ -16,6 +16,7 @@ import secrets
 import shutil
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -154,8 +155,38 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
     from audit import keys as audit_keys
 
     audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
+    _budget_alerts(console, con, cfg)
     _invoice(console, con, cfg)
     _audit(console, con, cfg, out, passphrase)
+
+
+def _budget_alerts(console: Console, con: object, cfg: Config) -> None:
+    """A budget for the reserved tenant, set at 90 % over its month so far (its reservation
+    included), so that the 50 % and 80 % thresholds fire: decided once, queued for the webhook."""
+    from billing import alerts
+    from billing.budgets import EVENT_TYPE, Budget
+    from billing.contracts import read_contracts
+
+    deals = read_contracts(cfg.billing.contracts)
+    if not deals.reservations:
+        return
+    tenant = deals.reservations[0].tenant
+    month = Month.parse(DEMO_MONTH)
+    net = alerts.month_to_date_nets(con, cfg, month, [tenant])[tenant]  # type: ignore[arg-type]
+    monthly = max(Decimal(1), (net * 100 / 90).quantize(Decimal(1), rounding=ROUND_CEILING))
+    alerts.set_budget(con, Budget(tenant, monthly, (50, 80, 100)))  # type: ignore[arg-type]
+    fired = alerts.evaluate(con, cfg, [month])  # type: ignore[arg-type]
+    table = Table(title=f"Budget alerts fired for {DEMO_MONTH} (EUR excl. VAT)")
+    for c in ("tenant", "threshold", "budget", "month so far", "CloudEvent"):
+        table.add_column(c, justify="right" if c in ("threshold", "budget", "month so far") else "left")
+    for a in fired:
+        table.add_row(a.tenant, f"{a.threshold_percent} %", f"{a.budget:,.2f}", f"{a.net:,.2f}", EVENT_TYPE)
+    console.print(table)
+    console.print(
+        "Each alert is decided once and queued, signed, for [alerts] webhook_url (none in the demo: it waits).",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _invoice(console: Console, con: object, cfg: Config) -> None:
