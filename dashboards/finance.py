@@ -7,7 +7,9 @@ Everything is read from what billing stored or computes; nothing here prices any
   priced apart; the rest of a line is split over the sites where that tenant's GPU time of
   that model ran in that month, in proportion to the GPU-seconds, by the largest-remainder
   method on whole cents — so the split always adds up to the invoiced cents exactly. The
-  split is an analysis of where revenue came from, not an amount anyone is billed;
+  split is an analysis of where revenue came from, not an amount anyone is billed.
+  Promotional credits (document-level allowances) are revenue given up: a negative row each,
+  named by the credit in place of a model and a site, so every breakdown sums to the nets;
 * **unbilled** usage is what ``gpumeter invoice --finalize`` would issue now for the month
   (billing's own :func:`billing.run.month_plan`: the month's billable usage and contracts,
   minus what was already issued): a draft's lines per tenant;
@@ -54,7 +56,8 @@ _REVENUE_SCHEMA = pl.Schema(
 
 
 def revenue_lines(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every issued line, signed (credit notes negative); EUR excl. VAT."""
+    """Every issued line, signed (credit notes negative), and every promotional credit drawn
+    (negative; given back on a credit note: positive); EUR excl. VAT."""
     return store.frame(con, "dash_revenue_lines")
 
 
