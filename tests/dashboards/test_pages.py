@@ -4,6 +4,7 @@ populated month, a month with violations, a fresh month and an empty store."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -276,7 +277,10 @@ def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
     at.switch_page(page_path(Page.FINANCE)).run()
     select(at, "finance-unbilled-month", "2026-12")
     assert_clean(at)
-    assert metric(at, "Unbilled so far, 2026-12") == "EUR 0.00"
+    # nothing ran, but the demo's reservation (to 2027-10) bills December whether used or not
+    (res,) = tomllib.loads((demo_site.parent / "contracts.toml").read_text(encoding="utf-8"))["reservation"]
+    committed = res["gpus"] * 24 * 31 * Decimal(res["eur_per_gpu_hour"])
+    assert res["end"] > "2027-01-01" and metric(at, "Unbilled so far, 2026-12") == f"EUR {committed:,.2f}"
 
 
 @pytest.mark.parametrize("page", ALL_PAGES)
