@@ -2,20 +2,31 @@
 
 A deterministic fleet (20 GPUs in France, Germany, the Netherlands, Finland, Italy, the US
 and Switzerland, with MIG, shared GPUs, outages, counter resets, duplicate scrapes and a
-sovereignty violation) is simulated for one month; its samples are metered by ``collect``
-itself, through an in-process simulated backend that answers the collector's queries as
-Prometheus would; then the month is invoiced and audited, and an auditor bundle is written
-and verified. The commands it suggests at the end work as pasted, however gpumeter was
-started (``make demo`` runs ``.venv/bin/gpumeter``, which is not on the PATH).
+sovereignty violation) is simulated for one month (or its first ``--days`` days, the fleet
+idle after them); the whole month is metered by ``collect`` itself, through an in-process
+simulated backend that answers the collector's queries as Prometheus would (only a fully
+metered month can be invoiced); then the month is invoiced and audited, and an auditor
+bundle is written and verified. Two witnesses (an auditor's and a customer's, each a witness
+server on a free 127.0.0.1 port in a thread of this process, with a fresh folder each run)
+cosign the log's checkpoints, 2 of 2 required
+(gpumeter.toml names them while the demo runs); the bundle is verified under a tlog-policy
+pinning the log key and both witnesses, and the same bundle re-signed with a fresh key is
+refused. There is no time-stamping authority in the demo. The commands it suggests at the
+end work as pasted, however gpumeter was started (``make demo`` runs ``.venv/bin/gpumeter``,
+which is not on the PATH).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
 import sys
-from datetime import UTC, datetime, timedelta
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +37,7 @@ from rich.table import Table
 
 from gpumeter import store
 from gpumeter.commandline import err
-from gpumeter.config import Config, load_config
+from gpumeter.config import Config, WitnessConfig, load_config
 from gpumeter.months import Month
 from metering import report
 from metering.commands import progress_bar
@@ -34,6 +45,7 @@ from metering.run import collect
 from metering.windows import Span
 
 DEMO_MONTH = "2026-10"
+DEMO_WITNESSES = ("auditor", "customer")  # who would run them: an EU auditor, a customer
 
 
 def this_command() -> str:
@@ -59,9 +71,9 @@ def demo(
     from simulator import SimulatedBackend, small_fleet, write_inventory
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    start = Month.parse(DEMO_MONTH).start
+    month = Month.parse(DEMO_MONTH)
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
-    fleet = small_fleet(seed=seed, start=start, days=float(days))
+    fleet = small_fleet(seed=seed, start=month.start, days=float(days))
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(write_inventory(fleet, out, contracts=True))
     if cfg.store.database.exists():
@@ -69,7 +81,7 @@ def demo(
     con = store.connect(cfg.store.database)
     try:
         store.migrate(con)
-        span = Span.of(start, start + timedelta(days=days))
+        span = Span.of(month.start, month.end)  # the whole month: the fleet is idle after `days`
         with progress_bar("metering") as update:
             rep = collect(con, cfg, span, client=SimulatedBackend(fleet.series), progress=update)
         err.print(
@@ -97,6 +109,7 @@ def demo(
         + f"{gm} dashboard --config {out}/gpumeter.toml\n"
         f"and open http://127.0.0.1:8501 — user 'admin', password in {password_file}",
         highlight=False,
+        soft_wrap=True,  # each command on one line, to paste
     )
 
 
@@ -156,8 +169,64 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
 
     audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
     _budget_alerts(console, con, cfg)
-    _invoice(console, con, cfg)
-    _audit(console, con, cfg, out, passphrase)
+    log_vkey = audit_keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin).vkey
+    with _witnesses(out, log_vkey) as witnesses, _configured(cfg.path, witnesses) as cfg:
+        console.print(
+            f"Witnesses {', '.join(f'{w.name} ({w.url})' for w in witnesses)} cosign the log's checkpoints, "
+            f"{len(witnesses)} of {len(witnesses)} required ([audit] witnesses and quorum in {cfg.path})",
+            highlight=False,
+        )
+        _invoice(console, con, cfg)
+        _audit(console, con, cfg, out, passphrase, witnesses)
+    console.print(
+        f"Witnesses stopped, and taken out of {cfg.path} again: they ran only for the demo "
+        "(run your own with `gpumeter witness init` and `gpumeter witness serve`)",
+        highlight=False,
+    )
+
+
+@contextmanager
+def _witnesses(out: Path, log_vkey: str) -> Iterator[list[WitnessConfig]]:
+    """Two witnesses following the demo's log, each served on a free 127.0.0.1 port from a
+    thread of this process; fresh folders (the demo's log starts over each run), stopped
+    when the block ends."""
+    from audit import witness, witness_http
+    from audit.note import parse_vkey
+
+    servers: list[tuple[str, witness_http.WitnessServer]] = []
+    try:
+        for name in DEMO_WITNESSES:
+            folder = out / "witnesses" / name
+            shutil.rmtree(folder, ignore_errors=True)
+            witness.init_witness(folder, f"{name}.example.eu/witness")
+            server = witness_http.make_server(witness.Witness(folder, [parse_vkey(log_vkey)]))
+            threading.Thread(target=server.serve_forever, name=f"witness {name}", daemon=True).start()
+            servers.append((name, server))
+        yield [WitnessConfig(name, server.url, server.witness.vkey) for name, server in servers]
+    finally:
+        for _, server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@contextmanager
+def _configured(path: Path, witnesses: list[WitnessConfig]) -> Iterator[Config]:
+    """The demo's configuration with ``[audit] witnesses`` (all of them required) while the
+    block runs; gpumeter.toml is restored afterwards, since the witnesses stop with the demo
+    (a site naming witnesses that never answer could not sign a cosigned checkpoint again)."""
+    text = path.read_text(encoding="utf-8")
+    if text.count("\n[audit]\n") != 1:
+        raise RuntimeError(f"{path} has no single [audit] table to add the witnesses to")
+    rows = "".join(
+        f"  {{ name = {json.dumps(w.name)}, url = {json.dumps(w.url)}, vkey = {json.dumps(w.vkey)} }},\n"
+        for w in witnesses
+    )
+    table = f"\n[audit]\n# the demo's witnesses, while it runs\nwitnesses = [\n{rows}]\nquorum = {len(witnesses)}\n"
+    path.write_text(text.replace("\n[audit]\n", table), encoding="utf-8")
+    try:
+        yield load_config(path)
+    finally:
+        path.write_text(text, encoding="utf-8")
 
 
 def _budget_alerts(console: Console, con: object, cfg: Config) -> None:
@@ -239,11 +308,18 @@ def _print_contracts(console: Console, documents: list[Path]) -> None:
         console.print(table)
 
 
-def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: str) -> None:
-    """Attest the month, sign, export a bundle, verify it, and show that one edited byte is caught."""
-    from audit import keys, policy
+def _audit(
+    console: Console, con: object, cfg: Config, out: Path, passphrase: str, witnesses: list[WitnessConfig]
+) -> None:
+    """Attest the month, sign and cosign, export a bundle, verify it with the pinned key and
+    with a policy of the key and both witnesses, and show that one edited byte and a fresh
+    key are caught; publish the log's tiles."""
+    from audit import cosign, keys, policy
     from audit.bundle import attest_and_export
     from audit.errors import VerificationError
+    from audit.pinning import PolicyTrust
+    from audit.seal import seal
+    from audit.trust import WitnessSpec, build_policy, parse_policy
     from audit.verify import verify_bundle
 
     boundary = policy.policy(cfg.audit.allowed_countries)
@@ -258,7 +334,20 @@ def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: st
         cfg.audit.origin,
         boundary,
         by="demo",
+        seal=lambda stored: seal(con, cfg, stored),  # type: ignore[arg-type]  # con is the demo's DuckDB connection
+        trust=cosign.trust_policy(cfg),
     ).export
+    sealed = result.sealed
+    if sealed is not None:
+        console.print(
+            f"Checkpoint size {sealed.size} cosigned by {', '.join(sealed.cosigned) or 'no witness'} "
+            f"({len(sealed.cosigned)} of {sealed.witnesses} witnesses); "
+            "no [audit] tsa_url: times are the operator's clock",
+            highlight=False,
+            markup=False,
+        )
+        for problem in (*sealed.warnings, *sealed.problems):
+            console.print(f"[yellow]warning[/yellow]: {problem}", highlight=False)
 
     jobs = report.job_month(con, DEMO_MONTH, boundary.countries)  # type: ignore[arg-type]
     outside = jobs.filter(~jobs.get_column("in_eu"))
@@ -292,10 +381,73 @@ def _audit(console: Console, con: object, cfg: Config, out: Path, passphrase: st
         console.print(f"The same bundle with one byte edited: [red]rejected[/red] — {exc.explain()}", highlight=False)
     else:  # pragma: no cover - would be a verifier bug
         raise RuntimeError("an edited bundle verified")
-    console.print(
-        f"Verify it yourself: {this_command()} audit verify {bundle} --key {out}/keys/audit.vkey", highlight=False
-    )
     (out / "keys" / "audit.vkey").write_text(signer.vkey + "\n")
+
+    # What an auditor pins: the log key (its fingerprint is on every invoice) and each
+    # witness's key as the witness itself gives it, never what the bundle carries.
+    pinned = out / "auditor-policy.txt"
+    spec = [WitnessSpec(w.name, w.vkey) for w in witnesses]
+    note = "The demo auditor's trust policy: the log key and both witnesses, 2 of 2 must cosign."
+    pinned.write_text(build_policy([signer.vkey], spec, len(spec), source="the demo").format(note))
+    trust = PolicyTrust(parse_policy(pinned.read_bytes(), source=str(pinned)), cfg.audit.origin)
+    checked = verify_bundle(bundle, trust=trust)
+    console.print(
+        f"Verified under {pinned} (C2SP tlog-policy: the log key, quorum {checked.quorum}): [green]OK[/green], "
+        f"cosigned by {', '.join(checked.witnesses)}",
+        highlight=False,
+    )
+    forged = out / f"audit-{DEMO_MONTH}-fresh-key.zip"
+    _resign(bundle, forged, cfg.audit.origin)
+    try:
+        verify_bundle(forged, trust=trust)
+    except VerificationError as exc:
+        console.print(
+            "The same bundle re-signed with a fresh key, its keys/ and policy.txt rewritten to name it: "
+            f"[red]refused[/red] under {pinned} — {exc.explain()}",
+            highlight=False,
+        )
+    else:  # pragma: no cover - would be a verifier bug
+        raise RuntimeError("a bundle re-signed with a fresh key verified")
+    console.print(
+        f"Verify it yourself: {this_command()} audit verify {bundle} --policy {pinned}",
+        highlight=False,
+        soft_wrap=True,  # one line, to paste
+    )
+    from audit.publish import publish
+
+    published = publish(con, out / "tlog", cfg.audit.origin)  # type: ignore[arg-type]
+    console.print(
+        f"The log for monitors, as static C2SP tlog-tiles: {published.out}/checkpoint (size {published.size}, "
+        f"cosigned), tile/0/…, tile/1/…, tile/entries/… ({published.written - 1} files); serve the folder as is",
+        highlight=False,
+    )
+
+
+def _resign(src: Path, dst: Path, origin: str) -> None:
+    """Copy a bundle as a forger would: a fresh key named after the log re-signs its
+    checkpoint (the same tree), every proof carries that note, and keys/ and policy.txt
+    name the fresh key. Only a pin from outside the bundle tells it apart."""
+    import zipfile
+
+    from audit import keys, report
+    from audit.checkpoint import parse_checkpoint, sign_checkpoint
+    from audit.note import Signer, parse_note
+    from audit.trust import build_policy
+
+    forger = Signer(origin, keys.generate_key())
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        genuine = zin.read("checkpoint")
+        note = sign_checkpoint(parse_checkpoint(parse_note(genuine).text), [forger]).encode("utf-8")
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.startswith("keys/"):
+                continue
+            if info.filename == "checkpoint" or info.filename.endswith(".tlog-proof"):
+                data = data.replace(genuine, note)
+            elif info.filename == "policy.txt":
+                data = report.policy_txt(origin, build_policy([forger.vkey], source="the forger"))
+            zout.writestr(info, data)
+        zout.writestr(report.key_file_name(forger.vkey), report.key_file(forger.vkey))
 
 
 def _edit_one_byte(src: Path, dst: Path) -> None:

@@ -16,7 +16,7 @@ from gpumeter.commandline import ConfigOpt, get_config, say
 def init(config: ConfigOpt = None) -> None:
     """Create the database (apply sql/ migrations) and, if absent, the audit signing key."""
     cfg = get_config(config)
-    con = store.connect(cfg.store.database, wait_s=store.WRITE_WAIT_S)
+    con = store.connect(cfg.store.database, wait_s=cfg.store.write_wait_s)
     try:
         applied = store.migrate(con)
     finally:

@@ -1,8 +1,9 @@
 """Which commands the app offers, and how one domain's events reach another.
 
-- ``collect`` (metering) is followed by :func:`app.reactions.after_metering`: the audit log
-  records new inventory versions and (re)metered usage windows, and budget alerts are
-  decided and delivered (``gpumeter serve`` calls the same function after each hour);
+- ``collect`` (metering) and ``serve`` (the app's long-running metering, :mod:`app.serve`)
+  are followed by :func:`app.reactions.after_metering`: the audit log records new inventory
+  versions and (re)metered usage windows, and budget alerts are decided and delivered
+  (``serve`` calls it after each metered run of hours);
 - ``usage --format focus`` (metering's command) is billing's FOCUS export;
 - ``init``, ``check`` and ``demo`` span domains and live in the app.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from app import check, demo, reactions, setup
+from app import check, demo, reactions, serve, setup
 from audit import commands as audit_commands
 from audit.witness_commands import witness_app
 from billing import budget_commands
@@ -28,6 +29,7 @@ def mount(root: typer.Typer) -> None:
     root.add_typer(
         metering_commands.build(after_collect=reactions.after_metering, usage_formats={"focus": usage_focus})
     )
+    root.add_typer(serve.build(after_collect=reactions.after_metering))
     root.add_typer(billing_commands.commands)
     root.add_typer(budget_commands.budgets_app, name="budgets")
     root.add_typer(audit_commands.audit_app, name="audit")

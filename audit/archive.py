@@ -1,39 +1,39 @@
-"""Reading a bundle zip as hostile input: layout, paths, sizes and counts are bounded.
+"""Reading a bundle zip as hostile input: one streaming reader, standard library only.
 
-Nothing is extracted to disk. Two readers share the rules below.
+:class:`BundleReader` reads the zip's end records and then streams its central
+directory — the record every zip tool extracts by — with :mod:`struct`, judging each
+member before any content is read:
 
-:class:`SafeZip` is the reference: before :mod:`zipfile` parses the central directory,
-the end-of-central-directory record (and its Zip64 form) is read to refuse archives with
-too many members or an oversized directory. Each member must have a name from the bundle
-layout (so ``..``, absolute paths, backslashes and stray files are refused), must not be a
-symlink, encrypted, duplicated or use a compression other than stored/deflate, and is read
-with a size cap by kind — :mod:`zipfile` never returns more than the declared size and
-checks the CRC, so a lying header cannot inflate memory. Every refusal names the member.
+* the end records must agree with each other and point inside the file; more members
+  or a larger directory than :class:`Limits` allows is refused before the directory is
+  read;
+* each name must belong to the bundle layout (:func:`check_name`: so no ``..``,
+  absolute paths, backslashes or strays), appear once, and not be a symbolic link;
+  encrypted members, data descriptors (a streamed zip) and compressions other than
+  stored and deflate are refused;
+* each member kind has a size cap, the whole bundle a total, and a deflated member may
+  expand at most :attr:`Limits.ratio` times (a zip bomb is refused from its directory
+  record, before a byte is inflated).
 
-:class:`ZipIndex` is the fast reader ``audit verify`` tries first: it maps the file once,
-parses the central directory itself with :mod:`struct` under the same limits and name
-rules, and slices stored members (inflating deflated ones with :mod:`zlib`, bounded by the
-declared size), checking each local header against its directory record and every CRC.
-It only accepts archives in the plain form gpumeter and common tools write (no comments,
-extra fields, data descriptors, encryption, NUL or non-ASCII names, gaps before the
-directory); on anything else — malformed or merely unusual — it raises
-:class:`Unsupported` and the caller falls back to :class:`SafeZip`, whose refusals are the
-ones users see. So the fast reader can only ever be stricter than the reference.
+Members are then read one at a time at their offsets: the local header must repeat the
+directory's name and method, a deflated member is inflated with :mod:`zlib` to exactly
+its declared size and no further, and its CRC-32 must match. Only the directory's
+small per-member records stay in memory (about 100 bytes each), so memory does not
+grow with what the bundle claims to hold. Every refusal names the member.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
+import io
 import re
 import stat
 import struct
-import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from audit.entries import DOCUMENT_NAME
 from audit.errors import BundleError
@@ -41,7 +41,16 @@ from audit.errors import BundleError
 ENTRY = re.compile(r"^entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)$")
 KEY = re.compile(r"^keys/[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.vkey$")
 FIXED = frozenset(
-    {"checkpoint", "consistency.json", "policy.json", "VERIFY.md", "report/sovereignty.csv", "report/summary.md"}
+    {
+        "checkpoint",
+        "checkpoint.tsr",
+        "consistency.json",
+        "policy.json",
+        "policy.txt",
+        "VERIFY.md",
+        "report/sovereignty.csv",
+        "report/summary.md",
+    }
 )
 FOLDERS = frozenset({"keys/", "entries/", "documents/", "report/"})
 MiB = 1 << 20
@@ -58,9 +67,11 @@ class Limits:
     proof: int = 64 * 1024
     note: int = 64 * 1024
     key: int = 4096
-    small: int = 1 * MiB  # policy.json, consistency.json, VERIFY.md
+    small: int = 1 * MiB  # policy.json, policy.txt, consistency.json, VERIFY.md
     report: int = 256 * MiB  # report/*
     document: int = 256 * MiB
+    ratio: int = 100  # a deflated member may expand at most this many times ...
+    ratio_exempt: int = 64 * 1024  # ... unless it is this small (small files compress unevenly)
 
     def cap(self, name: str) -> int:
         if name.startswith("entries/"):
@@ -71,44 +82,15 @@ class Limits:
             return self.key
         if name.startswith("report/"):
             return self.report
-        if name == "checkpoint":
+        if name in ("checkpoint", "checkpoint.tsr"):
             return self.note
         return self.small
 
 
-_EOCD = b"PK\x05\x06"
-_ZIP64_LOCATOR = b"PK\x06\x07"
-_ZIP64_EOCD = b"PK\x06\x06"
-
-
-def _directory_size(fp: BinaryIO) -> tuple[int, int]:
-    """(members, central-directory bytes) from the end records, without parsing the directory."""
-    fp.seek(0, 2)
-    end = fp.tell()
-    tail_len = min(end, 22 + 0xFFFF)
-    fp.seek(end - tail_len)
-    tail = fp.read(tail_len)
-    pos = tail.rfind(_EOCD)
-    if pos < 0 or len(tail) - pos < 22:
-        raise BundleError("not a zip archive (no end-of-central-directory record)")
-    _, _, _, _, count, cd_size, _, _ = struct.unpack("<4s4H2LH", tail[pos : pos + 22])
-    if count == 0xFFFF or cd_size == 0xFFFFFFFF:
-        loc = pos - 20
-        if loc < 0 or tail[loc : loc + 4] != _ZIP64_LOCATOR:
-            raise BundleError("zip64 archive without its locator")
-        (zip64_at,) = struct.unpack("<Q", tail[loc + 8 : loc + 16])
-        if zip64_at >= end:
-            raise BundleError("zip64 end record points outside the file")
-        fp.seek(zip64_at)
-        rec = fp.read(56)
-        if len(rec) < 56 or rec[:4] != _ZIP64_EOCD:
-            raise BundleError("zip64 end record is damaged")
-        count, cd_size = struct.unpack("<QQ", rec[32:48])
-    return count, cd_size
-
-
 def check_name(name: str) -> None:
     """Refuse any member name outside the bundle layout (zip slip and strays)."""
+    if ENTRY.match(name):  # most members: digits and a fixed suffix, nothing to escape with
+        return
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise BundleError("path escapes the archive (absolute or with backslashes)", member=name)
     if any(part in ("..", ".") for part in name.split("/")):
@@ -118,435 +100,314 @@ def check_name(name: str) -> None:
     raise BundleError("unexpected member: not part of the bundle layout", member=name)
 
 
-class SafeZip:
-    """A bundle opened for bounded, checked, member-by-member reading."""
+class Member(NamedTuple):
+    """A member as its directory record describes it."""
 
-    def __init__(self, path: Path, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
-        self.path = path
-        try:
-            self._fp: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise BundleError(f"cannot read the bundle: {exc.strerror}", member=str(path)) from exc
-        try:
-            count, cd_size = _directory_size(self._fp)
-            if count > self.limits.members:
-                raise BundleError(f"bundle has {count} members; at most {self.limits.members} are accepted")
-            if cd_size > self.limits.central_directory:
-                raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
-            self._fp.seek(0)
-            self._zip = zipfile.ZipFile(self._fp)
-            infos = self._zip.infolist()
-        except BundleError:
-            self._fp.close()
-            raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error) as exc:
-            self._fp.close()
-            raise BundleError(f"not a readable zip archive: {exc}") from exc
-        if len(infos) > self.limits.members:
-            self.close()
-            raise BundleError(f"bundle has more than {self.limits.members} members")
-        self.members: dict[str, zipfile.ZipInfo] = {}
-        total = 0
-        try:
-            for info in infos:
-                self._check(info)
-                if info.filename in self.members:
-                    raise BundleError("member appears twice", member=info.filename)
-                total += info.file_size
-                if total > self.limits.total:
-                    raise BundleError("bundle expands to more than the size limit", member=info.filename)
-                if not info.filename.endswith("/"):
-                    self.members[info.filename] = info
-        except BundleError:
-            self.close()
-            raise
-
-    def _check(self, info: zipfile.ZipInfo) -> None:
-        name = info.filename
-        check_name(name)
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise BundleError("member is a symbolic link", member=name)
-        if info.flag_bits & 0x1:
-            raise BundleError("member is encrypted", member=name)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise BundleError("member uses an unsupported compression method", member=name)
-        if name.endswith("/"):
-            if info.file_size:
-                raise BundleError("directory entry with content", member=name)
-            return
-        cap = self.limits.cap(name)
-        if info.file_size > cap:
-            raise BundleError(f"member is {info.file_size} bytes; at most {cap} are accepted here", member=name)
-
-    def names(self, prefix: str = "") -> Iterator[str]:
-        return (n for n in self.members if n.startswith(prefix))
-
-    def has(self, name: str) -> bool:
-        return name in self.members
-
-    def read(self, name: str) -> bytes:
-        """The member's bytes, at most its cap; raises naming the member."""
-        info = self.members.get(name)
-        if info is None:
-            raise BundleError("missing member", member=name)
-        cap = self.limits.cap(name)
-        try:
-            with self._zip.open(info) as src:
-                data = src.read(cap + 1)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
-            raise BundleError(f"member cannot be read: {exc}", member=name) from exc
-        if len(data) > cap:
-            raise BundleError(f"member is larger than {cap} bytes", member=name)
-        return data
-
-    def close(self) -> None:
-        with contextlib.suppress(AttributeError):  # __init__ failed before the zip was opened
-            self._zip.close()
-        self._fp.close()
-
-    def __enter__(self) -> SafeZip:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    name: str
+    method: int  # 0 stored, 8 deflated
+    crc: int
+    compressed: int
+    size: int
+    offset: int  # of its local header
 
 
-# --------------------------------------------------------------------------- fast reader
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD_SIG = b"PK\x05\x06"
+_LOCATOR = struct.Struct("<4sLQL")
+_LOCATOR_SIG = b"PK\x06\x07"
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_EOCD64_SIG = b"PK\x06\x06"
+_RECORD = struct.Struct("<4s4H4x3L5H2L")  # sig, made by, needed, flags, method, crc, sizes, lengths, ...
+_RECORD_SIG = b"PK\x01\x02"
+_LOCAL = struct.Struct("<4s2xHH16xHH")  # sig, flags, method, name length, extra length
+_LOCAL_SIG = b"PK\x03\x04"
+_FLAG_ENCRYPTED = 0x0001
+_FLAG_DESCRIPTOR = 0x0008
+_FLAG_STRONG = 0x0040
+_FLAG_UTF8 = 0x0800
+_FLAG_UNUSUAL = _FLAG_ENCRYPTED | _FLAG_DESCRIPTOR | _FLAG_STRONG
+_S_IFLNK_HIGH = stat.S_IFLNK >> 12  # the file type in the top 4 bits of the external attributes
+_ZIP64 = 0xFFFFFFFF
+_STORED, _DEFLATED = 0, 8
 
 
-class Unsupported(Exception):
-    """The fast reader does not vouch for this archive; :class:`SafeZip` decides."""
+def _end_records(fp: BinaryIO) -> tuple[int, int, int]:
+    """(members, directory size, directory offset), read from the end records alone."""
+    end = fp.seek(0, io.SEEK_END)
+    tail_len = min(end, _EOCD.size + 0xFFFF)
+    fp.seek(end - tail_len)
+    tail = fp.read(tail_len)
+    pos = tail.rfind(_EOCD_SIG)
+    if pos < 0 or len(tail) - pos < _EOCD.size:
+        raise BundleError("not a zip archive (no end-of-central-directory record)")
+    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _EOCD.unpack_from(tail, pos)
+    eocd_at = end - tail_len + pos
+    if pos + _EOCD.size + comment != len(tail):
+        raise BundleError("the zip's end record is damaged (its comment does not end the file)")
+    directory_end = eocd_at
+    if count == 0xFFFF or cd_size == _ZIP64 or cd_offset == _ZIP64:
+        loc = pos - _LOCATOR.size
+        if loc < 0 or tail[loc : loc + 4] != _LOCATOR_SIG:
+            raise BundleError("zip64 archive without its locator")
+        _, disk64, record_at, disks = _LOCATOR.unpack_from(tail, loc)
+        fp.seek(record_at)
+        record = fp.read(_EOCD64.size)
+        if disk64 or disks > 1 or len(record) < _EOCD64.size or record[:4] != _EOCD64_SIG:
+            raise BundleError("zip64 end record is damaged")
+        _, _, _, _, disk, cd_disk, here, count, cd_size, cd_offset = _EOCD64.unpack(record)
+        directory_end = record_at
+    if disk or cd_disk or here != count:
+        raise BundleError("multi-disk zip archives are not bundles")
+    if cd_offset + cd_size > directory_end:
+        raise BundleError("the zip's central directory runs past its end record")
+    return count, cd_size, cd_offset
 
 
-# a central directory record: sig, needed, flags, method, crc, csize, usize, nl, el, cl, disk, attr, off
-_CD = struct.Struct("<4s2xHHH4xLLLHHHH2xLL")
-_CD_SIG = b"PK\x01\x02"
-_LH_SIG = b"PK\x03\x04"
-_CD_FIXED = 46  # directory record bytes before the name
-_LH_FIXED = 30  # local header bytes before the name; its bytes 4..30 are the record's 6..32
-_MAX_EXTRACT_VERSION = 63  # zipfile refuses newer
-_UTF8_NAME = 0x800
-_LIMIT32 = 0xFFFFFFFF
-_ENTRY_NAME = re.compile(rb"entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)")
-_PLAIN_NAME = re.compile(rb"[\x21-\x7e]+")  # printable ASCII without space: every layout name is
-_S_IFMT, _S_IFLNK = 0o170000, 0o120000
-_DIGITS = b"0123456789"
-# Directory-record bytes that may differ between members of one run (see ZipIndex._pairs):
-# made-by version, time and date, CRC and sizes, internal attributes, local header offset.
-_VARIABLE = (*range(4, 6), *range(12, 28), *range(36, 38), *range(42, 46))
-_FIRST_WINDOW, _MAX_WINDOW = 16, 1 << 16
-
-# (method, CRC-32, compressed size, size, offset of the data); the local header was checked
-Member = tuple[int, int, int, int, int]
-
-
-def _end_records(mm: mmap.mmap, size: int) -> tuple[int, int, int]:
-    """(members, directory size, directory offset) of a plain archive: the end record last,
-    without a comment, its Zip64 form (when present) right before it, no disk spanning, and
-    the directory ending where the end records begin (nothing prepended)."""
-    if size < 22:
-        raise Unsupported
-    sig, disk, cd_disk, here, count, cd_size, cd_off, comment = struct.unpack("<4s4H2LH", mm[size - 22 : size])
-    if sig != _EOCD or comment or disk or cd_disk or here != count:
-        raise Unsupported
-    end = size - 22
-    loc = end - 20
-    if loc >= 0 and mm[loc : loc + 4] == _ZIP64_LOCATOR:
-        _, disk64, rec_at, disks = struct.unpack("<4sLQL", mm[loc : loc + 20])
-        end = loc - 56
-        if disk64 or disks > 1 or end < 0 or rec_at != end:
-            raise Unsupported
-        sig, _, _, _, disk, cd_disk, here, count, cd_size, cd_off = struct.unpack("<4sQ2H2L4Q", mm[end:loc])
-        if sig != _ZIP64_EOCD or disk or cd_disk or here != count:
-            raise Unsupported
-    if cd_off + cd_size != end:
-        raise Unsupported
-    return count, cd_size, cd_off
+def _zip64(extra: bytes, member: str, *values: int) -> list[int]:
+    """Resolve 0xFFFFFFFF fields from the zip64 extra field (in its order: size, compressed, offset)."""
+    wanted = [v == _ZIP64 for v in values]
+    out = list(values)
+    if not any(wanted):
+        return out
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, length = struct.unpack_from("<HH", extra, pos)
+        if tag == 1:
+            field = extra[pos + 4 : pos + 4 + length]
+            k = 0
+            for j, need in enumerate(wanted):
+                if need:
+                    if k + 8 > len(field):
+                        break
+                    (out[j],) = struct.unpack_from("<Q", field, k)
+                    k += 8
+            else:
+                return out
+            break
+        pos += 4 + length
+    raise BundleError("zip64 sizes are missing from the member's extra field", member=member)
 
 
-def _columns(seg: bytes, at: int, width: int, stride: int, k: int) -> bytes:
-    """Bytes ``at .. at+width`` of each of ``k`` records of ``stride`` bytes, concatenated."""
-    out = bytearray(width * k)
-    last = (k - 1) * stride + 1
-    for b in range(width):
-        out[b::width] = seg[at + b : at + b + last : stride]
-    return bytes(out)
+class _Chunks:
+    """``size`` bytes of a file from ``start``, handed out as records, read 1 MiB at a time.
+
+    :meth:`record` returns (buffer, position) with at least ``n`` bytes at the position
+    (fewer only at the end); :meth:`advance` moves past a record.
+    """
+
+    def __init__(self, fp: BinaryIO, start: int, size: int) -> None:
+        self._fp, self._at, self.left = fp, start, size
+        self.buf, self.pos = b"", 0
+
+    def record(self, n: int) -> int:
+        if self.pos + n > len(self.buf) and self.left:
+            want = min(self.left, max(n, MiB))
+            self._fp.seek(self._at)
+            self.buf = self.buf[self.pos :] + self._fp.read(want)
+            self._at += want
+            self.left -= want
+            self.pos = 0
+        return len(self.buf) - self.pos
+
+    @property
+    def remaining(self) -> int:
+        return self.left + len(self.buf) - self.pos
 
 
-def _u32(seg: bytes, at: int, stride: int, k: int) -> tuple[int, ...]:
-    return struct.unpack(f"<{k}L", _columns(seg, at, 4, stride, k))
+class BundleReader:
+    """A bundle opened for bounded, checked, member-by-member reading (see the module doc).
 
-
-class _Record:
-    """One directory record, parsed and checked on its own."""
-
-    __slots__ = ("end", "header", "index", "is_json", "member", "name")
-
-    def __init__(self, cd: bytes, p: int, data_end: int) -> None:
-        if p + _CD_FIXED > len(cd):
-            raise Unsupported
-        sig, needed, flags, method, crc, csize, usize, nl, el, cl, disk, attr, off = _CD.unpack_from(cd, p)
-        if (
-            sig != _CD_SIG
-            or needed > _MAX_EXTRACT_VERSION
-            or flags & ~_UTF8_NAME
-            or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-            or el
-            or cl
-            or disk
-            or _LIMIT32 in (csize, usize, off)
-            or (attr >> 16) & _S_IFMT == _S_IFLNK
-            or (method == zipfile.ZIP_STORED and csize != usize)
-        ):
-            raise Unsupported
-        name = cd[p + _CD_FIXED : p + _CD_FIXED + nl]
-        if len(name) != nl or not _PLAIN_NAME.fullmatch(name):
-            raise Unsupported
-        self.name = name
-        self.end = p + _CD_FIXED + nl
-        self.header = _LH_SIG + cd[p + 6 : p + 32] + name
-        start = off + len(self.header)
-        if start + csize > data_end:
-            raise Unsupported
-        self.member: Member = (method, crc, csize, usize, start)
-        m = _ENTRY_NAME.fullmatch(name)
-        self.index = int(m[1]) if m else -1
-        self.is_json = m is not None and m[2] == b"json"
-
-
-class ZipIndex:
-    """A bundle mapped once, its directory parsed with :mod:`struct` (see the module doc).
-
-    ``members`` holds every member but the entries; ``entry_json`` and ``entry_proof``
-    hold ``entries/<i>.json`` and ``entries/<i>.tlog-proof`` by index. Any deviation from
-    the plain form, and any rule of :class:`SafeZip` broken, raises :class:`Unsupported`.
-
-    The directory of a bundle is mostly pairs of records ``entries/<i>.json`` and
-    ``entries/<i>.tlog-proof`` of the same shape. After one such pair has been checked
-    record by record, the following pairs with the same name lengths are checked together
-    (:meth:`_pairs`): every byte that must equal the first pair's is compared column by
-    column, the varying fields are unpacked column by column, and the local headers are
-    compared, all at once, with the ones the records imply.
+    ``members`` holds every member but the entries by name; the entries' records are
+    kept in compact columns, by index: :meth:`entry` and :meth:`proof` read
+    ``entries/<i>.json`` and ``entries/<i>.tlog-proof``.
     """
 
     def __init__(self, path: Path, limits: Limits | None = None) -> None:
-        self.limits = limits = limits or Limits()
+        self.limits = limits or Limits()
+        self.path = Path(path)
         try:
-            with open(path, "rb") as fp:
-                count, cd_size = _directory_size(fp)  # the reference's own reading of the end records
-                if count > limits.members or cd_size > limits.central_directory:
-                    raise Unsupported
-                size = fp.seek(0, 2)
-                if size == 0:
-                    raise Unsupported
-                # mapped in one go: first touching 10^5 pages one by one costs more than reading them
-                populate = getattr(mmap, "MAP_POPULATE", 0)
-                self._mm = mmap.mmap(fp.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-        except (OSError, ValueError, BundleError, struct.error) as exc:
-            raise Unsupported from exc
+            self._fp: BinaryIO = open(self.path, "rb", buffering=MiB)  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise BundleError(f"cannot read the bundle: {exc.strerror}", member=str(path)) from exc
+        self.members: dict[str, Member] = {}
+        self._rows: tuple[dict[int, int], dict[int, int]] = ({}, {})  # index -> row, for .json and .tlog-proof
+        self._cols = [array("B"), array("L"), array("Q"), array("Q"), array("Q")]  # method, crc, sizes, offset
         try:
-            self._index(size, count, cd_size)
+            self._read_directory()
         except BaseException:
-            self._mm.close()
+            self._fp.close()
             raise
 
-    def _index(self, size: int, count: int, cd_size: int) -> None:
-        mm = self._mm
-        try:
-            count64, cd_size64, cd_off = _end_records(mm, size)
-        except struct.error as exc:
-            raise Unsupported from exc
-        if (count64, cd_size64) != (count, cd_size):
-            raise Unsupported
-        self._data_end = cd_off
-        cd = mm[cd_off : cd_off + cd_size]
-        self.members: dict[str, Member] = {}
-        self._read: dict[str, bytes] = {}
-        self.entry_json: dict[int, Member] = {}
-        self.entry_proof: dict[int, Member] = {}
-        self._seen = self._total = 0
-        p, window = 0, _FIRST_WINDOW
-        while p < cd_size:
-            pair_start = p
-            first = _Record(cd, p, cd_off)
-            self._add(first)
-            p = first.end
-            if not first.is_json or p >= cd_size:
+    def _read_directory(self) -> None:
+        limits, fp = self.limits, self._fp
+        count, cd_size, cd_offset = _end_records(fp)
+        if count > limits.members:
+            raise BundleError(f"bundle has {count} members; at most {limits.members} are accepted")
+        if cd_size > limits.central_directory:
+            raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
+        directory = _Chunks(fp, cd_offset, cd_size)
+        unpack, match, fixed = _RECORD.unpack_from, ENTRY.match, _RECORD.size
+        methods, crcs, compressed, sizes, offsets = self._cols
+        caps = (limits.entry, limits.proof)
+        total = 0
+        for _ in range(count):
+            if directory.record(fixed) < fixed or not directory.buf.startswith(_RECORD_SIG, directory.pos):
+                raise BundleError("the zip's central directory is damaged")
+            _, _, _, flags, method, crc, csize, size, nlen, elen, clen, disk, _, attr, offset = unpack(
+                directory.buf, directory.pos
+            )
+            length = fixed + nlen + elen + clen
+            if directory.record(length) < length:
+                raise BundleError("the zip's central directory is damaged")
+            buf, at = directory.buf, directory.pos + fixed
+            directory.pos += length
+            raw = buf[at : at + nlen]
+            name = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
+            if _ZIP64 in (size, csize, offset):
+                size, csize, offset = _zip64(buf[at + nlen : at + nlen + elen], name, size, csize, offset)
+            total += size
+            if total > limits.total:
+                raise BundleError("bundle expands to more than the size limit", member=name)
+            m = match(name)
+            if m is None:
+                self._judge(name, flags, method, size, csize, attr, disk)
+                if not name.endswith("/"):
+                    member = Member(name, method, crc, csize, size, offset)
+                    if self.members.setdefault(name, member) is not member:
+                        raise BundleError("member appears twice", member=name)
                 continue
-            second = _Record(cd, p, cd_off)
-            self._add(second)
-            p = second.end
-            if second.index != first.index or second.is_json:
-                continue
-            template = cd[pair_start:p]
-            split, digits = first.end - pair_start, len(first.name) - len(b"entries/.json")
-            while True:  # further pairs of the same shape, in windows that double while they last
-                k = self._pairs(cd, p, template, split, digits, window)
-                p += k * len(template)
-                if k < window or p >= cd_size:
-                    window = _FIRST_WINDOW
-                    break
-                window = min(2 * window, _MAX_WINDOW)
-        if p != cd_size or self._seen != count or self._total > self.limits.total:
-            raise Unsupported
-
-    def _add(self, rec: _Record) -> None:
-        """Check one record's rules and local header, and keep it."""
-        mm, limits = self._mm, self.limits
-        usize, start = rec.member[3:]
-        if mm[start - len(rec.header) : start] != rec.header:
-            raise Unsupported
-        self._seen += 1
-        self._total += usize
-        if rec.index >= 0:
-            cap, table = (limits.entry, self.entry_json) if rec.is_json else (limits.proof, self.entry_proof)
-            if usize > cap or table.setdefault(rec.index, rec.member) is not rec.member:
-                raise Unsupported
-            return
-        name = rec.name.decode("ascii")
-        try:
-            check_name(name)
-        except BundleError as exc:
-            raise Unsupported from exc
-        if name.endswith("/"):  # a folder of the layout (check_name allows no other)
-            if usize:
-                raise Unsupported
-            return
-        if name.startswith("entries/") or name in self.members:
-            raise Unsupported
-        if usize > limits.cap(name):
-            raise Unsupported
-        self.members[name] = rec.member
-
-    def _pairs(self, cd: bytes, start: int, template: bytes, split: int, digits: int, window: int) -> int:
-        """Take up to ``window`` pairs at ``start`` shaped like ``template`` (a checked pair of
-        records ``entries/<i>.json`` + ``entries/<i>.tlog-proof`` whose second record starts at
-        ``split``, names with ``digits`` digits); returns how many were taken, 0 if unsure."""
-        stride = len(template)
-        k = min(window, (len(cd) - start) // stride)
-        if k <= 0:
-            return 0
-        seg = cd[start : start + k * stride]
-        variable = {*_VARIABLE, *(split + c for c in _VARIABLE)}
-        variable.update(range(_CD_FIXED + 8, _CD_FIXED + 8 + digits))  # the index in each name
-        variable.update(range(split + _CD_FIXED + 8, split + _CD_FIXED + 8 + digits))
-        for c in range(stride):
-            if c not in variable:
-                column = seg[c::stride]
-                same = len(column) - len(column.lstrip(template[c : c + 1]))
-                if same < k:
-                    k = same
-                    if not k:
-                        return 0
-        seg = seg[: k * stride]
-        idx_json = _columns(seg, _CD_FIXED + 8, digits, stride, k)
-        if idx_json != _columns(seg, split + _CD_FIXED + 8, digits, stride, k) or idx_json.translate(None, _DIGITS):
-            return 0
-        if digits > 1 and b"0" in idx_json[::digits]:
-            return 0  # a leading zero
-        first = int(idx_json[:digits])
-        if idx_json == b"".join(b"%d" % i for i in range(first, first + k)):
-            indices: Sequence[int] = range(first, first + k)
-        else:
-            indices = [int(idx_json[t : t + digits]) for t in range(0, k * digits, digits)]
-        limits, mm = self.limits, self._mm
-        taken: list[tuple[dict[int, Member], list[Member], int]] = []
-        for at, table, cap in ((0, self.entry_json, limits.entry), (split, self.entry_proof, limits.proof)):
-            method = template[at + 10]  # the method is one of the bytes that must not vary
-            name_len = template[at + 28] | template[at + 29] << 8
-            crcs, csizes, sizes, offsets = (_u32(seg, at + c, stride, k) for c in (16, 20, 24, 42))
+            proof = m[2] != "json"
             if (
-                max(sizes) > cap
-                or (method == zipfile.ZIP_STORED and csizes != sizes)
-                or _LIMIT32 in (*csizes, *offsets)
+                flags & _FLAG_UNUSUAL
+                or method not in (_STORED, _DEFLATED)
+                or disk
+                or attr >> 28 == _S_IFLNK_HIGH
+                or size > caps[proof]
+                or (method == _STORED and csize != size)
+                or (method == _DEFLATED and size > limits.ratio_exempt and size > limits.ratio * csize)
             ):
-                return 0
-            width = _LH_FIXED + name_len
-            header = bytearray(width * k)
-            for b, sig in enumerate(_LH_SIG):
-                header[b::width] = bytes((sig,)) * k
-            for b in range(4, width):
-                src = at + 2 + b if b < _LH_FIXED else at + _CD_FIXED + b - _LH_FIXED
-                header[b::width] = seg[src : src + (k - 1) * stride + 1 : stride]
-            if b"".join([mm[o : o + width] for o in offsets]) != header:
-                return 0
-            if max(map(int.__add__, offsets, csizes)) + width > self._data_end:
-                return 0
-            starts = list(map(width.__add__, offsets))
-            members = list(zip([method] * k, crcs, csizes, sizes, starts, strict=True))
-            taken.append((table, members, sum(sizes)))
-        for table, members, total in taken:
-            before = len(table)
-            table.update(zip(indices, members, strict=True))
-            if len(table) != before + k:
-                raise Unsupported  # an index seen before
-            self._seen += k
-            self._total += total
-        return k
+                self._judge(name, flags, method, size, csize, attr, disk)  # says which rule
+            rows = self._rows[proof]
+            if rows.setdefault(int(m[1]), len(methods)) != len(methods):
+                raise BundleError("member appears twice", member=name)
+            methods.append(method)
+            crcs.append(crc)
+            compressed.append(csize)
+            sizes.append(size)
+            offsets.append(offset)
+        if directory.remaining:
+            raise BundleError("the zip's central directory holds more than its end record counts")
 
-    # -- the SafeZip interface, for the checks both verifiers share
+    def _judge(self, name: str, flags: int, method: int, size: int, csize: int, attr: int, disk: int) -> None:
+        """Refuse a member its directory record shows to be unsafe (named)."""
+        check_name(name)
+        if stat.S_ISLNK(attr >> 16):
+            raise BundleError("member is a symbolic link", member=name)
+        if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG):
+            raise BundleError("member is encrypted", member=name)
+        if flags & _FLAG_DESCRIPTOR:
+            raise BundleError("member uses a data descriptor (a streamed zip); re-create the zip", member=name)
+        if method not in (_STORED, _DEFLATED):
+            raise BundleError("member uses an unsupported compression method", member=name)
+        if disk:
+            raise BundleError("member is on another disk", member=name)
+        if name.endswith("/"):
+            if size:
+                raise BundleError("directory entry with content", member=name)
+            return
+        cap = self.limits.cap(name)
+        if size > cap:
+            raise BundleError(f"member is {size} bytes; at most {cap} are accepted here", member=name)
+        if method == _STORED and csize != size:
+            raise BundleError("stored member whose sizes differ", member=name)
+        ratio = self.limits.ratio
+        if method == _DEFLATED and size > self.limits.ratio_exempt and size > ratio * csize:
+            raise BundleError(
+                f"member would expand {size // max(csize, 1)} times its compressed size; at most {ratio} are accepted",
+                member=name,
+            )
+
+    # ------------------------------------------------------------------------ reading
 
     def names(self, prefix: str = "") -> Iterator[str]:
+        """Names of the members other than entries and their proofs."""
         return (n for n in self.members if n.startswith(prefix))
 
     def has(self, name: str) -> bool:
         return name in self.members
 
+    @property
+    def entry_indices(self) -> list[int]:
+        """Every index with an ``entries/<i>.json`` or ``.tlog-proof``, ascending."""
+        return sorted(self._rows[0].keys() | self._rows[1].keys())
+
+    def has_entry(self, index: int) -> bool:
+        return index in self._rows[0]
+
+    def has_proof(self, index: int) -> bool:
+        return index in self._rows[1]
+
+    def entry(self, index: int) -> bytes:
+        """``entries/<index>.json``."""
+        return self.content(self._member(f"entries/{index}.json", self._rows[0].get(index)))
+
+    def proof(self, index: int) -> bytes:
+        """``entries/<index>.tlog-proof``."""
+        return self.content(self._member(f"entries/{index}.tlog-proof", self._rows[1].get(index)))
+
+    def _member(self, name: str, row: int | None) -> Member:
+        if row is None:
+            raise BundleError("missing member", member=name)
+        methods, crcs, compressed, sizes, offsets = self._cols
+        return Member(name, methods[row], crcs[row], compressed[row], sizes[row], offsets[row])
+
     def read(self, name: str) -> bytes:
-        data = self._read.get(name)
-        if data is None:
-            member = self.members.get(name)
-            if member is None:
-                raise Unsupported
-            data = self._read[name] = self.contents([member])[0]
+        """The member's bytes; raises naming the member."""
+        m = ENTRY.match(name)
+        if m is not None:
+            return self.entry(int(m[1])) if m[2] == "json" else self.proof(int(m[1]))
+        member = self.members.get(name)
+        if member is None:
+            raise BundleError("missing member", member=name)
+        return self.content(member)
+
+    def content(self, member: Member) -> bytes:
+        """A member's bytes: local header checked, inflated to exactly its size, CRC-32 checked."""
+        fp, name = self._fp, member.name
+        want = name.encode("utf-8")
+        fixed = _LOCAL.size + len(want)
+        fp.seek(member.offset)
+        chunk = fp.read(fixed + member.compressed)  # the header, the name and, without extra field, the data
+        if len(chunk) < _LOCAL.size:
+            raise BundleError("member's local header is past the end of the file", member=name)
+        sig, flags, method, nlen, elen = _LOCAL.unpack_from(chunk)
+        if sig != _LOCAL_SIG or method != member.method or nlen != len(want) or chunk[_LOCAL.size : fixed] != want:
+            raise BundleError("member's local header differs from its directory record", member=name)
+        if flags & _FLAG_ENCRYPTED:
+            raise BundleError("member is encrypted", member=name)
+        raw = chunk[fixed:] + fp.read(elen) if elen else chunk[fixed:]
+        raw = raw[elen:]
+        if len(raw) != member.compressed:
+            raise BundleError("member is truncated", member=name)
+        if method == _DEFLATED:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                data = inflater.decompress(raw, member.size + 1)
+            except zlib.error as exc:
+                raise BundleError(f"member cannot be inflated: {exc}", member=name) from exc
+            if len(data) != member.size or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+                raise BundleError("member does not inflate to its declared size", member=name)
+        else:
+            data = raw
+        if zlib.crc32(data) != member.crc:
+            raise BundleError("member's CRC-32 does not match its content", member=name)
         return data
 
-    # -- bulk access
-
-    def contents(self, members: Sequence[Member]) -> list[bytes]:
-        """Members' bytes: exact size, CRC checked (local headers were checked when indexing)."""
-        mm = self._mm
-        out = [mm[start : start + csize] for _, _, csize, _, start in members]
-        for k, (method, _, _, size, _) in enumerate(members):
-            if method:
-                out[k] = _inflate(out[k], size)
-        if list(map(zlib.crc32, out)) != [m[1] for m in members]:
-            raise Unsupported
-        return out
-
-    def all_equal(self, members: Sequence[Member], expected: Sequence[bytes]) -> bool:
-        """True when each member holds exactly the expected bytes, CRCs included."""
-        if list(map(zlib.crc32, expected)) != [m[1] for m in members]:
-            return False
-        if list(map(len, expected)) != [m[3] for m in members]:
-            return False
-        mm = self._mm
-        if any(m[0] for m in members):
-            return all(
-                (_inflate(mm[start : start + csize], size) if method else mm[start : start + csize]) == want
-                for (method, _, csize, size, start), want in zip(members, expected, strict=True)
-            )
-        return [mm[start : start + csize] for _, _, csize, _, start in members] == expected
-
     def close(self) -> None:
-        self._mm.close()
+        self._fp.close()
 
-    def __enter__(self) -> ZipIndex:
+    def __enter__(self) -> BundleReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _inflate(raw: bytes, size: int) -> bytes:
-    """A raw deflate stream that holds exactly ``size`` bytes and nothing after it."""
-    d = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        data = d.decompress(raw, size + 1)
-    except zlib.error as exc:
-        raise Unsupported from exc
-    if len(data) != size or not d.eof or d.unused_data or d.unconsumed_tail:
-        raise Unsupported
-    return data

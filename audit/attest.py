@@ -7,8 +7,9 @@
   ``metering.report.job_month`` judged under the named policy.
 
 All three are idempotent: a fact already logged unchanged is skipped; a changed one (late
-usage, a re-collected window) is appended again with ``"supersedes": <old index>`` —
-entries are never edited. Each runs in one transaction.
+usage, a re-collected window) is appended again with ``"supersedes": <old index>`` (and a
+usage window with ``"previous_digest"``, the digest it revises) — entries are never
+edited. Each runs in one transaction.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ JobMonth = Callable[[duckdb.DuckDBPyConnection, str, frozenset[str]], pl.DataFra
 
 def _same(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Equal apart from when they were written and what they replace."""
-    skip = {"time", "supersedes"}
+    skip = {"time", "supersedes", "previous_digest"}
     return {k: v for k, v in old.items() if k not in skip} == {k: v for k, v in new.items() if k not in skip}
 
 
@@ -67,6 +68,7 @@ def _append_changes(
     at: datetime,
     *,
     supersede: bool = True,
+    keep_previous: str | None = None,
 ) -> SyncResult:
     fresh: list[dict[str, Any]] = []
     docs: dict[str, bytes] = {}
@@ -79,6 +81,8 @@ def _append_changes(
             continue
         if prior is not None and supersede:
             entry["supersedes"] = prior[0]
+            if keep_previous is not None and keep_previous in prior[1]:
+                entry[f"previous_{keep_previous}"] = prior[1][keep_previous]
             replaced.append(prior[0])
         fresh.append(entry)
         docs.update(documents)
@@ -112,7 +116,8 @@ def sync_usage_windows(
                 nodes_version=None if nodes_version is None else int(nodes_version),
             )
             candidates.append((format_time(window_start), entry, {}))
-        return _append_changes(log, candidates, latest, moment)
+        # a revised window names the digest it replaces next to the index of its entry
+        return _append_changes(log, candidates, latest, moment, keep_previous="digest")
 
 
 def sync_inventory(con: duckdb.DuckDBPyConnection, *, at: datetime | None = None) -> SyncResult:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -156,6 +158,13 @@ def _exact(value: object) -> bool:
 
 def _dumps(value: Any) -> bytes:
     """RFC 8785 bytes of any JSON value; raises :class:`EntryError` if it has none."""
+    try:
+        return _encode(value)
+    except RecursionError as exc:
+        raise EntryError("entry is nested too deeply") from exc
+
+
+def _encode(value: Any) -> bytes:
     if _exact(value):
         try:
             # copied: orjson's bytes keep their ~4 KiB output buffer, and logs keep entry bytes
@@ -179,28 +188,104 @@ def canonical(entry: Mapping[str, Any]) -> bytes:
 
 def parse_entry(data: bytes) -> dict[str, Any]:
     """Entry bytes back to an object; the bytes must already be canonical and valid."""
-    unusual: list[str] = []  # floats, NaN/Infinity or integers beyond 53 bits seen while parsing
+    result = parse_entries([data])[0]
+    if isinstance(result, EntryError):
+        raise result
+    return result
 
-    def number(text: str) -> float:
-        unusual.append(text)
-        return float(text)
 
-    def integer(text: str) -> int:
-        value = int(text)
-        if not -_SAFE_INT <= value <= _SAFE_INT:
-            unusual.append(text)
-        return value
+def _table(pairs: dict[bytes, bytes]) -> bytes:
+    table = bytearray(range(256))
+    for chars, to in pairs.items():
+        for c in chars:
+            table[c] = to[0]
+    return bytes(table)
 
-    try:
-        value = json.loads(data.decode("utf-8"), parse_float=number, parse_int=integer, parse_constant=number)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EntryError(f"entry is not UTF-8 JSON: {exc}") from exc
-    verify_entry(value)
-    if not unusual and data.isascii():  # every key ASCII and no number json.dumps spells differently
-        again = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    else:
-        again = _dumps(value)
-    if again != data:
-        raise EntryError("entry bytes are not RFC 8785 canonical JSON")
-    out: dict[str, Any] = value
+
+# A float in compact JSON is a number token right after ":" (a member), "[" or "," (an
+# element) holding "." or an exponent. Mapped through _NUMBERS (digits to "0", ".eE" to
+# ".", ":,[" to ":"), every float matches _FLOAT; with every other byte but "-" and '"'
+# deleted first, a chunk without a match holds no float at all. Strings can match too
+# (":1.5" inside text): those entries merely take the general path.
+_NUMBERS = _table({b"0123456789": b"0", b".eE": b".", b":,[": b":"})
+_NOT_NUMBERS = bytes(c for c in range(256) if c not in b'0123456789.eE:,[-"')
+_FLOAT = re.compile(rb":-?0+\.")
+
+
+def _may_hold_floats(datas: Sequence[bytes]) -> set[int]:
+    """Positions of the entries that may hold a float (a superset of those that do)."""
+    joined = b"\n".join(datas)
+    if not _FLOAT.search(joined.translate(_NUMBERS, _NOT_NUMBERS)):
+        return set()
+    ends = list(accumulate(len(d) + 1 for d in datas))  # entry k ends before ends[k]
+    return {bisect_right(ends, m.start()) for m in _FLOAT.finditer(joined.translate(_NUMBERS))}
+
+
+def parse_entries(datas: Sequence[bytes]) -> list[dict[str, Any] | EntryError]:
+    """Each entry's bytes back to an object, or the :class:`EntryError` that refuses it.
+
+    The rule: the bytes are exactly one JSON value (strict RFC 8259, parsed by orjson:
+    no NaN, no lone surrogates, nesting bounded), a valid entry (:func:`check_entry`,
+    evaluated once per distinct ``type`` and ``time``), and equal to :func:`_dumps` of
+    that value — its RFC 8785 form. For an entry without floats whose bytes are ASCII,
+    that form is orjson's sorted-keys output (see :func:`_exact`), compared directly.
+    """
+    suspects = _may_hold_floats(datas) if len(datas) > 1 else set(range(len(datas)))
+    verdicts: dict[tuple[str, str], EntryCheck] = {}
+    out: list[dict[str, Any] | EntryError] = []
+    for k, data in enumerate(datas):
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            out.append(EntryError(f"entry is not UTF-8 JSON: {exc}"))
+            continue
+        if type(value) is not dict:
+            out.append(EntryError("an entry must be a JSON object"))
+            continue
+        kind, when = value.get("type"), value.get("time")
+        if type(kind) is str and type(when) is str:
+            verdict = verdicts.get((kind, when))
+            if verdict is None:
+                verdict = verdicts[(kind, when)] = check_entry(value)
+        else:
+            verdict = check_entry(value)
+        if not verdict.passed:
+            out.append(EntryError("; ".join(verdict.findings)))
+            continue
+        if k in suspects or not data.isascii() or _orjson(value) != data:
+            try:
+                again = _dumps(value)
+            except EntryError as exc:
+                out.append(exc)
+                continue
+            if again != data:
+                out.append(EntryError("entry bytes are not RFC 8785 canonical JSON"))
+                continue
+            if _integral_float(value):
+                out.append(EntryError("entry holds an integer beyond 53 bits"))
+                continue
+        out.append(value)
     return out
+
+
+def _integral_float(value: object) -> bool:
+    """True when ``value`` holds a float that RFC 8785 spells as an integer literal.
+
+    orjson reads an integer token beyond 64 bits as a float, which re-encodes to the same
+    digits; such a token is an integer beyond 53 bits, refused like any other.
+    """
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) < 1e21
+    t = type(value)
+    if t is dict:
+        return any(map(_integral_float, value.values()))  # type: ignore[attr-defined]  # a dict, checked above
+    if t is list:
+        return any(map(_integral_float, value))  # type: ignore[call-overload]  # a list, checked above
+    return False
+
+
+def _orjson(value: dict[str, Any]) -> bytes | None:
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except orjson.JSONEncodeError:  # an integer beyond 53 bits, nesting beyond orjson's limit
+        return None

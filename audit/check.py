@@ -1,25 +1,31 @@
-"""``gpumeter audit check``: the local log against its signed checkpoints.
+"""``gpumeter audit check``: the local log against its tiles and its signed checkpoints.
 
-:func:`check_log` streams every entry and every stored subtree in append order (one pass,
-O(log n) memory), recomputes leaf hashes, subtrees and roots from the entry bytes, and
-compares them with what is stored and with *every* stored checkpoint. It names the first
-entry that was edited, deleted or moved, a truncated log, an old checkpoint replayed as
-the latest, and a checkpoint that no key of the ring signed. When only roots disagree
-(bytes and hashes rewritten consistently) it names the range between the last matching
-and the first failing checkpoint. :func:`verify_log` raises instead.
+:func:`check_log` streams every entry in index order (one pass, memory of a few tiles),
+recomputes each leaf hash and, from them, every tile of the tree (:class:`TileCheck`),
+and compares them with the stored tiles and with *every* stored checkpoint. It names the
+first entry that was edited, deleted or moved, a tile that is missing, truncated, wider
+than the tree or holds other hashes, a truncated log, an old checkpoint replayed as the
+latest, and a checkpoint that no key of the ring signed. When only roots disagree (entry
+bytes and leaf hashes rewritten consistently) it names the range between the last
+matching and the first failing checkpoint. :func:`verify_log` raises instead.
+
+:class:`TileCheck` is the one comparison of tiles with the entries they must come from;
+:mod:`audit.publish` uses it on a published directory (what a monitor runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
+from audit import tiles
 from audit.checkpoint import open_checkpoint
 from audit.errors import VerificationError
 from audit.log import AuditLog, StoredCheckpoint
-from audit.merkle import EMPTY_ROOT, Frontier, leaf_hash, position
+from audit.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash
 from audit.note import Verifier
 from gpumeter import store
 
@@ -90,16 +96,119 @@ def check_log(con: duckdb.DuckDBPyConnection, log_keys: Sequence[Verifier], orig
     )
 
 
-def _rows(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[tuple[int, bytes]]:
-    """Stream a two-column query (int, blob) on a cursor of its own, in batches."""
+def _rows(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, object] | None = None) -> Iterator[Any]:
+    """Stream a query's rows on a cursor of its own, in batches."""
     cur = con.cursor()
     try:
-        cur.execute(store.statements(name)[0])
+        cur.execute(store.statements(name)[0], dict(params or {}))
         while rows := cur.fetchmany(8192):
-            for key, blob in rows:
-                yield int(key), bytes(blob)
+            yield from rows
     finally:
         cur.close()
+
+
+class TileCheck:
+    """Tiles recomputed from leaf hashes fed in index order, compared with stored ones.
+
+    ``read(tile)`` returns the stored bytes of ``tile`` (at the width a tree of ``size``
+    gives it) or None. Every stored hash is compared with the recomputed one: a leaf
+    that differs names its entry; a higher hash that differs names its tile and the
+    entries under it (the first such only: everything above it differs too). Missing,
+    truncated and too wide tiles are named once each.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        read: Callable[[tiles.Tile], bytes | None],
+        findings: list[str],
+        bad: list[int],
+        coarse: list[int],
+    ) -> None:
+        self.size = size
+        self._read = read
+        self.findings, self.bad, self.coarse = findings, bad, coarse
+        self._bufs: list[list[bytes]] = []  # per level: recomputed hashes of its current tile
+        self._loaded: list[tuple[int, bytes | None]] = []  # per level: (tile index, stored bytes)
+        self._reported = False
+
+    def _stored(self, level: int, position: int) -> bytes | None:
+        """The stored hash ``position`` of ``level`` (None when its tile is absent or short)."""
+        while len(self._bufs) <= level:
+            self._bufs.append([])
+            self._loaded.append((-1, None))
+        index, at = divmod(position, tiles.WIDTH)
+        if self._loaded[level][0] != index:
+            tile = tiles.Tile(level, index, tiles.tile_width(level, index, self.size))
+            data = self._read(tile)
+            try:
+                tiles.check_tile(tile, data, exact=True)
+            except VerificationError as exc:
+                self.findings.append(f"{tile.path}: {exc.message}")
+            self._loaded[level] = (index, data)
+        data = self._loaded[level][1]
+        if data is None or len(data) < (at + 1) * HASH_SIZE:
+            return None
+        return data[at * HASH_SIZE : (at + 1) * HASH_SIZE]
+
+    def stored_leaf(self, k: int) -> bytes | None:
+        """The stored leaf hash of entry ``k`` (None when its tile is missing or short)."""
+        return self._stored(0, k)
+
+    def push(self, k: int, leaf: bytes) -> None:
+        """Entry ``k``'s leaf hash (recomputed, or the stored one of a missing entry)."""
+        self._push(0, k, leaf)
+
+    def _push(self, level: int, position: int, value: bytes) -> None:
+        stored = self._stored(level, position)
+        if stored is not None and stored != value:
+            if level == 0:
+                self.findings.append(f"entry {position} does not match its stored leaf hash: edited or moved")
+                self.bad.append(position)
+            elif not self._reported:
+                self._reported = True
+                index, at = divmod(position, tiles.WIDTH)
+                tile = tiles.Tile(level, index, tiles.tile_width(level, index, self.size))
+                span = tiles.WIDTH**level
+                self.findings.append(
+                    f"{tile.path}: hash {at} over entries {position * span}..{(position + 1) * span - 1} "
+                    "differs from the one recomputed from the entries"
+                )
+                self.coarse.append(position * span)
+        buf = self._bufs[level]
+        buf.append(value)
+        if len(buf) == tiles.WIDTH:
+            self._bufs[level] = []
+            self._push(level + 1, position // tiles.WIDTH, tiles.climb(buf, tiles.HEIGHT)[0])
+
+    def root(self, size: int) -> bytes:
+        """The root of the first ``size`` leaves, right after the ``size``-th was pushed."""
+        return tiles.root(size, {level: b"".join(buf) for level, buf in enumerate(self._bufs) if buf})
+
+
+class _StoredTiles:
+    """The store's tiles for :class:`TileCheck`: level 0 streamed in order, the rest at hand."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.index = [(int(lv), int(i), int(w)) for lv, i, w in store.run(con, "audit_tile_index").fetchall()]
+        self._upper = {(int(i), int(lv)): bytes(h) for i, _, h, lv in _rows(con, "audit_upper_tiles")}
+        self._level0 = _rows(con, "audit_check_tiles", {"level": 0})
+        self._pending: Any = None
+
+    def read(self, tile: tiles.Tile) -> bytes | None:
+        if tile.level:
+            return self._upper.get((tile.index, tile.level))
+        while True:
+            row = self._pending or next(self._level0, None)
+            self._pending = None
+            if row is None:
+                return None
+            index = int(row[0])
+            if index == tile.index:
+                return bytes(row[2])
+            if index > tile.index:
+                self._pending = row
+                return None
 
 
 def _check_tree(
@@ -110,66 +219,41 @@ def _check_tree(
     bad: list[int],
     coarse: list[int],
 ) -> int:
-    """One pass over entries and stored subtrees in append order; returns the log size.
-
-    Entry k's leaf sits at ``position(0, k)``, followed by the subtrees it completes, so the
-    recomputed sequence and the stored one are compared element by element. A missing
-    entry is bridged with its stored leaf hash so later entries are still checked.
-    """
-    tree = _rows(con, "audit_check_tree")
-    pending: list[tuple[int, bytes]] = []
-
-    def stored(pos: int) -> bytes | None:
-        """The stored hash at ``pos``, consuming rows up to it (extra rows are reported)."""
-        while True:
-            row = pending.pop() if pending else next(tree, None)
-            if row is None:
-                return None
-            if row[0] == pos:
-                return row[1]
-            if row[0] > pos:
-                pending.append(row)
-                return None
-            findings.append(f"the stored tree holds a subtree at position {row[0]} that appending never makes")
-
-    frontier = Frontier()
-    node_reported = False
+    """One pass over the entries in index order, recomputing and comparing every tile;
+    returns the log size. A missing entry is bridged with its stored leaf hash so later
+    entries are still checked."""
+    from_tiles, size = AuditLog(con)._sizes()
+    if from_tiles != size:
+        findings.append(f"the stored tiles cover {from_tiles} entries but the log holds {size}")
+    stored = _StoredTiles(con)
+    check = TileCheck(size, stored.read, findings, bad, coarse)
     k = 0
     for idx, data in _rows(con, "audit_check_entries"):
         while k <= idx:
-            leaf = stored(position(0, k))
             if k < idx:
                 findings.append(f"entry {k} is missing (the next stored entry is {idx})")
                 bad.append(k)
+                leaf = check.stored_leaf(k)
                 if leaf is None:
-                    findings.append(f"entry {k}'s leaf hash is missing too: later subtrees cannot be checked")
-                    return idx
-                h = leaf
+                    findings.append(f"entry {k}'s leaf hash is missing too: later tiles cannot be checked")
+                    return int(idx)
             else:
-                h = leaf_hash(data)
-                if leaf != h:
-                    findings.append(f"entry {k} does not match its stored leaf hash: edited or moved")
-                    bad.append(k)
-            for node in frontier.append(h):
-                if stored(position(node.level, node.index)) != node.hash and not node_reported:
-                    node_reported = True
-                    first = node.index << node.level
-                    findings.append(
-                        f"stored subtree ({node.level}, {node.index}) over entries {first}.."
-                        f"{first + (1 << node.level) - 1} differs from the one recomputed"
-                    )
-                    coarse.append(first)
+                leaf = leaf_hash(bytes(data))
+            check.push(k, leaf)
             k += 1
             for cp in want_roots.get(k, ()):
-                if frontier.root() != cp.root:
+                if check.root(k) != cp.root:
                     prior = max((c.size for c in cps if c.size < k), default=0)
                     findings.append(
                         f"checkpoint #{cp.id} (size {cp.size}) does not match the entries: "
                         f"an entry in {prior}..{cp.size - 1} was altered"
                     )
                     coarse.append(prior)
-    if (pending[-1] if pending else next(tree, None)) is not None:
-        findings.append("the stored tree holds subtrees beyond the last entry")
+    expected = {(t.level, t.index) for t in tiles.layout(k)}
+    for level, index, width in stored.index:
+        if (level, index) not in expected:
+            tile = tiles.Tile(level, index, width if 0 < width < tiles.WIDTH else tiles.WIDTH)
+            findings.append(f"{tile.path}: stored, but not part of a tree of {k} entries")
     return k
 
 

@@ -78,7 +78,7 @@ def sign_checkpoint(cp: Checkpoint, signers: Sequence[Signer]) -> str:
 
 @dataclass(frozen=True)
 class SignedCheckpoint:
-    """A checkpoint whose log signature (and any witness quorum) verified."""
+    """A checkpoint whose log signature verified, with the cosignatures of the witnesses given."""
 
     checkpoint: Checkpoint
     note: str
@@ -99,9 +99,11 @@ def open_checkpoint(
     *,
     origin: str,
     witnesses: Sequence[Verifier] = (),
-    quorum: int = 0,
 ) -> SignedCheckpoint:
-    """Verify a signed checkpoint: origin, a valid log signature, and ``quorum`` witnesses."""
+    """Open a signed checkpoint: its origin, a valid signature by one of ``log_keys``, and
+    which of ``witnesses`` cosigned it (:attr:`SignedCheckpoint.cosigners`). Whether those
+    cosigners are enough is the trust policy's rule (:meth:`audit.trust.TrustPolicy.satisfied`),
+    decided by :meth:`audit.pinning.PolicyTrust.verify_checkpoint`, never here."""
     for key in log_keys:
         if not key.is_log_key:
             raise VerificationError(f"key {key.name}+{key.key_id.hex()} is a cosignature key, not a log key")
@@ -113,6 +115,4 @@ def open_checkpoint(
     signed = SignedCheckpoint(cp, note if isinstance(note, str) else note.decode("utf-8"), opened)
     if not signed.log_keys:
         raise VerificationError("checkpoint has no valid signature by a trusted log key")
-    if len({v.public_key for v in signed.cosigners}) < quorum:
-        raise VerificationError(f"checkpoint has {len(signed.cosigners)} witness cosignatures, policy needs {quorum}")
     return signed

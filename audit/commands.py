@@ -1,10 +1,11 @@
-"""``gpumeter audit …``: export, verify, check, checkpoint, attest, keys.
+"""``gpumeter audit …``: export, verify, check, publish, checkpoint, attest, keys.
 
 A thin layer: parse options, read ``GPUMETER_AUDIT_PASSPHRASE`` (only here), call the
 package, print. Data goes to stdout, progress and notices to stderr. Failures are
 :class:`~gpumeter.errors.GpumeterError` subclasses that the app prints as one line: a proof,
-signature or hash that fails exits 3, other errors 1. The app mounts :data:`audit_app` as
-``gpumeter audit``.
+signature or hash that fails exits 3, other errors 1; ``audit verify`` exits 4 when all of
+a bundle's checks hold but nothing outside it pins its log key (a bundle can carry any
+key). The app mounts :data:`audit_app` as ``gpumeter audit``.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ from typing import Annotated
 
 import typer
 
-from audit import attest, cosign, highwater, keys, policy, timestamp
+from audit import attest, cosign, highwater, keys, policy
 from audit.bundle import attest_and_export
 from audit.check import check_log
 from audit.entries import key_event
-from audit.errors import KeyFileError, VerificationError, WitnessError
+from audit.errors import KeyFileError, UnpinnedKey, VerificationError, WitnessError
 from audit.log import AuditLog, atomic
 from audit.note import Signer, parse_note
+from audit.pinning import PolicyTrust, pinned_keys
+from audit.publish import publish
+from audit.seal import Sealed, seal, sign_and_seal
+from audit.trust import build_policy, parse_policy
 from audit.verify import verify_bundle
 from gpumeter import store
 from gpumeter.commandline import ConfigOpt, MonthOpt, config_path, err, get_config, say
-from gpumeter.config import Config
+from gpumeter.config import DEFAULT_CONFIG, Config
 
 audit_app = typer.Typer(
     name="audit",
@@ -63,10 +68,24 @@ def export_command(
     ):
         mark = highwater.mark_path(cfg.audit.signing_key)
         done = attest_and_export(
-            con, month, tenant, out, [signer], cfg.audit.origin, boundary, by=getpass.getuser(), mark=mark
+            con,
+            month,
+            tenant,
+            out,
+            [signer],
+            cfg.audit.origin,
+            boundary,
+            by=getpass.getuser(),
+            mark=mark,
+            seal=lambda stored: seal(con, cfg, stored),
+            trust=cosign.trust_policy(cfg),
         )
         highwater.record(mark, done.export.checkpoint.note)
     attested, result = done.attested, done.export
+    if result.sealed is not None:
+        _say_sealed(result.sealed)
+        for problem in result.sealed.problems:
+            say(f"warning: the bundle's checkpoint: {problem}")
     say(
         f"{month}: {attested.jobs} job(s) under {boundary.id}, {len(attested.appended)} new attestation(s); "
         f"bundle holds {result.entries} entries, {result.documents} document(s); "
@@ -96,36 +115,114 @@ def _key_args(values: list[str]) -> list[str]:
     return out
 
 
+def _pin(
+    key: list[str],
+    policy_file: Path | None,
+    witness: list[str],
+    quorum: int | None,
+    tsa_cert: Path | None,
+    config: Path | None,
+) -> PolicyTrust | None:
+    """What pins the log from outside the bundle: ``--policy FILE``; or ``--key`` with any
+    ``--witness``/``--quorum``; or the key ring, witnesses and quorum of the site's
+    ``gpumeter.toml`` (``--config``, else ./gpumeter.toml). None: nothing does."""
+    pem = _read_small(tsa_cert, "--tsa-cert") if tsa_cert is not None else None
+    if policy_file is not None:
+        if key or witness or quorum is not None:
+            raise typer.BadParameter(
+                "--policy names the keys, witnesses and quorum: do not add --key/--witness/--quorum"
+            )
+        text = _read_small(policy_file, "--policy")
+        return PolicyTrust(parse_policy(text, source=str(policy_file)), tsa_cert=pem)
+    if key:
+        return pinned_keys(_key_args(key), witnesses=_key_args(witness), quorum=quorum, tsa_cert=pem)
+    found = config_path(config) or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    if found is None:
+        if witness or quorum is not None:
+            raise typer.BadParameter("--witness/--quorum need the log key too: add --key (or --policy FILE)")
+        return None
+    cfg = get_config(found)
+    if witness or quorum is not None:
+        ring = [v.vkey for v in keys.load_keyring(cfg.audit.signing_key).verifiers(cfg.audit.origin)]
+        policy = build_policy(ring, _key_args(witness), quorum, source="--witness/--quorum")
+    else:
+        policy = cosign.trust_policy(cfg)
+    if not policy.logs:
+        raise KeyFileError(f"the key ring of {found} is empty; pass --key", member=str(cfg.audit.signing_key))
+    if pem is None and cfg.audit.tsa_cert is not None:
+        pem = _read_small(cfg.audit.tsa_cert, "[audit] tsa_cert")
+    return PolicyTrust(policy, cfg.audit.origin, pem)
+
+
+def _read_small(path: Path, what: str) -> bytes:
+    """A file an option names (a policy, a certificate), at most 1 MiB."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_PIN_FILE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"{what}: cannot read the file: {exc.strerror}", member=str(path)) from exc
+    if len(data) > MAX_PIN_FILE:
+        raise KeyFileError(f"{what}: the file is larger than {MAX_PIN_FILE} bytes", member=str(path))
+    return data
+
+
+MAX_PIN_FILE = 1 << 20
+
+
 @audit_app.command("verify")
 def verify_command(
     bundle: Annotated[Path, typer.Argument(help="The bundle (.zip) to check, offline.")],
     key: Annotated[
         list[str] | None,
-        typer.Option("--key", help="Trusted verifier key (vkey string or file); repeat for rotated keys."),
+        typer.Option("--key", help="Trusted log verifier key (vkey string or file); repeat for rotated keys."),
+    ] = None,
+    policy_file: Annotated[
+        Path | None,
+        typer.Option("--policy", help="A C2SP tlog-policy file: the trusted log key(s), witnesses and quorum."),
+    ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="A witness's verifier key (vkey string or file) that must cosign; repeatable."),
+    ] = None,
+    quorum: Annotated[
+        int | None, typer.Option("--quorum", help="How many of the --witness keys must cosign (default: all).")
+    ] = None,
+    tsa_cert: Annotated[
+        Path | None,
+        typer.Option("--tsa-cert", help="The TSA's pinned certificate(s) (PEM): checkpoint.tsr must verify."),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Check every signature, proof and hash in a bundle; exit 0 only if all hold."""
-    pinned = _key_args(key or [])
-    origin = None
-    if not pinned and config_path(config):
-        cfg = get_config(config)
-        ring = keys.load_keyring(cfg.audit.signing_key)
-        pinned = [v.vkey for v in ring.verifiers(cfg.audit.origin)]
-        origin = cfg.audit.origin
-        if not pinned:
-            raise KeyFileError("the configured key ring is empty; pass --key", member=str(cfg.audit.signing_key))
-    result = verify_bundle(bundle, pinned, origin=origin)
+    """Check every signature, proof and hash in a bundle; exit 0 only if all hold and the
+    log key is pinned from outside the bundle (--key, --policy, or the site's key ring);
+    exit 4 when nothing pins it. The bundle's keys/ and policy.txt are never trusted."""
+    trust = _pin(key or [], policy_file, witness or [], quorum, tsa_cert, config)
+    result = verify_bundle(bundle, trust=trust)
+    if not result.pinned:
+        hint = (
+            f"nothing outside {bundle} pins its log key: its checks hold only against the key it carries itself "
+            f"(fingerprint {', '.join(result.keys)}), which a forger would carry too. Get the log's verifier key "
+            "from the operator (its fingerprint is on every invoice) and pass it with --key, or pass --policy FILE, "
+            "or run where the site's gpumeter.toml is"
+        )
+        raise UnpinnedKey(hint)
     scope = f"tenant {result.tenant}" if result.tenant is not None else "whole log"
+    witnessed = (
+        f"cosigned by {', '.join(result.witnesses) or 'no witness'} (quorum {result.quorum}); "
+        if result.quorum != "none" or result.witnesses
+        else ""
+    )
+    stamped = f"time-stamped {result.timestamp.isoformat()}; " if result.timestamp is not None else ""
     typer.echo(
         f"OK {bundle}: {result.origin} {result.month} ({scope}); checkpoint size {result.checkpoint_size}; "
-        f"{result.entries} entries, {result.documents} document(s) verified; "
+        + witnessed
+        + stamped
+        + f"{result.entries} entries, {result.documents} document(s) verified; "
         + (f"consistent with size {result.consistency_from}; " if result.consistency_from is not None else "")
         + f"{result.attestations} job(s), {len(result.outside)} outside {result.policy}"
     )
     if result.notice:
-        typer.echo(f"WARNING: {result.notice}")
-        say(f"warning: {result.notice}")
+        say(f"note: {result.notice}")
 
 
 @audit_app.command("check")
@@ -148,6 +245,23 @@ def check_command(config: ConfigOpt = None) -> None:
     )
 
 
+@audit_app.command("publish")
+def publish_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder to publish into (served as is by any static server).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Publish the log as static C2SP tlog-tiles with its latest checkpoint (incremental)."""
+    cfg = get_config(config)
+    with store.opened(cfg, "read") as con, err.status("writing new and grown tiles, then the checkpoint"):
+        result = publish(con, out, cfg.audit.origin)
+    since = f" (was {result.previous})" if result.previous is not None else ""
+    say(
+        f"published checkpoint size {result.size}{since}: {result.written} file(s) written, "
+        f"{result.bytes_written:,} bytes; partial tiles for {result.checkpoints} checkpoint size(s)"
+    )
+    typer.echo(str(result.out))
+
+
 @audit_app.command("checkpoint")
 def checkpoint_command(config: ConfigOpt = None) -> None:
     """Sign a checkpoint of the whole log now, time-stamp it and have the witnesses cosign it.
@@ -158,33 +272,24 @@ def checkpoint_command(config: ConfigOpt = None) -> None:
     """
     cfg = get_config(config)
     signer = _signer(cfg)
-    problems: list[str] = []
-    with store.opened(cfg, "write") as con:
-        stored = AuditLog(con).sign(signer, cfg.audit.origin, mark=highwater.mark_path(cfg.audit.signing_key))
-        if cfg.audit.tsa_url:
-            try:
-                stamp = timestamp.stamp_checkpoint(
-                    con, stored.id, stored.note, cfg.audit.tsa_url, tsa_cert=cfg.audit.tsa_cert
-                )
-                say(f"time-stamped by {cfg.audit.tsa_url} at {stamp.gen_time.isoformat()}")
-            except VerificationError as exc:
-                problems.append(f"time stamp: {exc.message}")
-        note = stored.note
-        if cfg.audit.witnesses:
-            with err.status("asking the witnesses to cosign"):
-                gathered = cosign.gather(con, cfg, stored)
-            note = gathered.note
-            for failure in gathered.failures:
-                say(f"warning: {failure}")
-            say(f"checkpoint size {stored.size}: cosigned by {', '.join(gathered.cosigned) or 'no witness'}")
-            if not gathered.quorum_met:
-                problems.append(f"witness quorum not met (needs {gathered.quorum})")
-    typer.echo(note, nl=False)
-    if problems:
-        raise WitnessError(
-            f"checkpoint size {stored.size} is signed and kept, but: {'; '.join(problems)}; "
-            "it is submitted again at the next checkpoint"
-        )
+    with (
+        store.opened(cfg, "write") as con,
+        err.status("signing a checkpoint, time-stamping it and asking the witnesses to cosign"),
+    ):
+        sealed = sign_and_seal(con, cfg, signer)
+    _say_sealed(sealed)
+    typer.echo(sealed.note, nl=False)
+    if sealed.problems:
+        raise WitnessError(sealed.shortfall())
+
+
+def _say_sealed(sealed: Sealed) -> None:
+    if sealed.gen_time is not None:
+        say(f"time-stamped by {sealed.tsa_url} at {sealed.gen_time.isoformat()}")
+    for warning in sealed.warnings:
+        say(f"warning: {warning}")
+    if sealed.witnesses:
+        say(f"checkpoint size {sealed.size}: cosigned by {', '.join(sealed.cosigned) or 'no witness'}")
 
 
 @audit_app.command("attest")

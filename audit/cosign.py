@@ -17,7 +17,8 @@ checkpoint to every witness that has not cosigned it yet:
    failure is reported, and the next checkpoint is submitted to it again.
 
 :func:`cosign_latest` is what the export path calls: the latest checkpoint with every
-cosignature gathered so far merged into its note. :func:`trust_policy` is the policy the
+cosignature gathered so far merged into its note; :func:`cosigned_note` the same for any
+stored checkpoint, without asking anyone (what ``audit publish`` writes). :func:`trust_policy` is the policy the
 configuration implies, and :func:`policy_text` the ``policy.txt`` a bundle ships.
 
 HTTP is bounded (:mod:`audit.posting`): time-outs, an overall deadline, answers larger than
@@ -34,7 +35,7 @@ from datetime import UTC, datetime
 import duckdb
 import requests
 
-from audit import keys, posting
+from audit import keys, posting, report
 from audit.errors import AuditError, VerificationError
 from audit.log import AuditLog, StoredCheckpoint, atomic
 from audit.note import Note, Signature, open_note, parse_note
@@ -87,12 +88,7 @@ def trust_policy(cfg: Config) -> TrustPolicy:
 
 def policy_text(cfg: Config) -> str:
     """The ``policy.txt`` a bundle ships: a C2SP tlog-policy file for this log."""
-    comment = (
-        f"Trust policy of the gpumeter audit log {cfg.audit.origin} (C2SP tlog-policy).\n"
-        "A checkpoint counts when one log key signed it and the quorum of witnesses cosigned it.\n"
-        "Pin the log key from a channel the operator cannot change (e.g. your invoices)."
-    )
-    return trust_policy(cfg).format(comment)
+    return report.policy_txt(cfg.audit.origin, trust_policy(cfg)).decode("utf-8")
 
 
 def merge_cosignatures(note: str, cosignatures: Sequence[str]) -> str:
@@ -107,6 +103,12 @@ def merge_cosignatures(note: str, cosignatures: Sequence[str]) -> str:
 
 
 # ------------------------------------------------------------------------------ storage
+
+
+def cosigned_note(con: duckdb.DuckDBPyConnection, checkpoint: StoredCheckpoint) -> str:
+    """``checkpoint``'s signed note with every witness cosignature the log keeps for it
+    (each checked against its witness's key when it came): what ``audit publish`` serves."""
+    return merge_cosignatures(checkpoint.note, sorted(_cosignatures(con, checkpoint.id).values()))
 
 
 def _cosignatures(con: duckdb.DuckDBPyConnection, checkpoint_id: int) -> dict[str, str]:

@@ -133,14 +133,10 @@ _SUBJECT = {
 def meta(entry: Mapping[str, Any]) -> EntryMeta:
     """Type, month, tenant and subject of an entry, for the log's index columns.
 
-    The month is the entry's ``month`` (or ``period``), else the month of a usage window's
-    start, else the month of its ``time``. The subject names what it is about (job id,
-    invoice number, window start, vkey, ``kind/version``), when the entry says.
+    The subject names what it is about (job id, invoice number, window start, vkey,
+    ``kind/version``), when the entry says; month and tenant: :func:`scope`.
     """
     kind = str(entry["type"])
-    month = entry.get("month") or entry.get("period")
-    if month is None:
-        month = str(entry.get("window_start") if kind == "usage_window" else entry["time"])[:7]
     keys = _SUBJECT.get(kind, ())
     if len(keys) == 1:
         part = entry.get(keys[0])
@@ -148,10 +144,23 @@ def meta(entry: Mapping[str, Any]) -> EntryMeta:
     else:
         parts = [entry.get(k) for k in keys]
         subject = "/".join(str(p) for p in parts) if parts and all(p is not None for p in parts) else None
+    month, tenant = scope(entry)
+    return EntryMeta(kind, month, tenant, subject)
+
+
+def scope(entry: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The month (``YYYY-MM``) and tenant an entry is about: what a bundle is scoped by.
+
+    The month is the entry's ``month`` (or ``period``), else the month of a usage window's
+    start, else the month of its ``time``; the tenant is its ``tenant`` (null: log-wide).
+    """
+    month = entry.get("month") or entry.get("period")
+    if month is None:
+        month = str(entry.get("window_start") if entry["type"] == "usage_window" else entry["time"])[:7]
     tenant = entry.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise EntryError("tenant must be a string or null", value=tenant)
-    return EntryMeta(kind, check_month(str(month)), tenant, subject)
+    return check_month(month if type(month) is str else str(month)), tenant
 
 
 def _with_supersedes(entry: dict[str, Any], supersedes: int | None) -> dict[str, Any]:
@@ -173,8 +182,13 @@ def usage_window(
     backend: str | None = None,
     nodes_version: int | None = None,
     supersedes: int | None = None,
+    previous_digest: str | None = None,
 ) -> dict[str, Any]:
-    """A metered hour: the digest metering stored for its usage rows (``collected_windows``)."""
+    """A metered hour: the digest metering stored for its usage rows (``collected_windows``).
+
+    A revision (the hour metered again with a different result, e.g. late samples) names
+    the entry it supersedes and the digest it replaces (``previous_digest``).
+    """
     entry: dict[str, Any] = {
         "type": "usage_window",
         "time": format_time(at),
@@ -188,6 +202,8 @@ def usage_window(
         entry["backend"] = backend
     if nodes_version is not None:
         entry["nodes_version"] = nodes_version
+    if previous_digest is not None:
+        entry["previous_digest"] = previous_digest
     return _with_supersedes(entry, supersedes)
 
 

@@ -11,6 +11,7 @@
         │                           it is built from) is malformed: names the line
         ├── WitnessError            witnesses did not give the cosignatures the quorum needs
         ├── SovereigntyViolation    a job ran or kept data outside the boundary   exit 3
+        ├── UnpinnedKey             a bundle holds, but nothing outside it pins its key   exit 4
         └── VerificationError       a proof, signature, hash or format does not hold   exit 3
             └── BundleError         a bundle member is unsafe or malformed (path, size, count)
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 from gpumeter.errors import GpumeterError
 
-EXIT_VIOLATIONS = 3  # gpumeter.cli.EXIT_VIOLATIONS; repeated here to keep the core free of the CLI
+EXIT_VIOLATIONS = 3  # gpumeter.commandline.EXIT_VIOLATIONS; repeated here to keep the core free of the CLI
+EXIT_UNPINNED = 4  # gpumeter.commandline.EXIT_UNPINNED, likewise
 
 
 class AuditError(GpumeterError):
@@ -76,6 +78,12 @@ class SovereigntyViolation(AuditError):
     """A job ran, or declared data, outside the boundary in force."""
 
     exit_code = EXIT_VIOLATIONS
+
+
+class UnpinnedKey(AuditError):
+    """A bundle's checks hold, but only against the key it carries itself: nothing pinned it."""
+
+    exit_code = EXIT_UNPINNED
 
 
 class VerificationError(AuditError):

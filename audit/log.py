@@ -1,21 +1,25 @@
-"""The audit log in DuckDB: append-only entries, stored subtree hashes, signed checkpoints.
+"""The audit log in DuckDB: append-only entries, the tree as C2SP tiles, signed checkpoints.
 
-Tables (``sql/schema/0003_audit.sql``): ``audit_entries`` (exact entry bytes and index
-columns), ``audit_tree`` (every complete perfect subtree, level 0 = leaf hashes),
-``audit_documents``, ``audit_checkpoints``, ``audit_exports``. Rows are only inserted.
+Tables (``sql/schema/0003_audit.sql``, ``0008_tiles.sql``): ``audit_entries`` (exact entry
+bytes and index columns), ``audit_tiles`` (the tree as tlog-tiles: about n/128 rows),
+``audit_documents``, ``audit_checkpoints``, ``audit_exports``. Entries, documents,
+checkpoints and full tiles are only inserted; the partial tile at the right edge of each
+level is replaced as it grows, until it is full (docs/adr/0008-tiles.md).
 
-* Appending reads the frontier (≤ 64 stored hashes), computes the leaf hash and the
-  subtrees it completes, and inserts them: O(log n). :meth:`AuditLog.append_many` does the
-  same for a batch with one insert per table (DuckDB is fast in bulk, slow row by row).
-* A root, an inclusion path or a consistency proof is a plan of O(log n) node ids
-  (:mod:`audit.merkle`) resolved by one query; bundles resolve all their proofs at once.
+* Appending reads the right-edge tiles (one per level), hashes the new leaves and the
+  full tiles they complete (:func:`audit.tiles.grow`), and stores the entries and the
+  new or grown tiles: one insert per table per batch (DuckDB is fast in bulk, slow row
+  by row). It refuses to go on when the tiles and the entries disagree on the size.
+* A root, an inclusion path or a consistency proof is a plan of O(log n) perfect
+  subtrees (:mod:`audit.merkle`), read from the few tiles that hold them (one query).
 * Every write runs in one transaction — the caller's, when it already opened one (so
   billing can finalize an invoice and log it atomically), else its own.
-* Before signing, the log re-derives the last checkpoint's root from stored hashes and
+* Before signing, the log re-derives the last checkpoint's root from the tiles and
   refuses to sign a tree head that is not an extension of it; a signing key enters the
   log as a ``key_event`` before its first checkpoint.
 
-:mod:`audit.check` recomputes everything from the entry bytes (``gpumeter audit check``).
+:mod:`audit.check` recomputes everything from the entry bytes (``gpumeter audit check``);
+:mod:`audit.publish` writes the tiles out for monitors (``gpumeter audit publish``).
 """
 
 from __future__ import annotations
@@ -32,23 +36,12 @@ import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from audit import entries as kinds
-from audit import highwater
+from audit import highwater, tiles
 from audit.canonical import canonical
 from audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from audit.errors import AuditError, EntryError, VerificationError
 from audit.gcpause import gc_paused
-from audit.merkle import (
-    EMPTY_ROOT,
-    Frontier,
-    NodeId,
-    Plan,
-    consistency_plan,
-    fold,
-    inclusion_plan,
-    position,
-    resolve,
-    root_plan,
-)
+from audit.merkle import EMPTY_ROOT, HASH_SIZE, NodeId, consistency_plan, inclusion_plan, plan_ids, resolve
 from audit.note import Signer, parse_note
 from gpumeter import store
 
@@ -100,6 +93,10 @@ def encode_many(entries: Iterable[Mapping[str, Any]]) -> list[_Encoded]:
 def encode(entry: Mapping[str, Any]) -> _Encoded:
     """An entry's canonical bytes, index columns and document references."""
     data = canonical(entry)
+    if len(data) > tiles.MAX_ENTRY:
+        raise EntryError(
+            f"{entry.get('type')} entry is {len(data)} bytes; a tlog-tiles entry bundle holds at most {tiles.MAX_ENTRY}"
+        )
     try:
         info = kinds.meta(entry)
     except KeyError as exc:
@@ -130,69 +127,67 @@ class AuditLog:
     # ------------------------------------------------------------------ reading the tree
 
     def size(self) -> int:
-        row = store.run(self.con, "audit_size").fetchone()
+        """Entries in the tree, as its level-0 tiles give it."""
+        row = store.run(self.con, "audit_tree_size").fetchone()
         return int(row[0]) if row else 0
 
-    def hashes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        """Stored perfect-subtree hashes by (level, index): a :class:`merkle.HashSource`."""
-        if not ids:
-            return {}
-        if len(ids) > 256:
-            return self._hashes_bulk(ids)
-        by_pos = {position(lv, i): (lv, i) for lv, i in ids}
-        rows = store.run(self.con, "audit_tree_hashes", {"positions": list(by_pos)}).fetchall()
-        return {by_pos[int(p)]: bytes(h) for p, h in rows}
+    def _sizes(self) -> tuple[int, int]:
+        """The size as the tiles give it, and as the entries give it."""
+        row = store.run(self.con, "audit_size").fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def _hashes_bulk(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
-        by_pos = {position(lv, i): (lv, i) for lv, i in ids}
-        wanted = pa.table({"pos": pa.array(list(by_pos), pa.int64())})
-        _register(self.con, "audit_wanted", wanted)
-        try:
-            result = store.frame(self.con, "audit_tree_hashes_staged")
-        finally:
-            self.con.unregister("audit_wanted")
-        found = result.get_column("hash").to_list()
-        return {by_pos[int(p)]: bytes(h) for p, h in zip(result.get_column("pos").to_list(), found, strict=True)}
+    def read_tiles(self, wanted: Iterable[tuple[int, int]]) -> tuple[dict[tuple[int, int], bytes], int]:
+        """Stored tiles by (level, index), absent ones left out, and the tree's size: one query."""
+        keys = sorted({(level << 40) + index for level, index in wanted})
+        rows = store.run(self.con, "audit_tiles", {"keys": keys}).fetchall() if keys else []
+        size = int(rows[0][4]) if rows else self.size()
+        return {(int(level), int(idx)): bytes(data) for level, idx, _, data, _ in rows}, size
+
+    def source(self, size: int, ids: Sequence[NodeId] = ()) -> tiles.TileHashes:
+        """The hashes of a tree of ``size`` from the tiles holding ``ids`` (default: its edge)."""
+        wanted = tiles.TileHashes.needed(ids) if ids else [(t.level, t.index) for t in tiles.edge(size)]
+        found, have = self.read_tiles(wanted)
+        if not 0 <= size <= have:
+            raise AuditError(f"the log has {have} entries, not {size}")
+        return tiles.TileHashes(size, found)
+
+    def hashes(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+        """Perfect-subtree hashes by (level, index) of the current tree: a :class:`merkle.HashSource`."""
+        return self.source(self.size(), ids).hashes(ids) if ids else {}
 
     def root(self, size: int | None = None) -> bytes:
         size = self.size() if size is None else size
-        self._check_size(size)
-        return resolve(root_plan(size), self)[0] if size else EMPTY_ROOT
-
-    def _roots(self, sizes: Sequence[int]) -> list[bytes] | None:
-        """Roots of trees of ``sizes`` (each at most the log's size) from one read of stored
-        subtrees; None when a size is beyond the log or a subtree is missing (then
-        :meth:`root` says which)."""
-        plans = [root_plan(n) for n in sizes]
-        ids = list(dict.fromkeys(node for plan in plans for item in plan for node in item))
-        found = self.hashes(ids)
-        if len(found) != len(ids):
-            return None
-        return [fold([found[node] for node in plan[0]]) if plan else EMPTY_ROOT for plan in plans]
+        return self.source(size).root() if size else EMPTY_ROOT
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         size = self.size() if size is None else size
-        self._check_size(size)
         if not 0 <= index < size:
             raise AuditError(f"entry {index} is not in a log of size {size}", entry=index)
-        return resolve(inclusion_plan(index, size), self)
+        plan = inclusion_plan(index, size)
+        return resolve(plan, self.source(size, plan_ids(plan)))
 
     def inclusion_proofs(self, indices: Sequence[int], size: int) -> dict[int, list[bytes]]:
-        """Proofs for many entries against one size, from one bulk read."""
-        self._check_size(size)
-        plans: dict[int, Plan] = {i: inclusion_plan(i, size) for i in indices}
+        """Proofs for many entries against one size, from one read of the tiles they need."""
+        plans = {i: inclusion_plan(i, size) for i in indices}
         ids = list({node for plan in plans.values() for item in plan for node in item})
-        found = self._hashes_bulk(ids) if ids else {}
-        if len(found) != len(ids):
-            raise VerificationError("stored tree lacks nodes needed for proofs; run gpumeter audit check")
-        return {i: [fold([found[n] for n in item]) for item in plan] for i, plan in plans.items()}
+        source = self.source(size, ids)
+        return {i: resolve(plan, source) for i, plan in plans.items()}
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
         new = self.size() if new is None else new
-        self._check_size(new)
         if old == new:
+            self._check_size(new)
             return []
-        return resolve(consistency_plan(old, new), self)
+        plan = consistency_plan(old, new)
+        return resolve(plan, self.source(new, plan_ids(plan)))
+
+    def _roots(self, sizes: Sequence[int]) -> list[bytes]:
+        """Roots of trees of ``sizes`` (each at most the log's) from one read of their edge tiles."""
+        found, have = self.read_tiles((t.level, t.index) for n in sizes for t in tiles.edge(n))
+        for n in sizes:
+            if not 0 <= n <= have:
+                raise AuditError(f"the log has {have} entries, not {n}")
+        return [tiles.TileHashes(n, found).root() if n else EMPTY_ROOT for n in sizes]
 
     def _check_size(self, size: int) -> None:
         have = self.size()
@@ -269,19 +264,12 @@ class AuditLog:
         with atomic(self.con):
             if wanted:
                 self._store_documents(wanted, docs, moment)
-            size = self.size()
-            frontier = self._frontier(size)
+            size = self._append_size()
+            edge = self._edge(size)
             sha = hashlib.sha256
             datas = [item.data for item in items]
-            leaves = [sha(b"\x00" + data).digest() for data in datas]
+            grown = tiles.grow(size, edge, [sha(b"\x00" + data).digest() for data in datas])
             n = len(items)
-            levels: list[int] = [0] * n
-            idxs: list[int] = list(range(size, size + n))
-            hashes: list[bytes] = list(leaves)
-            for level, first, made in frontier.extend(leaves):
-                levels += [level] * len(made)
-                idxs += range(first, first + len(made))
-                hashes += made
             metas = [item.meta for item in items]
             staged = pa.table(
                 {
@@ -294,21 +282,22 @@ class AuditLog:
                     "appended_at": _timestamps(moment, n),
                 }
             )
-            tree = pa.table(
+            staged_tiles = pa.table(
                 {
-                    "level": pa.array(levels, pa.uint8()),
-                    "idx": pa.array(idxs, pa.int64()),
-                    "hash": pa.array(hashes, pa.binary()),
+                    "level": pa.array([g.level for g in grown], pa.int16()),
+                    "idx": pa.array([g.index for g in grown], pa.int64()),
+                    "width": pa.array([g.width for g in grown], pa.int16()),
+                    "hashes": pa.array([g.hashes for g in grown], pa.binary()),
                 }
             )
             _register(self.con, "audit_staged_entries", staged)
-            _register(self.con, "audit_staged_tree", tree)
+            _register(self.con, "audit_staged_tiles", staged_tiles)
             try:
                 store.run(self.con, "audit_insert_entries")
-                store.run(self.con, "audit_insert_tree")
+                store.run(self.con, "audit_store_tiles")
             finally:
                 self.con.unregister("audit_staged_entries")
-                self.con.unregister("audit_staged_tree")
+                self.con.unregister("audit_staged_tiles")
         return list(range(size, size + len(items)))
 
     def _store_documents(self, wanted: Mapping[str, str], docs: Mapping[str, bytes], moment: datetime) -> None:
@@ -330,15 +319,34 @@ class AuditLog:
                 {"name": name, "sha256": digest, "content": content, "stored_at": moment},
             )
 
-    def _frontier(self, size: int) -> Frontier:
-        ids = Frontier.ids(size)
-        found = self.hashes(ids)
-        missing = [n for n in ids if n not in found]
-        if missing:
+    def _append_size(self) -> int:
+        """The size to append at; refuses when the tiles and the entries disagree."""
+        from_tiles, from_entries = self._sizes()
+        if from_tiles != from_entries:
             raise VerificationError(
-                f"stored tree lacks frontier node {missing[0]} (level, index); run gpumeter audit check"
+                f"the stored tiles cover {from_tiles} entries but the log holds {from_entries}; "
+                "run gpumeter audit check",
+                entry=min(from_tiles, from_entries),
             )
-        return Frontier(size, [found[n] for n in ids])
+        return from_tiles
+
+    def _edge(self, size: int) -> dict[int, bytes]:
+        """The stored partial tile of each level (level -> hashes), checked against ``size``."""
+        rows = store.run(self.con, "audit_tile_edge").fetchall()
+        want = {t.level: t for t in tiles.edge(size)}
+        out: dict[int, bytes] = {}
+        for level, idx, width, data in rows:
+            tile = want.get(int(level))
+            found = tiles.Tile(int(level), int(idx), int(width))
+            if tile is None or tile.index != found.index or len(data) != int(width) * HASH_SIZE:
+                raise VerificationError(
+                    f"a tree of {size} entries has no such partial tile; run gpumeter audit check", member=found.path
+                )
+            out[tile.level] = tiles.check_tile(tile, bytes(data), exact=True)
+        for tile in want.values():
+            if tile.level not in out:
+                raise VerificationError("tile is missing; run gpumeter audit check", member=tile.path)
+        return out
 
     # ------------------------------------------------------------------- checkpoints
 
@@ -399,9 +407,8 @@ class AuditLog:
         owned = not _in_transaction(self.con)
         with atomic(self.con):
             self.record_keys(signers, at=moment)
-            size = self.size()
+            size = self._append_size()
             latest = self.latest_checkpoint()
-            roots = self._roots([size] if latest is None else [size, latest.size])
             if latest is not None:
                 if latest.size > size:
                     raise VerificationError(
@@ -409,14 +416,14 @@ class AuditLog:
                         "run gpumeter audit check",
                         entry=size,
                     )
-                if (roots[1] if roots else self.root(latest.size)) != latest.root:
-                    raise VerificationError(
-                        f"stored tree no longer matches checkpoint #{latest.id}; refusing to sign; "
-                        "run gpumeter audit check"
-                    )
                 if parse_checkpoint(parse_note(latest.note).text).origin != origin:
                     raise AuditError("the configured origin differs from the log's previous checkpoints", value=origin)
-            cp = Checkpoint(origin, size, roots[0] if roots else self.root(size))
+            roots = self._roots([size] if latest is None else [size, latest.size])
+            if latest is not None and roots[1] != latest.root:
+                raise VerificationError(
+                    f"stored tree no longer matches checkpoint #{latest.id}; refusing to sign; run gpumeter audit check"
+                )
+            cp = Checkpoint(origin, size, roots[0])
             if mark is not None:
                 highwater.guard(mark, self, cp.size, cp.root, latest_note=latest.note if latest else None)
             note = sign_checkpoint(cp, signers)

@@ -4,19 +4,13 @@ Hashing: a leaf is ``SHA-256(0x00 ‖ entry)``, an interior node ``SHA-256(0x01 
 right)``, the empty tree ``SHA-256("")``. A tree of n > 1 leaves splits at the largest
 power of two strictly below n, so it is left-heavy and never duplicates a lone node.
 
-Storage model: every *perfect* subtree — 2^level leaves starting at ``index·2^level`` —
-is named ``(level, index)`` and, once complete, never changes. A log keeps those hashes
-(2n of them) and computes everything else from them:
-
-* appending a leaf touches only the *frontier* (the perfect roots along the right edge,
-  one per set bit of the size), so it is O(log n) and creates on average one new node;
-* every stored subtree also has a *position*, its place in the order appending creates
-  them (:func:`position`): monotonic, so a database finds nodes by position with tight
-  per-block min/max pruning instead of scanning;
-* the root of any size, an inclusion path and a consistency proof are *plans* — lists of
-  node ids, each proof element the right fold of one or more perfect subtrees (only the
-  one element on the tree's right edge needs more than one) — resolved by one batched
-  read of O(log n) hashes from any :class:`HashSource` (memory, DuckDB).
+Every *perfect* subtree — 2^level leaves starting at ``index·2^level`` — is named
+``(level, index)`` and, once complete, never changes. The root of any size, an inclusion
+path and a consistency proof are *plans*: lists of node ids, each proof element the right
+fold of one or more perfect subtrees (only the one element on the tree's right edge needs
+more than one), resolved by one batched read of O(log n) hashes from any
+:class:`HashSource` (:class:`MerkleTree` in memory; :class:`audit.tiles.TileHashes` over
+the log's tiles).
 
 Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 (as transparency-dev does): proof
 lengths are checked before hashing, leaf and proof hashes must be 32 bytes, old size 0 is
@@ -60,17 +54,6 @@ def _split(n: int) -> int:
 
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
-
-
-def position(level: int, index: int) -> int:
-    """Where subtree ``(level, index)`` falls in the order appending creates subtrees.
-
-    Leaf j creates itself and then the ``tz(j + 1)`` subtrees it completes, so before leaf
-    e there are ``2e - popcount(e)`` subtrees; the subtree completed by leaf
-    ``e = (index + 1)·2^level - 1`` is the ``level``-th created while appending it.
-    """
-    e = ((index + 1) << level) - 1
-    return 2 * e - bin(e).count("1") + level
 
 
 def subtree_ids(lo: int, hi: int) -> tuple[NodeId, ...]:
@@ -229,33 +212,6 @@ class Frontier:
             made.append(NewNode(level, index, acc))
         hashes.append(acc)
         self.size += 1
-        return made
-
-    def extend(self, leaves: Sequence[bytes]) -> list[tuple[int, int, list[bytes]]]:
-        """Add many leaf hashes at once; returns ``(level, first index, hashes)`` of the new
-        perfect subtrees (level ≥ 1), computed level by level as in :meth:`append`."""
-        old, new = self.size, self.size + len(leaves)
-        before = dict(zip((lv for lv, _ in Frontier.ids(old)), self.hashes, strict=True))
-        made: list[tuple[int, int, list[bytes]]] = []
-        rows: dict[int, tuple[int, list[bytes]]] = {0: (old, list(leaves))}
-        level, first, cur = 0, old, list(leaves)
-        sha = hashlib.sha256
-        while cur:
-            if first & 1:  # the left sibling of the first new node predates the batch
-                cur = [before[level], *cur]
-                first -= 1
-            nxt = [sha(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
-            level += 1
-            first >>= 1
-            if nxt:
-                made.append((level, first, nxt))
-                rows[level] = (first, nxt)
-            cur = nxt
-        frontier: list[bytes] = []
-        for lv, idx in Frontier.ids(new):
-            start, hashes = rows.get(lv, (idx + 1, []))
-            frontier.append(hashes[idx - start] if idx >= start else before[lv])
-        self.size, self.hashes = new, frontier
         return made
 
     def root(self) -> bytes:
@@ -438,76 +394,3 @@ def verify_consistency(
         raise VerificationError(f"consistency proof does not rebuild the old root of size {old}")
     if y != new_root:
         raise VerificationError(f"consistency proof does not rebuild the new root of size {new}")
-
-
-class InclusionBatch:
-    """Many inclusion proofs against one (size, root), sharing verified nodes.
-
-    Each proof is checked in full meaning: it is accepted only if hashing it would reach
-    the root. Once a path has reached the root, every node on it and every sibling it used
-    is *known*; a later proof whose running hash meets a known node, and whose remaining
-    siblings are byte-for-byte the known ones at the same positions, would repeat an
-    already checked computation, so it is accepted without rehashing. Positions are
-    ``(shifts, a)`` of the RFC 9162 loop, which name one node of the fixed-size tree.
-    """
-
-    def __init__(self, size: int, root: bytes) -> None:
-        if len(root) != HASH_SIZE:
-            raise VerificationError(f"root is {len(root)} bytes, not {HASH_SIZE}")
-        self.size = size
-        self.root = root
-        self._known: dict[NodeId, bytes] = {}
-
-    def _steps(self, index: int, count: int) -> list[tuple[NodeId, NodeId]]:
-        """For each proof hash: (position of the running hash before, position of the sibling)."""
-        steps: list[tuple[NodeId, NodeId]] = []
-        a, b, s = index, self.size - 1, 0
-        for _ in range(count):
-            if b == 0:
-                break
-            here = (s, a)
-            if a & 1:
-                sib = (s, a - 1)
-            elif a == b:
-                while not a & 1 and a != 0:
-                    a >>= 1
-                    b >>= 1
-                    s += 1
-                sib = (s, a - 1)
-            else:
-                sib = (s, a + 1)
-            steps.append((here, sib))
-            a >>= 1
-            b >>= 1
-            s += 1
-        return steps
-
-    def verify(self, index: int, leaf: bytes, proof: Sequence[bytes]) -> None:
-        """Raise :class:`VerificationError` unless the proof binds ``leaf`` to the root."""
-        if self.size <= 0 or not 0 <= index < self.size:
-            raise VerificationError(f"leaf index {index} is outside a tree of size {self.size}")
-        if len(leaf) != HASH_SIZE:
-            raise VerificationError(f"leaf hash is {len(leaf)} bytes, not {HASH_SIZE}")
-        _check_hashes(proof, "inclusion proof")
-        inner, border = decompose_inclusion(index, self.size)
-        if len(proof) != inner + border:
-            raise VerificationError(
-                f"inclusion proof for leaf {index} of {self.size} needs {inner + border} hashes, has {len(proof)}"
-            )
-        steps = self._steps(index, len(proof))
-        known = self._known
-        acc = leaf
-        seen: list[tuple[NodeId, bytes]] = []
-        for k, ((here, sib), h) in enumerate(zip(steps, proof, strict=True)):
-            if known.get(here) == acc and all(
-                known.get(s2) == h2 for (_, s2), h2 in zip(steps[k:], proof[k:], strict=True)
-            ):
-                known.update(seen)
-                return
-            seen.append((here, acc))
-            seen.append((sib, h))
-            a_left = sib[1] < here[1] if sib[0] == here[0] else True
-            acc = node_hash(h, acc) if a_left else node_hash(acc, h)
-        if acc != self.root:
-            raise VerificationError(f"inclusion proof for leaf {index} does not lead to the root of size {self.size}")
-        known.update(seen)

@@ -9,13 +9,19 @@
 
     <signed checkpoint, verbatim>
 
-Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2) the checkpoint's
-origin is the expected one and a trusted log key signed it; (3) witness cosignatures meet
-the quorum; (4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
+Verification order (C2SP tlog-proof): (1) hash the entry as a leaf; (2)+(3) the trust
+(:class:`audit.pinning.Trust`, a pinned tlog-policy) accepts the checkpoint: its origin is
+the expected one, a log key of the policy signed it, and the witnesses' cosignatures meet
+the policy's quorum (the one quorum rule, :meth:`audit.trust.TrustPolicy.satisfied`);
+(4) the path binds the leaf to the checkpoint's root. Pure: no I/O.
 
-:class:`ExpectedProofs` checks many proofs of one checkpoint at once: it builds the tree
-over the entries once and writes the exact file each entry's proof must be, so a bundle
-verifier compares bytes instead of parsing and rehashing every path.
+A file holding one proof is checked with :func:`verify_proof`. A bundle holds the proofs
+of many entries against one checkpoint: :class:`ProofTree` computes that tree once, from
+the entries' leaf hashes and, for subtrees without any of them, the hashes their
+neighbours' proofs name; if it reaches the checkpoint's root, it writes the one text
+each entry's proof can be (:func:`format_proof` of its true path), and a proof file equal
+to it is valid — header, index, every hash and the checkpoint, checked by one
+comparison instead of a parse and ~log n hashes per entry.
 """
 
 from __future__ import annotations
@@ -24,21 +30,25 @@ import binascii
 import hashlib
 import re
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from audit.checkpoint import SignedCheckpoint, open_checkpoint
+from audit.checkpoint import SignedCheckpoint
 from audit.errors import VerificationError
 from audit.merkle import (
     HASH_SIZE,
     MAX_PROOF_HASHES,
-    InclusionBatch,
     decompose_inclusion,
     leaf_hash,
     node_hash,
+    root_from_inclusion,
     verify_inclusion,
 )
-from audit.note import Verifier, b64decode, b64encode, decode_note
+from audit.note import b64decode, b64encode, decode_note
+
+if TYPE_CHECKING:
+    from audit.pinning import Trust
 
 HEADER = "c2sp.org/tlog-proof@v1"
 _HASH_B64 = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")  # canonical base64 of exactly 32 bytes
@@ -102,40 +112,17 @@ class VerifiedProof:
     checkpoint: SignedCheckpoint
 
 
-def verify_proof_against(
-    proof: TlogProof,
-    entry: bytes,
-    signed: SignedCheckpoint,
-    *,
-    batch: InclusionBatch | None = None,
-) -> VerifiedProof:
-    """Steps 1 and 4 for a proof whose checkpoint is ``signed`` (already verified), byte for byte."""
-    if proof.checkpoint != signed.note:
-        raise VerificationError("tlog-proof carries a different checkpoint")
-    leaf = leaf_hash(entry)
-    cp = signed.checkpoint
-    if batch is not None:
-        if (batch.size, batch.root) != (cp.size, cp.root):
-            raise VerificationError("internal: batch is for another tree head")
-        batch.verify(proof.index, leaf, proof.path)
-    else:
-        verify_inclusion(proof.index, cp.size, leaf, proof.path, cp.root)
-    return VerifiedProof(proof.index, leaf, signed)
+def root_of(proof: TlogProof, entry: bytes, size: int) -> bytes:
+    """The root ``proof`` leads to from ``entry`` in a tree of ``size`` (RFC 9162 §2.1.3.2)."""
+    return root_from_inclusion(proof.index, size, leaf_hash(entry), proof.path)
 
 
-def verify_proof(
-    data: bytes | str,
-    entry: bytes,
-    log_keys: Sequence[Verifier],
-    *,
-    origin: str,
-    witnesses: Sequence[Verifier] = (),
-    quorum: int = 0,
-) -> VerifiedProof:
-    """All four steps: parse, check the checkpoint's signatures, then the inclusion path."""
+def verify_proof(data: bytes | str, entry: bytes, trust: Trust) -> VerifiedProof:
+    """All four steps: parse, ``trust`` accepts the checkpoint (origin, log key, witness
+    quorum), then the inclusion path binds ``entry`` to its root."""
     proof = parse_proof(data)
     leaf = leaf_hash(entry)
-    signed = open_checkpoint(proof.checkpoint, log_keys, origin=origin, witnesses=witnesses, quorum=quorum)
+    signed = trust.verify_checkpoint(proof.checkpoint)
     verify_inclusion(proof.index, signed.checkpoint.size, leaf, proof.path, signed.checkpoint.root)
     return VerifiedProof(proof.index, leaf, signed)
 
@@ -143,13 +130,11 @@ def verify_proof(
 # ------------------------------------------------------------------------- many at once
 
 _HEAD = b"c2sp.org/tlog-proof@v1\nindex %d\n"
-_HASH_LINE = re.compile(rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=\n")  # canonical base64 of 32 bytes, newline
-_LINE = 45
-_CHUNK = 12  # leaves of a perfect subtree are written 2**12 at a time
+_CHUNK = 12  # the proofs under a perfect subtree are written 2**12 at a time
 
 
 class _Perfect:
-    """A perfect subtree over present leaves ``first .. first + 2**height``, every level kept."""
+    """A perfect subtree whose leaves (``first .. first + 2**height`` in ``indices``) are all at hand."""
 
     __slots__ = ("first", "hash", "levels")
 
@@ -158,68 +143,62 @@ class _Perfect:
         self.hash: bytes = levels[-1][0]
 
 
-class _Pair:
-    __slots__ = ("hash", "left", "right")
-
-    def __init__(self, left: _Node, right: _Node) -> None:
-        self.left, self.right = left, right
-        self.hash: bytes = node_hash(left.hash, right.hash)
-
-
 class _Given:
-    """A subtree holding no present leaf: its hash is the one the proofs name."""
+    """A subtree holding no entry at hand: its hash is the one a neighbour's proof names."""
 
     __slots__ = ("hash",)
 
-    def __init__(self, value: bytes) -> None:
-        self.hash: bytes = value
+    def __init__(self) -> None:
+        self.hash = b""
+
+
+class _Pair:
+    __slots__ = ("_hash", "left", "right")
+
+    def __init__(self, left: _Node, right: _Node) -> None:
+        self.left, self.right = left, right
+        self._hash = b""
+
+    @property
+    def hash(self) -> bytes:
+        if not self._hash:
+            self._hash = node_hash(self.left.hash, self.right.hash)
+        return self._hash
 
 
 _Node = _Perfect | _Pair | _Given
 
 
-class _Unknown(Exception):
-    """A subtree hash that no well-formed proof line names."""
+@dataclass(frozen=True)
+class Need:
+    """Line ``position`` of the path in entry ``index``'s proof names subtree ``node``'s hash."""
+
+    index: int
+    position: int
+    node: _Given
 
 
-class ExpectedProofs:
-    """The exact ``tlog-proof`` file of each of many entries against one checkpoint.
+class ProofTree:
+    """The RFC 6962 tree of one checkpoint as far as a bundle shows it, computed once.
 
-    ``indices`` (ascending) and ``leaves`` are the entries at hand; ``note`` the signed
-    checkpoint every file carries. The RFC 6962 tree is rebuilt once over them: each
-    subtree whose leaves are all present is hashed level by level, and each subtree with
-    none present (absent from the bundle) takes the hash the first present entry's proof
-    gives for it — read from its line, which must be canonical base64 of 32 bytes.
-    ``matches_root`` tells whether that tree reaches ``root``. When it does, the file
-    :func:`format_proof` writes for entry ``i`` with its true path is, byte for byte, a
-    proof :func:`verify_proof_against` accepts; and a bundle's proof file that equals it
-    was therefore checked: header, index, path length, every hash, the checkpoint. A file
-    that differs (malformed, wrong, or carrying an optional ``extra`` line) needs
-    :func:`parse_proof` and :func:`verify_proof_against` to say which.
+    ``indices`` (ascending, inside ``[0, size)``) and ``leaves`` are the entries at hand.
+    Each subtree whose leaves are all at hand is hashed level by level; each one holding
+    none is *given*: :attr:`needs` says which entry's proof names it, at which position
+    of its path, and :meth:`give` sets it. Then :attr:`root` is the tree's root, and
+    :meth:`texts` writes, for every entry at hand, the exact proof file (header, index,
+    true path, ``note``) that leads from it to that root.
     """
 
-    def __init__(
-        self,
-        size: int,
-        root: bytes,
-        note: str,
-        indices: Sequence[int],
-        leaves: Sequence[bytes],
-        proof_of: Callable[[int], bytes],
-    ) -> None:
+    def __init__(self, size: int, note: str, indices: Sequence[int], leaves: Sequence[bytes]) -> None:
         if not indices or len(indices) != len(leaves) or indices[0] < 0 or indices[-1] >= size:
             raise ValueError("entries must be ascending indices inside the tree, one leaf each")
         self.size, self.indices, self.leaves = size, indices, leaves
         self._tail = b"\n" + note.encode("utf-8")
-        self._proof_of = proof_of
-        try:
-            self._top: _Node | None = self._build(0, size, 0, len(indices), 0)
-        except _Unknown:
-            self._top = None
-        self.matches_root = self._top is not None and self._top.hash == root
+        self.needs: list[Need] = []
+        self._top = self._build(0, size, 0, len(indices), 0)
 
     def _build(self, lo: int, hi: int, a: int, b: int, depth: int) -> _Node:
-        """The subtree over leaves [lo, hi), whose present entries are ``indices[a:b]`` (some)."""
+        """The subtree over leaves [lo, hi), whose entries at hand are ``indices[a:b]`` (some)."""
         n = hi - lo
         if b - a == n and not n & (n - 1):
             sha = hashlib.sha256
@@ -231,23 +210,29 @@ class ExpectedProofs:
             return _Perfect(a, levels)
         k = 1 << ((n - 1).bit_length() - 1)
         m = bisect_left(self.indices, lo + k, a, b)
-        left = self._build(lo, lo + k, a, m, depth + 1) if m > a else self._given(self.indices[m], depth + 1)
+        left = self._build(lo, lo + k, a, m, depth + 1) if m > a else self._given(self.indices[a], depth + 1)
         right = self._build(lo + k, hi, m, b, depth + 1) if b > m else self._given(self.indices[a], depth + 1)
         return _Pair(left, right)
 
     def _given(self, index: int, depth: int) -> _Given:
-        """The hash entry ``index``'s proof names for its sibling subtree at ``depth``."""
+        """A subtree without entries at hand, at ``depth``: a sibling on entry ``index``'s path."""
+        node = _Given()
         inner, border = decompose_inclusion(index, self.size)
-        at = len(_HEAD % index) + _LINE * (inner + border - depth)
-        line = self._proof_of(index)[at : at + _LINE]
-        if not _HASH_LINE.fullmatch(line):
-            raise _Unknown
-        return _Given(binascii.a2b_base64(line))
+        self.needs.append(Need(index, inner + border - depth, node))
+        return node
 
-    def chunks(self) -> Iterator[tuple[int, list[bytes]]]:
-        """(position in ``indices`` of the first, expected files) for every entry, in order."""
-        if not self.matches_root or self._top is None:
-            raise VerificationError("the entries do not lead to the checkpoint's root")
+    @staticmethod
+    def give(need: Need, value: bytes) -> None:
+        if len(value) != HASH_SIZE:
+            raise VerificationError(f"a subtree hash must be {HASH_SIZE} bytes")
+        need.node.hash = value
+
+    @property
+    def root(self) -> bytes:
+        return self._top.hash
+
+    def texts(self) -> Iterator[tuple[int, list[bytes]]]:
+        """(position in ``indices`` of the first, their proof files) for every entry, in order."""
         yield from self._emit(self._top, b"")
 
     def _emit(self, node: _Node, suffix: bytes) -> Iterator[tuple[int, list[bytes]]]:

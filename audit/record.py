@@ -15,6 +15,7 @@ Times default to now (UTC); pass ``at`` for reproducible entries.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -110,6 +111,7 @@ def record_usage_window(
     log = AuditLog(con)
     start = format_time(window_start)
     prior = log.latest("usage_window", start)
+    previous = json.loads(prior[1]).get("digest") if prior else None
     entry = entries.usage_window(
         at=moment,
         window_start=window_start,
@@ -119,6 +121,7 @@ def record_usage_window(
         backend=backend,
         nodes_version=nodes_version,
         supersedes=prior[0] if prior else None,
+        previous_digest=previous if isinstance(previous, str) else None,
     )
     return log.append(entry, at=moment)
 

@@ -11,16 +11,21 @@ the CSV rows from the attestations.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
+import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import rfc8785
 
+from audit.note import parse_vkey
 from audit.policy import Policy
+from audit.trust import TrustPolicy
 from gpumeter.csvcells import text_cell
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
@@ -31,27 +36,44 @@ def policy_json(boundary: Policy) -> bytes:
     return data
 
 
+def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
+    """Per job, the index of the attestation no other one supersedes (the highest such).
+
+    ``attestations`` are (index, job id, the entry's ``supersedes`` value); the result is
+    in job order. The one rule for which attestation a report row shows.
+    """
+    rows = list(attestations)
+    replaced = {s for _, _, s in rows if isinstance(s, int)}
+    latest: dict[str, int] = {}
+    for i, job, _ in rows:
+        if i not in replaced and latest.get(job, -1) < i:
+            latest[job] = i
+    return [latest[job] for job in sorted(latest)]
+
+
 def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Mapping[str, Any]]]:
     """Per job, the attestation no other attestation in ``entries`` supersedes, by job id."""
-    atts = [(i, e) for i, e in entries if e.get("type") == "job_attestation"]
-    replaced = {e["supersedes"] for _, e in atts if isinstance(e.get("supersedes"), int)}
-    latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
-    for i, e in atts:
-        if i in replaced:
-            continue
-        key = str(e.get("job_id"))
-        if key not in latest or latest[key][0] < i:
-            latest[key] = (i, e)
-    return [latest[k] for k in sorted(latest)]
+    atts = {i: e for i, e in entries if e.get("type") == "job_attestation"}
+    return [(i, atts[i]) for i in latest_of((i, str(e.get("job_id")), e.get("supersedes")) for i, e in atts.items())]
+
+
+def _join(value: Any) -> str:
+    """A list's items joined by ``;`` (``str()`` of each); any other value as ``str()``, none as ""."""
+    if value is None or value == [] or value == "":
+        return ""
+    if type(value) is not list:
+        return str(value)
+    try:
+        return ";".join(value)  # the usual case, strings: the same text, at C speed
+    except TypeError:
+        return ";".join(str(v) for v in value)
 
 
 def csv_row(e: Mapping[str, Any]) -> list[str]:
     """The report's cells of one attestation. Every column is text: a cell a spreadsheet
     would run as a formula (a job id ``=cmd|…``) gets a leading ``'`` (:mod:`gpumeter.csvcells`).
     The exporter writes these cells and the verifier re-derives them here: one rule for both."""
-
-    def join(value: Any) -> str:
-        return ";".join(str(v) for v in value or [])
+    join = _join
 
     cells = [
         str(e.get("job_id", "")),
@@ -66,13 +88,28 @@ def csv_row(e: Mapping[str, Any]) -> list[str]:
     return [text_cell(c) for c in cells]
 
 
-def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:
+_CSV_SPECIAL = re.compile(r'[,"\r\n]')  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
+
+
+def csv_line(e: Mapping[str, Any]) -> str:
+    """The line ``report/sovereignty.csv`` holds for attestation ``e`` (with its newline).
+
+    :mod:`csv` with ``QUOTE_MINIMAL`` quotes only cells holding a comma, a quote or a
+    line break, so a row without any is its cells joined by commas.
+    """
+    cells = csv_row(e)
+    if _CSV_SPECIAL.search("".join(cells)) is None:
+        return ",".join(cells) + "\n"
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for _, e in attestations:
-        writer.writerow(csv_row(e))
-    return out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    return out.getvalue()
+
+
+CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
+
+
+def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:
+    return (CSV_HEADER + "".join(csv_line(e) for _, e in attestations)).encode("utf-8")
 
 
 def parse_sovereignty_csv(data: bytes) -> list[list[str]]:
@@ -169,23 +206,54 @@ def verify_md(*, origin: str, month: str, tenant: str | None) -> bytes:
 
 Audit log `{_md(origin)}`, month {month}, {scope}.
 
-Get the log's verifier key (a C2SP *vkey*, `{_md(origin)}+<key ID>+<base64>`) from the
-operator through a channel you trust. The copy in `keys/` lets you start, but a bundle can
-carry any key: pin yours.
+Nothing in this bundle can tell you which key is the log's: a forger re-signing it would
+replace `keys/` and `policy.txt` too. So pin, from outside the bundle:
+
+- the log's verifier key (a C2SP *vkey*, `{_md(origin)}+<key ID>+<base64>`), from a channel
+  the operator cannot change afterwards: every invoice prints its fingerprint;
+- each witness's key (a cosignature vkey), from the witness itself: a witness is run by
+  someone other than the operator and cosigns a checkpoint only if it extends every
+  checkpoint it cosigned before, so the log cannot show different histories to different
+  readers without a witness noticing;
+- the certificate of the time-stamping authority, if the operator uses one, from that
+  authority.
+
+`policy.txt` shows the operator's own statement of all this as a C2SP tlog-policy file; it
+is for convenience and comparison, never trusted.
 
 ## With gpumeter
 
-    gpumeter audit verify bundle.zip --key '<vkey>'
+    gpumeter audit verify bundle.zip --key '<vkey>'             # or --key FILE with the vkey(s)
+    gpumeter audit verify bundle.zip --key '<vkey>' --witness '<witness vkey>' --witness '<…>' --quorum 2
+    gpumeter audit verify bundle.zip --policy my-policy.txt --tsa-cert tsa.pem
 
-Exit status 0 means every signature, inclusion proof, consistency proof and SHA-256 below
-holds; otherwise one line names the first entry or file that fails.
+- `--key` pins the log key; repeat it for a key the log rotated away from.
+- `--witness` (repeatable) names a witness key, and `--quorum K` how many of them must have
+  cosigned `checkpoint` (default: all of them).
+- `--policy FILE` pins all of it at once as a C2SP tlog-policy: `log <vkey>` lines, `witness
+  <name> <vkey>` lines, `group <name> <k|any|all> <member>…` lines and one `quorum` line. Write
+  it yourself, or take `policy.txt` and compare every key in it with yours first.
+- `--tsa-cert FILE` pins a time-stamping authority's certificate (PEM): `checkpoint.tsr`, an
+  RFC 3161 token over the checkpoint as the log signed it, must then verify, and the output
+  gives its time. Without a time stamp, the times in the entries are the operator's clock.
+
+Exit status 0 means every signature, cosignature quorum, time stamp (when a certificate is
+pinned), inclusion proof, consistency proof and SHA-256 below holds against what you pinned;
+3 names the first entry or file that fails (a checkpoint signed by another key, a quorum not
+met, a bad time stamp included); 4 means the bundle's checks hold but nothing outside it
+pinned its key (the output shows the key's fingerprint): pass `--key` or `--policy`; 1 is
+any other error (an unreadable file, a malformed policy). At the operator's site, the key
+ring, `[audit] witnesses` and `quorum` of its `gpumeter.toml` pin them instead.
 
 ## By hand, with standard C2SP / RFC 6962 tools
 
 1. `checkpoint` is a C2SP signed note holding a tlog-checkpoint: origin, tree size, base64
    RFC 6962 root. Check its Ed25519 signature with the vkey, e.g. Go
    `golang.org/x/mod/sumdb/note`: `note.Open(data, note.VerifierList(note.NewVerifier(vkey)))`,
-   and that the origin line is `{_md(origin)}`.
+   and that the origin line is `{_md(origin)}`. The witnesses' lines are C2SP
+   tlog-cosignature/v1 signatures (type 0x04): an 8-byte big-endian time in seconds, then
+   the witness key's Ed25519 signature of `cosignature/v1\\ntime <seconds>\\n` followed
+   by the note's text.
 2. Each `entries/<index>.json` is the exact entry bytes (RFC 8785 canonical JSON). Its leaf
    hash is `SHA-256(0x00 || bytes)`. `entries/<index>.tlog-proof` is a
    `c2sp.org/tlog-proof@v1` file: the `index`, the inclusion path (base64 hashes, leaf's
@@ -197,9 +265,11 @@ holds; otherwise one line names the first entry or file that fails.
    `proof.VerifyConsistency(rfc6962.DefaultHasher, oldSize, newSize, proof, oldRoot, newRoot)`.
 4. Entries that vouch for a file name it as `{{"document": "documents/<file>", "sha256": "<hex>"}}`;
    compare with `sha256sum documents/<file>`.
-5. The bundle's last `export` entry names the SHA-256 of `policy.json`, `VERIFY.md`,
-   `report/sovereignty.csv` and `report/summary.md`, the number and digest of the entries
-   it carries (SHA-256 of their indices, one per line), and the previous checkpoint.
+5. The bundle's last `export` entry names the SHA-256 of `policy.json`, `policy.txt`,
+   `VERIFY.md`, `report/sovereignty.csv` and `report/summary.md`, the number and digest of
+   the entries it carries (SHA-256 of their indices, one per line), and the previous
+   checkpoint (its size and the SHA-256 of its note). `keys/` holds the keys the
+   `key_event` entries name.
 
 What this proves: these entries were in the log, unchanged, in this order, when the
 checkpoint was signed, and the log only grew since the previous bundle. It does not prove
@@ -207,6 +277,39 @@ that the entries are true or complete, nor where hardware physically was: that r
 the logged inventory (`inventory_snapshot` entries) and on the operator's controls.
 """
     return text.encode("utf-8")
+
+
+def consistency_json(old_checkpoint: str, proof: Sequence[bytes]) -> bytes:
+    """``consistency.json``: the previous checkpoint's note and the proof from it, exactly
+    as written (a verifier accepts these bytes and no other spelling of them)."""
+    doc = {"old_checkpoint": old_checkpoint, "proof": [base64.b64encode(h).decode("ascii") for h in proof]}
+    return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
+
+
+def policy_txt(origin: str, policy: TrustPolicy) -> bytes:
+    """``policy.txt``: the log's C2SP tlog-policy (log keys, witnesses, quorum), for convenience.
+
+    ``gpumeter audit verify`` never trusts it: a bundle can carry any key, so the key
+    must be pinned from outside (``--key``, ``--policy``, the key ring of the site).
+    """
+    comment = (
+        f"Trust policy of the gpumeter audit log {origin} (C2SP tlog-policy), as this bundle states it.\n"
+        "A checkpoint counts when one log key signed it and the quorum of witnesses cosigned it.\n"
+        "Do not trust it from the bundle: compare each key with one you got from a channel the\n"
+        "operator cannot change afterwards (e.g. the fingerprint printed on your invoices)."
+    )
+    return policy.format(comment).encode("utf-8")
+
+
+def key_file_name(vkey: str) -> str:
+    """``keys/<name, other than [A-Za-z0-9._-] as _>+<key ID>.vkey``: names hold ``/`` and
+    rotated keys share a name."""
+    v = parse_vkey(vkey)
+    return "keys/" + re.sub(r"[^A-Za-z0-9._-]", "_", v.name) + f"+{v.key_id.hex()}.vkey"
+
+
+def key_file(vkey: str) -> bytes:
+    return vkey.encode("utf-8") + b"\n"
 
 
 def entry_list_digest(indices: Iterable[int]) -> str:

@@ -27,8 +27,8 @@ import requests
 from bench.results import write_section
 from gpumeter import store
 from gpumeter.config import load_config
+from metering.collector import ChunkMeter
 from metering.prom import PromClient
-from metering.promql import over_energy, over_evidence
 from metering.run import collect, settings_from
 from metering.samples import ENERGY, GR_ACTIVE, UTIL, sample_frame
 from metering.semantics import meter
@@ -61,19 +61,11 @@ def naive(url: str, cfg_path: Path, span: Span, chunk_hours: int) -> tuple[list[
 def floor(url: str, cfg_path: Path, span: Span, chunk_hours: int) -> float:
     """Wall time of the aggregate queries alone (same queries, same concurrency, no parsing)."""
     cfg = load_config(cfg_path)
-    client = PromClient(url)
-    r_win, r_ext = client.range_ms(HOUR_MS), client.range_ms(HOUR_MS + cfg.telemetry.scrape_interval_ms)
+    chunk_meter = ChunkMeter(PromClient(url), settings_from(cfg))
     session = requests.Session()
     t0 = time.perf_counter()
     for chunk in span.chunks(chunk_hours):
-        first_end = chunk.start_ms + HOUR_MS
-        qs = [
-            (over_evidence("count_over_time", r_win), first_end),
-            (over_evidence("sum_over_time", r_win), first_end),
-            (over_energy("count_over_time", r_ext), first_end),
-            (over_energy("last_over_time", r_win), chunk.start_ms),
-            (over_energy("resets", r_ext), first_end),
-        ]
+        qs = list(chunk_meter.queries(chunk).values())
 
         def get(q: tuple[str, int], end: int = chunk.end_ms) -> int:
             r = session.get(

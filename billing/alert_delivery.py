@@ -20,7 +20,6 @@ the environment are not used.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import urllib.parse
@@ -35,8 +34,6 @@ import httpx
 from billing.budgets import CONTENT_TYPE, DEFAULT_SOURCE, SIGNATURE_HEADER, signature
 from gpumeter import store
 from gpumeter.config import Config
-from gpumeter.errors import ConfigError
-from gpumeter.tomllines import key_line
 
 SECRET_ENV = "GPUMETER_WEBHOOK_SECRET"  # noqa: S105 - the name of the variable, not a secret
 """The environment variable the CLI reads the signing secret from (never this module)."""
@@ -71,20 +68,6 @@ class AlertSettings:
         return float(min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
 
 
-_ALERT_KEYS = ("webhook_url", "source", "timeout_s", "attempts", "backoff_s")
-_SECTION = re.compile(r"^\s*\[\s*alerts\s*\]\s*(#.*)?$")
-
-
-def _line(config: Config, key: str | None) -> int | None:
-    """The line of ``[alerts]`` (or of ``key`` inside it) in gpumeter.toml, for errors."""
-    try:
-        text = config.path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    start = next((i for i, ln in enumerate(text.splitlines(), start=1) if _SECTION.match(ln)), None)
-    return start if key is None else key_line(text, start, key)
-
-
 def check_webhook_url(url: str) -> str | None:
     """Why ``url`` cannot be a webhook (None when it can): http(s), a host, no credentials."""
     try:
@@ -103,48 +86,35 @@ def check_webhook_url(url: str) -> str | None:
 
 
 def alert_settings(config: Config) -> AlertSettings:
-    """Parse ``[alerts]``; an unknown key or a bad value names the file, line and value."""
-    raw = config.raw.get("alerts", {})
-    if not isinstance(raw, dict):
-        raise ConfigError("[alerts] must be a table", file=config.path, value=raw)
-
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"[alerts] {key} {why}", file=config.path, line=_line(config, key), value=raw.get(key))
-
-    unknown = sorted(set(raw) - set(_ALERT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"[alerts] has an unknown key (keys: {', '.join(_ALERT_KEYS)})",
-            file=config.path,
-            line=_line(config, unknown[0]),
-            value=unknown[0],
-        )
+    """``[alerts]`` as settings. Its keys and their types are declared and checked with the
+    rest of gpumeter.toml (``gpumeter.config.TABLES``); a value that means nothing here (a URL
+    that is not a webhook, a time out of range) names the file, the line and the value."""
+    raw: dict[str, Any] = config.raw.get("alerts", {})
     values: dict[str, Any] = {}
     url = raw.get("webhook_url")
     if url is not None:
-        if not isinstance(url, str):
-            raise bad("webhook_url", "must be a string")
         why = check_webhook_url(url)
         if why:
-            raise bad("webhook_url", why)
+            raise config.bad("alerts", "webhook_url", why, url)
         values["webhook_url"] = url
     source = raw.get("source")
     if source is not None:
-        if not isinstance(source, str) or not source.strip() or len(source) > 500:
-            raise bad("source", "must be a non-empty string (a URI-reference) of at most 500 characters")
+        if not source.strip() or len(source) > 500:
+            raise config.bad(
+                "alerts", "source", "must be a non-empty string (a URI-reference) of at most 500 characters", source
+            )
         values["source"] = source
     for key, positive, high in (("timeout_s", True, 300.0), ("backoff_s", False, MAX_BACKOFF_S)):
         if key in raw:
             v = raw[key]
-            low_ok = isinstance(v, int | float) and (v > 0 if positive else v >= 0)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not low_ok or v > high:
+            if not ((v > 0 if positive else v >= 0) and v <= high):  # NaN fails both
                 floor = "more than 0" if positive else "0"
-                raise bad(key, f"must be a number of seconds, from {floor} to {high:g}")
+                raise config.bad("alerts", key, f"must be a number of seconds, from {floor} to {high:g}", v)
             values[key] = float(v)
     if "attempts" in raw:
         v = raw["attempts"]
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10:
-            raise bad("attempts", "must be a whole number from 1 to 10")
+        if not 1 <= v <= 10:
+            raise config.bad("alerts", "attempts", "must be a whole number from 1 to 10", v)
         values["attempts"] = v
     return AlertSettings(**values)
 

@@ -12,6 +12,8 @@
         ├── VatError               a tenant's VAT status does not allow invoicing (tenant)
         ├── SupplierError          [billing] supplier lacks a mandatory invoice mention
         ├── StoreStateError        issued documents in the store disagree with themselves
+        ├── ClosingError           the month cannot be issued now: not over, not fully
+        │                          metered, or the clock is behind the last issue date
         ├── DocumentError          an e-invoice could not be built or failed validation
         │   └── ValidationError    Factur-X XML fails the XSD or a schematron
         └── StripeSyncError        an issued document cannot be pushed to Stripe (number)
@@ -77,6 +79,11 @@ class SupplierError(BillingError):
 
 class StoreStateError(BillingError):
     """Issued documents in the store are inconsistent (e.g. a credit note with no original)."""
+
+
+class ClosingError(BillingError):
+    """``--finalize`` refused: the month has not ended, some of its hours were never
+    collected, or the issue date is earlier than the last issued document's."""
 
 
 class DocumentError(BillingError):

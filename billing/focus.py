@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -477,8 +478,17 @@ def write_focus(frame: pl.DataFrame, path: Path, fmt: str = "csv") -> None:
         raise BillingError("FOCUS export format is csv or parquet", value=fmt)
 
 
-def usage_focus(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> pl.DataFrame:
-    """``gpumeter usage --format focus``: the month's FOCUS rows with each job's verdict."""
+def usage_focus(
+    con: duckdb.DuckDBPyConnection, config: Config, month: str, *, tenant: str | None = None
+) -> pl.DataFrame:
+    """``gpumeter usage --format focus``: the month's FOCUS rows with each job's verdict.
+
+    With ``tenant``, only that tenant's usage is read and priced (a tenant's lines depend on
+    its own usage alone), so the rows are exactly its rows of the whole month's FOCUS.
+    """
     allowed = report.allowed_set(config.audit.allowed_countries)
-    verdicts = report.verdicts(con, month_span(month), allowed)
-    return focus_frame(con, config, month, in_eu={job: v.in_boundary for job, (v, _) in verdicts.items()})
+    verdicts = report.verdicts(con, month_span(month), allowed, tenant=tenant)
+    in_eu = {job: v.in_boundary for job, (v, _) in verdicts.items()}
+    if tenant is None:
+        return focus_frame(con, config, month, in_eu=in_eu)
+    return focus_frame(con, config, month, in_eu=in_eu, usage=partial(report.billable_usage, tenant=tenant))

@@ -13,8 +13,9 @@ Issued documents are only ever inserted (:func:`store_document`): lines and tota
 DECIMAL, the exact JSON and PDF bytes and their SHA-256, and for a Peppol tenant the UBL XML
 (:func:`store_ubl`). :func:`read_issued` gives what a
 month already holds, which is what corrections are computed against. Whoever reads the
-frozen bytes back (to restore a file, to push to Stripe) takes them through
-:func:`check_frozen`: bytes that are missing or do not match their SHA-256 are refused.
+frozen bytes back (to restore a file, to push to Stripe, to hand a tenant its documents)
+takes them through :func:`check_frozen` (the embedded Factur-X XML through
+:func:`embedded_xml`): bytes that are missing or do not match their SHA-256 are refused.
 """
 
 from __future__ import annotations
@@ -226,6 +227,18 @@ def check_frozen(number: str, name: str, data: bytes | None, sha256: str) -> byt
     if _sha256(data) != sha256:
         raise StoreStateError(f"{number}: the stored bytes of {name} do not match their SHA-256", value=number)
     return bytes(data)
+
+
+def embedded_xml(number: str, pdf: bytes, sha256: str) -> bytes:
+    """The ``factur-x.xml`` inside issued document ``number``'s frozen PDF, if it matches the
+    SHA-256 stored with the document (the XML is frozen only as part of the PDF)."""
+    from facturx import get_facturx_xml_from_pdf
+
+    try:
+        _, xml = get_facturx_xml_from_pdf(pdf, check_xsd=False)
+    except Exception as exc:  # the library raises bare Exceptions on a PDF it cannot read
+        raise StoreStateError(f"{number}: the stored PDF holds no readable factur-x.xml", value=number) from exc
+    return check_frozen(number, "factur-x.xml", xml, sha256)
 
 
 def issued_files(con: duckdb.DuckDBPyConnection, number: str) -> tuple[bytes, str, bytes, str]:

@@ -10,9 +10,11 @@ Order of work, so that bad input changes nothing:
    credit note for what moved since; any pricing or VAT error stops here;
 3. without ``--finalize``: rewrite ``<output>/<YYYY-MM>/draft-<tenant>.json`` and ``.pdf``
    (stale drafts of the month are removed first);
-4. with ``--finalize``: in **one** transaction, claim each gapless number, build the
-   Factur-X XML, validate it (XSD always; EN 16931 and, for French customers, French CTC
-   schematrons when saxonche is installed), render and embed the PDF, store the frozen
+4. with ``--finalize``: only for a month that has ended and was fully collected, at an
+   issue date no earlier than the last issued document's (:mod:`billing.closing`); in
+   **one** transaction, claim each gapless number, build the Factur-X XML, validate it
+   (XSD always; EN 16931 and, for French customers, French CTC schematrons when saxonche
+   is installed), render and embed the PDF, store the frozen
    document (lines and totals as DECIMAL, JSON and PDF bytes, SHA-256s) and record the
    finalization in the audit log; commit; then write ``<number>.json`` / ``.pdf``.
    For a tenant with ``einvoice = peppol`` the same transaction also builds the UBL XML
@@ -41,6 +43,7 @@ import duckdb
 import polars as pl
 
 from audit.keys import pin_mention
+from billing.closing import coverage_note, verify_issue_date, verify_month_closed
 from billing.contracts import read_contracts, verify_references
 from billing.credits import NO_HISTORY
 from billing.drawdown import read_draws
@@ -281,6 +284,9 @@ def invoice_month(
     issued = plan.issued
     for w in plan.warnings:
         say(f"warning: {w}")
+    note = coverage_note(con, Month.parse(period.month), config.telemetry.scrape_interval_ms)
+    if note:
+        say(note)
     out_dir = month_dir(config, period)
     if not finalize:
         drafts = _write_drafts(plan, out_dir, say)
@@ -288,10 +294,13 @@ def invoice_month(
         return sorted(drafts + earlier, key=lambda r: (r.tenant, r.number or "~"))
     if now is not None and now.tzinfo is None:
         raise BillingError("the issue time must be timezone-aware (UTC)", value=str(now))
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    verify_month_closed(con, Month.parse(period.month), moment)
     verify_supplier(supplier, file=str(config.path))
     if any(inv.einvoice == PEPPOL for inv in plan.pending):
         verify_peppol_supplier(supplier, file=str(config.path))
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    if plan.pending:
+        verify_issue_date(con, moment.date())
     pin = pin_mention(config.audit.signing_key, config.audit.origin)
     if pin is None and plan.pending:
         say("warning: the audit log has no key yet (run `gpumeter init`); these documents cannot name it")

@@ -1,4 +1,4 @@
-"""The dashboards: Finance, Utilisation, Compliance, Auditor (and Access for admins).
+"""The dashboards: Finance, Utilisation, Compliance, Auditor (Access for admins, My account for tenants).
 
 One Streamlit entrypoint (``app.py``, served by ``gpumeter dashboard``) registers with
 ``st.navigation`` the pages of the signed-in user's role (:mod:`dashboards.roles`); the
@@ -10,6 +10,8 @@ page scripts in ``screens/`` only draw what :mod:`dashboards.views` hands them.
 ``utilisation``        per-month usage aggregates; held/busy/idle, energy, coverage gaps
 ``compliance``         verdicts and violation evidence; the audit log against its checkpoint
 ``exports``            auditor bundles built on download, each one an ``export`` log entry
+``account``            My account: one tenant's data, the tenant bound into every query
+``exit_package``       ``gpumeter export --tenant``: that data as files, with a manifest
 ``reader``             short read-only sessions and short writes beside ``collect``; versions
 ``auth``               users (argon2id), sign-in, refusals recorded and logged
 ``gate``               one process's sign-in guard: reservations, argon2 bound, refusals in memory
@@ -18,10 +20,10 @@ page scripts in ``screens/`` only draw what :mod:`dashboards.views` hands them.
 ``roles``              roles, their pages, who may export what (pure)
 ``settings``           ``[dashboard]`` of gpumeter.toml; the :class:`~dashboards.settings.Site`
 ``charts``, ``ui``     Altair charts; tables with CSV download, month pickers, errors
-``commands``           ``gpumeter dashboard``, ``gpumeter users add|list|remove``
+``commands``           ``gpumeter dashboard``, ``gpumeter users add|list|remove``, ``gpumeter export``
 ``errors``             :class:`~dashboards.errors.DashboardError` and its tree
 =====================  =======================================================================
 
-No SQL text and no pricing live in the pages: queries are ``sql/queries/dash_*.sql``,
+No SQL text and no pricing live in the pages: queries are ``sql/queries/dash_*.sql`` (and ``account_*.sql``),
 prices come from billing. Decisions: docs/adr/0006-dashboards.md.
 """

@@ -24,7 +24,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboards import sessions, ui, views
-from dashboards.roles import ICONS, TITLES, Viewer, pages_for
+from dashboards.roles import ICONS, TITLES, Role, Viewer, pages_for
 from dashboards.settings import CONFIG_ENV, PASSPHRASE_ENV, Site, open_site
 from gpumeter.config import load_config
 from gpumeter.errors import ConfigError, GpumeterError
@@ -108,8 +108,11 @@ def _run(site: Site, now: datetime) -> None:
     ]
     navigation = st.navigation(pages)
     with st.sidebar:
-        scope = f", tenant {viewer.tenant}" if viewer.tenant else ""
-        st.caption(f"Signed in as **{viewer.name}** ({viewer.role.value}{scope})")
+        if viewer.role is Role.TENANT:
+            role = f"tenant {viewer.tenant}"
+        else:
+            role = viewer.role.value + (f", tenant {viewer.tenant}" if viewer.tenant else "")
+        st.caption(f"Signed in as **{viewer.name}** ({role})")
         st.button("Sign out", on_click=_sign_out, icon=":material/logout:")
         st.caption(f"Times in UTC. {site.config.audit.origin}")
     navigation.run()

@@ -1,7 +1,7 @@
 """Dashboard users, their argon2id password hashes, and signing in.
 
 * Users live in the store (``dashboard_users``, ``sql/schema/0005_dashboards.sql``) with a
-  role and, for an auditor, optionally one tenant. ``gpumeter users add|list|remove``
+  role and, for an auditor optionally and for a tenant user always, one tenant. ``gpumeter users add|list|remove``
   manages them; the dashboards only read them (and note the last sign-in).
 * Passwords are hashed with argon2id (argon2-cffi's :class:`~argon2.PasswordHasher`, RFC
   9106 low-memory profile); the PHC string carries salt and parameters, and a hash made
@@ -38,7 +38,7 @@ from dashboards.errors import RateLimited, UserError
 from dashboards.gate import Key, Refusal, SignInGate, gate_for
 from dashboards.ratelimit import Throttle, client_key, verify_throttle
 from dashboards.reader import StoreAccess
-from dashboards.roles import Role, Viewer
+from dashboards.roles import SCOPED_ROLES, Role, Viewer
 from gpumeter import store
 
 log = logging.getLogger("gpumeter.dashboards.auth")
@@ -88,6 +88,20 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_scope(role: str, tenant: str | None) -> Role:
+    """The role named, and whether it takes ``tenant``: a tenant user needs one, an auditor
+    may have one, other roles see every tenant (pure; whether the tenant exists is the store's)."""
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise UserError(f"unknown role (roles: {', '.join(r.value for r in Role)})", value=role) from None
+    if tenant is None and parsed is Role.TENANT:
+        raise UserError("the tenant role needs --tenant T: the one tenant whose data it sees", value=role)
+    if tenant is not None and parsed not in SCOPED_ROLES:
+        raise UserError("--tenant scopes an auditor or binds a tenant user; other roles see every tenant", value=role)
+    return parsed
+
+
 def password_matches(password_hash: str, password: str) -> tuple[bool, bool]:
     """(matches, needs a rehash)."""
     try:
@@ -129,15 +143,9 @@ def add_user(
 ) -> UserRecord:
     """Add (or with ``replace`` change) a user; bad input changes nothing."""
     check_name(name)
-    try:
-        parsed = Role(role)
-    except ValueError:
-        raise UserError(f"unknown role (roles: {', '.join(r.value for r in Role)})", value=role) from None
-    if tenant is not None:
-        if parsed is not Role.AUDITOR:
-            raise UserError("--tenant scopes an auditor; other roles see every tenant", value=role)
-        if tenant not in _tenants(con):
-            raise UserError("no such tenant in tenants.csv (run `gpumeter collect` after adding it)", value=tenant)
+    parsed = check_scope(role, tenant)
+    if tenant is not None and tenant not in _tenants(con):
+        raise UserError("no such tenant in tenants.csv (run `gpumeter collect` after adding it)", value=tenant)
     password_hash = hash_password(password)
     with store.transaction(con):
         if store.run(con, "dash_user_get", {"name": name}).fetchall() and not replace:

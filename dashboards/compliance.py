@@ -110,9 +110,12 @@ def _decimal_sum(series: pl.Series) -> Decimal:
 Verdicts = Mapping[str, tuple[Verdict, Mapping[str, Any]]]
 
 
-def judge_month(con: duckdb.DuckDBPyConnection, month: str, boundary: Policy) -> BoundaryMonth:
+def judge_month(
+    con: duckdb.DuckDBPyConnection, month: str, boundary: Policy, *, tenant: str | None = None
+) -> BoundaryMonth:
+    """The month's jobs (only ``tenant``'s when given) under ``boundary``, with the evidence."""
     span = month_span(month)
-    judged: Verdicts = report.verdicts(con, span, boundary.countries)
+    judged: Verdicts = report.verdicts(con, span, boundary.countries, tenant=tenant)
     jobs = []
     outside: list[str] = []
     for job_id, (verdict, facts) in sorted(judged.items()):

@@ -6,6 +6,7 @@
     └── DashboardError            the dashboards cannot do what was asked        exit 1
         ├── UserError             a bad user name, role, tenant or password (``gpumeter users``)
         ├── AccessDenied          a role asked for a page or an export it may not have
+        ├── UnknownTenant         a tenant that tenants.csv does not hold (My account, ``gpumeter export``)
         └── RateLimited           too many failed sign-ins: names when to try again
 
 Store problems (locked longer than the wait, schema too old) stay
@@ -30,6 +31,10 @@ class UserError(DashboardError):
 
 class AccessDenied(DashboardError):
     """The signed-in user's role does not allow this page or this export."""
+
+
+class UnknownTenant(DashboardError):
+    """A tenant's own view or export was asked for a tenant the store does not know."""
 
 
 class RateLimited(DashboardError):

@@ -28,9 +28,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from audit import highwater, keys, policy
+from audit import cosign, highwater, keys, policy
 from audit.bundle import ExportResult, attest_and_export
 from audit.note import Signer
+from audit.seal import seal
 from dashboards import sessions
 from dashboards.reader import StoreAccess, forget_version
 from dashboards.roles import Viewer, verify_export
@@ -77,7 +78,18 @@ def export_month(
     store.require_schema(con)
     mark = highwater.mark_path(config.audit.signing_key)
     return attest_and_export(
-        con, month, tenant, out, [signer], config.audit.origin, boundary, by=by, at=at, mark=mark
+        con,
+        month,
+        tenant,
+        out,
+        [signer],
+        config.audit.origin,
+        boundary,
+        by=by,
+        at=at,
+        mark=mark,
+        seal=lambda stored: seal(con, config, stored),
+        trust=cosign.trust_policy(config),
     ).export
 
 

@@ -13,8 +13,9 @@
     trusted_proxy_header = "" # e.g. "X-Forwarded-For": the reverse proxy in front sets the client's address
                               # there; "" = the socket's address (set it only behind such a proxy)
 
-Everything is optional. The signing-key passphrase (for exports) is handed in by the
-entrypoint, which alone reads the environment.
+Everything is optional; the keys and their types are checked when gpumeter.toml is read
+(unknown keys and wrong types are refused there). The signing-key passphrase (for exports)
+is handed in by the entrypoint, which alone reads the environment.
 """
 
 from __future__ import annotations
@@ -26,23 +27,12 @@ from typing import Any
 
 from dashboards.reader import StoreAccess
 from gpumeter.config import Config, parse_duration_ms
-from gpumeter.errors import ConfigError
 
 #: The environment the entrypoint reads (set by ``gpumeter dashboard`` for its child).
 CONFIG_ENV = "GPUMETER_DASHBOARD_CONFIG"
 PASSPHRASE_ENV = "GPUMETER_AUDIT_PASSPHRASE"  # noqa: S105 - the name of the variable, not a secret
 
 _HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
-_KEYS: dict[str, type | tuple[type, ...]] = {
-    "oidc": bool,
-    "oidc_provider": str,
-    "oidc_claim": str,
-    "read_wait_s": (int, float),
-    "write_wait_s": (int, float),
-    "version_ttl_s": (int, float),
-    "session_idle": str,
-    "trusted_proxy_header": str,
-}
 
 
 @dataclass(frozen=True)
@@ -58,33 +48,20 @@ class DashboardSettings:
 
 
 def dashboard_settings(config: Config) -> DashboardSettings:
-    """Parse ``[dashboard]``; an unknown key or a bad value names the file and the key."""
-    raw = config.raw.get("dashboard", {})
-    if not isinstance(raw, dict):
-        raise ConfigError("[dashboard] must be a table", file=config.path, value=raw)
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        kind = _KEYS.get(key)
-        if kind is None:
-            raise ConfigError(
-                f"[dashboard] has an unknown key (keys: {', '.join(sorted(_KEYS))})", file=config.path, value=key
-            )
-        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-            raise ConfigError(f"[dashboard] {key} has the wrong type", file=config.path, value=value)
-        values[key] = value
-        if key == "session_idle" and isinstance(value, str):
-            del values[key]
-            idle_ms = parse_duration_ms(value, file=config.path, key="[dashboard] session_idle")
-            values["session_idle_s"] = idle_ms / 1000
-        if key == "trusted_proxy_header" and isinstance(value, str) and value and not _HEADER.fullmatch(value):
-            raise ConfigError(
-                "[dashboard] trusted_proxy_header must be an HTTP header name", file=config.path, value=value
-            )
-        if isinstance(value, int | float) and key.endswith("_s"):
-            seconds = float(value)
-            if seconds < 0:
-                raise ConfigError(f"[dashboard] {key} must not be negative", file=config.path, value=value)
-            values[key] = seconds
+    """``[dashboard]`` as settings. Its keys and their types are declared and checked with the
+    rest of gpumeter.toml (``gpumeter.config.TABLES``); what is left here is their meaning."""
+    raw: dict[str, Any] = config.raw.get("dashboard", {})
+    values: dict[str, Any] = {k: v for k, v in raw.items() if k in DashboardSettings.__dataclass_fields__}
+    if "session_idle" in raw:
+        values["session_idle_s"] = parse_duration_ms(raw["session_idle"]) / 1000
+    header = values.get("trusted_proxy_header", "")
+    if header and not _HEADER.fullmatch(header):
+        raise config.bad("dashboard", "trusted_proxy_header", "must be an HTTP header name", header)
+    for key, value in values.items():
+        if key.endswith("_s"):
+            if value < 0:
+                raise config.bad("dashboard", key, "must not be negative", value)
+            values[key] = float(value)
     return DashboardSettings(**values)
 
 

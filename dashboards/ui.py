@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 import polars as pl
 import streamlit as st
 
-from dashboards import ratelimit, sessions
+from dashboards import exports, ratelimit, sessions
 from dashboards.errors import AccessDenied
 from dashboards.roles import Page, Viewer, may_open
 from dashboards.settings import Site
@@ -138,3 +139,24 @@ def start_session(viewer: Viewer, now: datetime) -> None:
     """A successful sign-in: the tab's session begins (the entrypoint checks it every run)."""
     st.session_state[SESSION_KEY] = sessions.start(viewer, now)
     st.session_state.pop(NOTICE_KEY, None)
+
+
+def bundle_button(site: Site, viewer: Viewer, month: str, tenant: str | None, *, label: str, key: str) -> None:
+    """A download that builds the auditor bundle of ``month`` (``tenant``'s, or the whole log)
+    when clicked; the session and the viewer are checked again at that moment
+    (:func:`dashboards.exports.bundle_bytes`). Disabled, with the reason, when this server
+    cannot sign."""
+    ready = exports.check_signing(site.config, site.passphrase)
+    if not ready.passed:
+        st.warning(f"Bundles cannot be made here: {ready.reason}")
+    st.download_button(
+        label,
+        data=partial(exports.bundle_bytes, site, st.session_state[SESSION_KEY], viewer, month, tenant),
+        file_name=exports.bundle_name(month, tenant),
+        mime="application/zip",
+        key=key,
+        on_click="ignore",
+        type="primary",
+        icon=":material/download:",
+        disabled=not ready.passed,
+    )

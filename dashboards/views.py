@@ -16,19 +16,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import polars as pl
 import streamlit as st
 
 from audit import policy
 from audit.keys import keyring_path
-from dashboards import compliance, exports, finance, utilisation
+from billing.budgets import Budget
+from dashboards import account, compliance, exports, finance, utilisation
 from dashboards.auth import UserRecord, list_users, recent_failures
 from dashboards.gate import Refusal, gate_for
 from dashboards.reader import DataVersion, StoreAccess, data_version
 from dashboards.settings import Site, file_version
 from gpumeter.config import Config
+from gpumeter.errors import GpumeterError
 from gpumeter.months import Month
+from metering.inventory import Tenant
 
 TTL_S = 900
 MAX_ENTRIES = 512
@@ -272,6 +276,114 @@ def access_data(site: Site) -> AccessData:
     with site.access.read() as con:
         users = list_users(con)
     return AccessData(users, recent_failures(site.access), gate_for(site.access.path).refusals())
+
+
+# --------------------------------------------------------------------------- My account
+# Every cached piece takes the tenant as a hashed argument: two tenants never share an entry.
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _account_months(_access: StoreAccess, key: str, tenant: str, usage: str, billing: str) -> list[str]:
+    with _access.read() as con:
+        return account.months(con, tenant)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _account_usage(_access: StoreAccess, key: str, tenant: str, month: str, month_version: str) -> pl.DataFrame:
+    with _access.read() as con:
+        return account.usage(con, tenant, month)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _account_documents(_access: StoreAccess, key: str, tenant: str, billing_version: str) -> pl.DataFrame:
+    with _access.read() as con:
+        return account.documents(con, tenant)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _account_sovereignty(
+    _access: StoreAccess, key: str, tenant: str, month: str, month_version: str, boundary: tuple[str, ...]
+) -> compliance.BoundaryMonth:
+    with _access.read() as con:
+        return account.sovereignty(con, tenant, month, policy.policy(boundary))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _account_priced(
+    _access: StoreAccess, _config: Config, key: str, tenant: str, month: str, month_version: str, rates: str
+) -> tuple[Decimal | None, str | None]:
+    """The month's usage priced like its invoice (EUR excl. VAT), or why it cannot be."""
+    try:
+        with _access.read() as con:
+            return account.priced(account.focus(con, _config, tenant, month)), None
+    except GpumeterError as exc:
+        return None, exc.explain()
+
+
+@dataclass(frozen=True)
+class AccountData:
+    tenant: Tenant
+    month: str
+    usage: pl.DataFrame  # the month's job-month rows
+    documents: pl.DataFrame  # every month's
+    sovereignty: compliance.BoundaryMonth
+    budget: Budget | None
+    alerts: pl.DataFrame  # the month's
+    priced: Decimal | None
+    priced_error: str | None
+    contracts: account.Contracts
+
+
+def account_months(site: Site, tenant: str, now: datetime) -> tuple[list[str], str]:
+    """The tenant's months with data and the current one, newest first; and the one to open
+    on: its newest month with data, else the current one."""
+    v = version(site)
+    known = _account_months(site.access, site.key, tenant, v.usage, v.billing)
+    return sorted({*known, month_of(now)}, reverse=True), known[0] if known else month_of(now)
+
+
+def account_data(site: Site, tenant: str, month: str) -> AccountData:
+    """My account's data for ``tenant``; its store reads share one connection."""
+    with site.access.session():
+        v = version(site)
+        with site.access.read() as con:  # small and not versioned: read on every run
+            info = account.tenant_info(con, tenant)
+            budget = account.budget(con, tenant)
+            alerts = account.alerts(con, tenant, month)
+            contracts = account.contracts(con, tenant, month)
+        boundary = tuple(site.config.audit.allowed_countries)
+        net, error = _account_priced(
+            site.access,
+            site.config,
+            site.key,
+            tenant,
+            month,
+            v.month(month),
+            file_version(site.config.billing.rates),
+        )
+        return AccountData(
+            tenant=info,
+            month=month,
+            usage=_account_usage(site.access, site.key, tenant, month, v.month(month)),
+            documents=_account_documents(site.access, site.key, tenant, v.billing),
+            sovereignty=_account_sovereignty(site.access, site.key, tenant, month, v.month(month), boundary),
+            budget=budget,
+            alerts=alerts,
+            priced=net,
+            priced_error=error,
+            contracts=contracts,
+        )
+
+
+@st.cache_data(ttl=TTL_S, max_entries=64, show_spinner=False)
+def _account_files(_access: StoreAccess, key: str, tenant: str, number: str) -> list[account.DocumentFile]:
+    with _access.read() as con:
+        return account.document_files(con, tenant, number)
+
+
+def account_files(site: Site, tenant: str, number: str) -> list[account.DocumentFile]:
+    """One of the tenant's issued documents as files (issued documents never change)."""
+    return _account_files(site.access, site.key, tenant, number)
 
 
 def clear() -> None:

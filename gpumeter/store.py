@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,16 +26,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 import polars as pl
 
+from gpumeter.config import StoreConfig
 from gpumeter.errors import StoreError
 from gpumeter.findings import Finding, failed, passed, warned
 
 if TYPE_CHECKING:
     from gpumeter.config import Config
 
-READ_WAIT_S = 30.0
-"""How long a reader waits for a writer's lock before giving up."""
-WRITE_WAIT_S = 60.0
-"""How long a writer (collect, invoice, stripe, users, audit) waits for another's lock."""
+READ_WAIT_S = StoreConfig.read_wait_s
+"""How long a reader waits for a writer's lock before giving up (``[store] read_wait_s``)."""
+WRITE_WAIT_S = StoreConfig.write_wait_s
+"""How long a writer (collect, invoice, stripe, users, audit) waits for another's lock
+(``[store] write_wait_s``)."""
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 
@@ -125,11 +127,12 @@ def opened(cfg: Config, mode: Mode = "read", *, wait_s: float | None = None) -> 
     """The store of ``cfg``, checked against the code's schema, closed on exit.
 
     ``read`` opens read-only (the database must exist); ``write`` opens read-write. Both
-    wait a bounded time for another process's lock and then name the holder; both refuse
-    a schema older than the code (run ``gpumeter init``) or newer (upgrade gpumeter).
+    wait a bounded time for another process's lock (``[store] read_wait_s`` /
+    ``write_wait_s``) and then name the holder; both refuse a schema older than the code
+    (run ``gpumeter init``) or newer (upgrade gpumeter).
     """
     read_only = mode == "read"
-    wait = wait_s if wait_s is not None else (READ_WAIT_S if read_only else WRITE_WAIT_S)
+    wait = wait_s if wait_s is not None else (cfg.store.read_wait_s if read_only else cfg.store.write_wait_s)
     con = connect(cfg.store.database, read_only=read_only, wait_s=wait)
     try:
         require_schema(con)
@@ -331,14 +334,34 @@ def frame(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] |
     return out
 
 
+_WRITE_FAILED = re.compile(r'Could not write (?:all bytes to )?file "(?P<file>[^"]+)"[^:]*: (?P<reason>[^\n]+)')
+
+
+def write_error(exc: duckdb.Error) -> StoreError:
+    """A write the store could not make (a full disk, an I/O error), as one line: the file,
+    the reason, and that the transaction left nothing behind."""
+    m = _WRITE_FAILED.search(str(exc))
+    what = f"{m.group('file')}: {m.group('reason').strip()}" if m else f"the store: {exc}"
+    return StoreError(f"cannot write {what}; the transaction was rolled back, nothing of it was kept")
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: commit on success, roll back on any exception."""
+    """All or nothing: commit on success, roll back on any exception.
+
+    A commit the disk refuses (full, failing) is a :class:`StoreError` naming the file and
+    the reason; DuckDB keeps nothing of that transaction.
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as exc:
+        with suppress(duckdb.Error):  # a connection a failed write invalidated has nothing left to roll back
+            con.execute("ROLLBACK")
+        if isinstance(exc, duckdb.IOException):
+            raise write_error(exc) from exc
         raise
-    else:
+    try:
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        raise write_error(exc) from exc

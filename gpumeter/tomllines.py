@@ -1,11 +1,12 @@
 """TOML input files, with errors that name the file and the line.
 
-``tomllib`` returns values without positions; these helpers find the line of an
-``[[array-of-tables]]`` header and of a ``key =`` inside the table it opens, so that every
-reader of a TOML input file (rates.toml, contracts.toml) reports the same line for the same
-mistake. :func:`parse` parses such a file (read it with :func:`gpumeter.errors.read_text`),
-raising the reader's own error class (an :class:`~gpumeter.errors.InputError` or a billing
-error), or reporting an unknown table to the reader's :class:`~gpumeter.errors.Problems`.
+``tomllib`` returns values without positions; these helpers find the line of a ``[table]``
+or ``[[array-of-tables]]`` header and of a ``key =`` inside the table it opens, so that every
+reader of a TOML input file (rates.toml, contracts.toml, gpumeter.toml) reports the same line
+for the same mistake. :func:`parse` parses such a file (read it with
+:func:`gpumeter.errors.read_text`), raising the reader's own error class (an
+:class:`~gpumeter.errors.InputError` or a billing error), or reporting an unknown table to the
+reader's :class:`~gpumeter.errors.Problems`.
 """
 
 from __future__ import annotations
@@ -78,3 +79,9 @@ def key_line(text: str, start: int | None, key: str) -> int | None:
         if pat.match(lines[i]):
             return i + 1
     return start
+
+
+def table_line(text: str, header: str) -> int | None:
+    """1-based line of the ``[header]`` table (a dotted name such as ``billing.supplier``)."""
+    pat = re.compile(r"^\s*\[(?!\[)\s*" + re.escape(header).replace(r"\.", r"\s*\.\s*") + r"\s*\]")
+    return next((i for i, ln in enumerate(text.splitlines(), start=1) if pat.match(ln)), None)

@@ -13,9 +13,11 @@ limit). From those it settles every (GPU, window) whose numbers they determine e
   and the previous window ended the same way (so the window's energy is last - previous
   last, and all of it belongs to the holders).
 
-Everything else — a job starting or ending inside the hour, several series carrying one
-GPU (a second scrape job, an HA pair, a renamed host label, a shared GPU), an outage, a
-counter reset, NaN — is settled from raw samples of just those GPUs and windows, with
+A whole GPU handed from one job to another inside the hour by a single scrape loop is
+settled from the same aggregates plus the energy minimum (:mod:`metering.handover`).
+Everything else — several series carrying one GPU (a second scrape job, an HA pair, a
+renamed host label, a shared GPU), an outage, a counter reset, NaN, a MIG instance
+changing hands — is settled from raw samples of just those GPUs and windows, with
 :func:`metering.semantics.meter`, the reference definition. The one thing the aggregate path
 takes from Prometheus on trust is that a scrape loop never puts two samples of one series
 in one scrape interval; a series with more samples than the window has slots goes to the
@@ -32,8 +34,9 @@ from typing import Protocol
 
 import polars as pl
 
+from metering.handover import settle_handovers
 from metering.mig import default_mig_slices, profile_slices
-from metering.promql import over_energy, over_evidence, raw_selector
+from metering.promql import ALL_GPUS, over_energy, over_evidence, raw_selector
 from metering.samples import ENERGY, Series, host_of, sample_frame, uuid_of
 from metering.semantics import (
     COVERAGE_SCHEMA,
@@ -42,6 +45,8 @@ from metering.semantics import (
     USAGE_SCHEMA,
     MeterResult,
     meter,
+    usage_key,
+    whole_windows,
 )
 from metering.windows import HOUR_MS, Span
 
@@ -91,6 +96,7 @@ class MeterSettings:
 class ChunkStats:
     gpu_windows: int = 0
     raw_gpu_windows: int = 0
+    handover_gpu_windows: int = 0  # settled by metering.handover
     raw_queries: int = 0
     aggregate_queries: int = 0
     jobs_seen: set[str] = field(default_factory=set)
@@ -100,6 +106,7 @@ LabelKey = tuple[tuple[str, str], ...]
 _META_SCHEMA = pl.Schema(
     {
         "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "uuid_label": pl.String(),
         "gpu_i_id": pl.String(),
@@ -111,6 +118,8 @@ _META_SCHEMA = pl.Schema(
 )
 _EV_SCHEMA = pl.Schema(
     {
+        "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "uuid_label": pl.String(),
         "gpu_i_id": pl.String(),
@@ -125,12 +134,15 @@ _EV_SCHEMA = pl.Schema(
 )
 _EN_SCHEMA = pl.Schema(
     {
+        "kid": pl.Int64(),
+        "loop": pl.String(),
         "uuid": pl.String(),
         "window_ms": pl.Int64(),
         "count_ext": pl.Float64(),
         "last": pl.Float64(),
         "prev": pl.Float64(),
         "resets": pl.Float64(),
+        "min_ext": pl.Float64(),
     }
 )
 
@@ -147,24 +159,37 @@ class ChunkMeter:
         job = labels.get(self.s.job_label)
         return None if job is None or job in self.s.idle_job_ids else job
 
-    def aggregates(self, chunk: Span) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
+    def queries(self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS) -> dict[str, tuple[str, int]]:
+        """The aggregate queries of a chunk: name -> (PromQL, first evaluation time); each runs
+        as a range query up to the chunk's end with a step of one hour."""
+        c = self.client
+        r_win = c.range_ms(HOUR_MS)
+        r_ext = c.range_ms(HOUR_MS + self.s.interval_ms)  # the window and the slot before it
+        first_end = chunk.start_ms + HOUR_MS
+        return {
+            "ev_count": (over_evidence("count_over_time", r_win, shard), first_end),
+            "ev_sum": (over_evidence("sum_over_time", r_win, shard), first_end),
+            "e_count": (over_energy("count_over_time", r_ext, shard), first_end),
+            "e_last": (over_energy("last_over_time", r_win, shard), chunk.start_ms),
+            "e_resets": (over_energy("resets", r_ext, shard), first_end),
+            "e_min": (over_energy("min_over_time", r_ext, shard), first_end),
+        }
+
+    def aggregates(
+        self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS
+    ) -> tuple[pl.DataFrame, pl.DataFrame, ChunkStats]:
         """Run the aggregate queries for a chunk (in parallel); one row per series x window.
 
-        evidence: uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
-        energy:   uuid, window_ms, count_ext, last, prev, resets
+        ``shard`` (from :func:`metering.promql.shard_branches`) limits them to one shard's GPUs.
+        ``kid`` numbers a series' label set (without the metric name), ``loop`` is that set
+        without the job label too (the series of one scrape loop share it).
+
+        evidence: kid, loop, uuid, uuid_label, gpu_i_id, profile, model, host, job, window_ms, count, total
+        energy:   kid, loop, uuid, window_ms, count_ext, last, prev, resets, min_ext
         """
         c = self.client
-        S = self.s.interval_ms
-        r_win = c.range_ms(HOUR_MS)
-        r_ext = c.range_ms(HOUR_MS + S)
-        first_end, last_end = chunk.start_ms + HOUR_MS, chunk.end_ms
-        queries = {
-            "ev_count": (over_evidence("count_over_time", r_win), first_end),
-            "ev_sum": (over_evidence("sum_over_time", r_win), first_end),
-            "e_count": (over_energy("count_over_time", r_ext), first_end),
-            "e_last": (over_energy("last_over_time", r_win), chunk.start_ms),
-            "e_resets": (over_energy("resets", r_ext), first_end),
-        }
+        last_end = chunk.end_ms
+        queries = self.queries(chunk, shard)
         with ThreadPoolExecutor(max_workers=min(self.workers, len(queries))) as pool:
             futures = {
                 name: pool.submit(c.range_frame, q, start, last_end, HOUR_MS // 1000)
@@ -187,6 +212,7 @@ class ChunkMeter:
                     metas.append(
                         (
                             ids[key],
+                            repr(tuple(kv for kv in key if kv[0] != self.s.job_label)),
                             uuid_of(lab),
                             "UUID" if "UUID" in lab else "uuid",
                             lab.get("GPU_I_ID", ""),
@@ -210,6 +236,7 @@ class ChunkMeter:
         e_counts = keyed("e_count", "count_ext").filter(pl.col("count_ext") > 0)
         lasts = keyed("e_last", "last")
         resets = keyed("e_resets", "resets")
+        mins = keyed("e_min", "min_ext")
         meta = pl.DataFrame(metas, schema=_META_SCHEMA, orient="row")
         ev = (
             counts.join(sums, on=["kid", "window_ms"], how="left")
@@ -225,14 +252,16 @@ class ChunkMeter:
                 how="left",
             )
             .join(resets, on=["kid", "window_ms"], how="left")
-            .join(meta.select("kid", "uuid"), on="kid")
+            .join(mins, on=["kid", "window_ms"], how="left")
+            .join(meta.select("kid", "loop", "uuid"), on="kid")
             .select(list(_EN_SCHEMA))
             .cast(_EN_SCHEMA)
         )
         return ev, en, stats
 
-    def run(self, chunk: Span) -> tuple[MeterResult, ChunkStats]:
-        return self.finish(chunk, self.aggregates(chunk))
+    def run(self, chunk: Span, shard: tuple[str, ...] = ALL_GPUS) -> tuple[MeterResult, ChunkStats]:
+        """Meter one shard's GPUs over ``chunk``: aggregates, then raw samples where needed."""
+        return self.finish(chunk, self.aggregates(chunk, shard))
 
     def finish(
         self, chunk: Span, aggregates: tuple[pl.DataFrame, pl.DataFrame, ChunkStats]
@@ -243,9 +272,15 @@ class ChunkMeter:
         simple, settled = self.settle(ev, en)
         stats.gpu_windows = settled.height
         pending = settled.filter(~pl.col("simple")).select("window_ms", "uuid")
+        handed, handovers = settle_handovers(
+            ev, en, pending, slots=self.s.slots_per_window, interval_ms=self.s.interval_ms
+        )
+        pending = pending.join(handovers, on=["window_ms", "uuid"], how="anti")
+        stats.handover_gpu_windows = handovers.height
         stats.raw_gpu_windows = pending.height
-        parts = [simple]
-        stats.jobs_seen.update(simple.usage.get_column("job_id").unique().to_list())
+        parts = [simple, handed]
+        for part in parts:
+            stats.jobs_seen.update(part.usage.get_column("job_id").unique().to_list())
         if pending.height:
             uuid_label = dict(ev.select("uuid", "uuid_label").unique(subset="uuid").iter_rows())
             needed: dict[int, set[str]] = defaultdict(set)
@@ -255,7 +290,7 @@ class ChunkMeter:
             stats.raw_queries += nq
             stats.jobs_seen.update(raw.usage.get_column("job_id").unique().to_list())
             parts.append(raw)
-        return _concat(parts), stats
+        return merge_results(parts), stats
 
     def settle(self, ev: pl.DataFrame, en: pl.DataFrame) -> tuple[MeterResult, pl.DataFrame]:
         """Usage of every (GPU, window) the aggregates determine exactly; and which ones they do.
@@ -323,13 +358,7 @@ class ChunkMeter:
         mig_k = pl.col("profile").replace_strict(k, default=None, return_dtype=pl.Int64)
         mig_den = pl.col("model").replace_strict(den, default=7, return_dtype=pl.Int64)
         usage = held.select(
-            "window_ms",
-            pl.col("job").alias("job_id"),
-            "uuid",
-            "gpu_i_id",
-            pl.col("profile").alias("mig_profile"),
-            pl.col("model").alias("gpu_model"),
-            pl.concat_list("host").alias("hosts"),
+            *usage_key(),
             pl.lit(spw * slot_ns, dtype=pl.Int64).alias("gpu_ns"),
             pl.when(whole)
             .then(pl.col("total") / 100.0 * slot_ns)
@@ -342,18 +371,7 @@ class ChunkMeter:
             .otherwise((2 * pl.col("delta_uj") * mig_k + mig_den) // (2 * mig_den))
             .alias("energy_uj"),
         )
-        coverage = ok.select(
-            "window_ms",
-            "uuid",
-            "hostname",
-            "gpu_model",
-            pl.col("window_ms").alias("first_slot_ms"),
-            (pl.col("window_ms") + HOUR_MS - S).alias("last_slot_ms"),
-            pl.lit(spw, dtype=pl.Int64).alias("slots_present"),
-        )
-        return MeterResult(
-            usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA)
-        ), settled
+        return whole_windows(usage, ok, interval_ms=S, slots=spw), settled
 
     def _raw_windows(
         self, chunk: Span, needed: dict[int, set[str]], uuid_label: dict[str, str]
@@ -443,7 +461,8 @@ def _group_by_label(uuids: Iterable[str], uuid_label: dict[str, str]) -> dict[st
     return out
 
 
-def _concat(parts: list[MeterResult]) -> MeterResult:
+def merge_results(parts: list[MeterResult]) -> MeterResult:
+    """One result from parts over disjoint GPUs (or windows), in the canonical row order."""
     return MeterResult(
         pl.concat([p.usage.select(list(USAGE_SCHEMA)) for p in parts])
         .cast(USAGE_SCHEMA)

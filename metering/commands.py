@@ -59,6 +59,11 @@ def progress_bar(label: str) -> Iterator[Any]:
         yield update
 
 
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, max=256, help="Shards of GPUs metered in parallel (default: telemetry workers)."),
+]
+
 BASE_FORMATS = ("table", "csv", "json", "parquet")
 FORMAT_HELP = "table, csv, json or parquet, or one the app adds (focus: FOCUS cost and usage rows)."
 
@@ -78,6 +83,7 @@ def build(
         chunk_hours: Annotated[
             int, typer.Option("--chunk-hours", min=1, max=24 * 31, help="Hours metered and committed together.")
         ] = 24,
+        workers: WorkersOpt = None,
         config: ConfigOpt = None,
     ) -> None:
         """Meter [start, end) from Prometheus into the store; re-running changes nothing."""
@@ -86,9 +92,11 @@ def build(
         inventory = load_inventory(cfg.inventory)  # bad input stops here, before any write
         with store.opened(cfg, "write"):  # checks the schema; released before the long work
             pass
-        writer = store.Writer(cfg.store.database)
+        writer = store.Writer(cfg.store.database, wait_s=cfg.store.write_wait_s)
         with progress_bar("collect") as update:
-            rep = run_collect(writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours)
+            rep = run_collect(
+                writer, cfg, span, inventory=inventory, progress=update, chunk_hours=chunk_hours, workers=workers
+            )
         if after_collect is not None:
             with writer.open() as con:
                 after_collect(con, cfg, rep)

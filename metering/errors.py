@@ -19,7 +19,19 @@ class MeteringError(GpumeterError):
 
 
 class TelemetryError(MeteringError):
-    """Prometheus (or a compatible backend) failed or answered something unusable."""
+    """Prometheus (or a compatible backend) failed or answered something unusable.
+
+    ``kind`` says how, for ``serve``'s ``gpumeter_backend_errors_total{kind}``: one of
+    ``timeout``, ``connection``, ``status`` (5xx or 429 until the retries ran out),
+    ``refused`` (the backend rejected the query), ``bad_answer`` (truncated or unusable
+    JSON), or ``other``.
+    """
+
+    KINDS = ("timeout", "connection", "status", "refused", "bad_answer", "other")
+
+    def __init__(self, message: str, *, kind: str = "other", value: object = None) -> None:
+        super().__init__(message, value=value)
+        self.kind = kind if kind in self.KINDS else "other"
 
 
 class RangeError(MeteringError):

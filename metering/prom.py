@@ -1,15 +1,23 @@
 """The Prometheus edge: every HTTP call metering makes goes through :class:`PromClient`.
 
 It wraps prometheus-api-client's ``PrometheusConnect`` with the retry policy (timeouts and
-5xx retried with exponential backoff, GET only so retries are safe), turns every failure
-into a :class:`TelemetryError`, detects at run time whether the backend's range selectors
+5xx retried with exponential backoff, GET only so retries are safe; a truncated or
+unparsable answer is asked again too), turns every failure into a :class:`TelemetryError`
+that says what kind it was, detects at run time whether the backend's range selectors
 are closed ``[t-r, t]`` (Prometheus 2.x) or left-open ``(t-r, t]`` (Prometheus 3.x, Mimir,
 VictoriaMetrics), and converts results into :class:`metering.samples.Series`.
+
+:func:`client_for` is the one place a client is made from ``[telemetry]``: the query
+frontend URL when there is one, the extra headers (Mimir's ``X-Scope-OrgID``), and a
+bearer token read from the environment variable the configuration names.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, overload
@@ -20,9 +28,12 @@ import polars as pl
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.exceptions import ReadTimeoutError
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from gpumeter.config import TelemetryConfig
+from gpumeter.errors import ConfigError
 from metering.errors import TelemetryError
 from metering.samples import Series
 from metering.windows import from_ms
@@ -51,10 +62,26 @@ def _value(text: str) -> float:
     return float(text)  # Prometheus sends "NaN", "+Inf", "1e-07", plain decimals
 
 
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+
+
+# an answer not JSON or cut short (broke off mid-body): safe to ask again (GET only)
+_ASK_AGAIN = (ValueError, KeyError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
 class PromClient:
     """A Prometheus HTTP API client with retries, timeouts and boundary detection."""
 
-    def __init__(self, url: str, *, timeout_s: float = 120.0, retries: int = 4, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 120.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        headers: Mapping[str, str] | None = None,
+        connections: int = 16,
+    ) -> None:
         self.url = url.rstrip("/")
         retry = Retry(
             total=retries,
@@ -68,7 +95,13 @@ class PromClient:
         )
         self._timeout = timeout_s
         self.retries = retries
-        self._conn = PrometheusConnect(url=self.url, retry=retry, timeout=timeout_s, session=_Session())
+        self._backoff_s = backoff_s
+        session = _Session()
+        self._conn = PrometheusConnect(
+            url=self.url, retry=retry, timeout=timeout_s, session=session, headers=dict(headers or {})
+        )
+        # as many pooled connections as queries may run at once (shards x their queries)
+        session.mount(self.url, HTTPAdapter(max_retries=retry, pool_maxsize=max(10, connections)))
         self._closed_ranges: bool | None = None
 
     def close(self) -> None:
@@ -83,27 +116,51 @@ class PromClient:
     # -- calls -------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PrometheusApiClientException as exc:
-            raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}") from exc
-        except requests.exceptions.RetryError as exc:
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            raise TelemetryError(
-                f"Prometheus at {self.url} kept failing on {what} ({_short(str(reason or exc))}; retries exhausted)"
-            ) from exc
-        except requests.exceptions.Timeout as exc:
-            raise TelemetryError(f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s") from exc
-        except requests.exceptions.ConnectionError as exc:
-            if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), ReadTimeoutError):
+        """``fn(*args)`` with every failure a :class:`TelemetryError`.
+
+        Connection failures, timeouts and 5xx answers are retried by the HTTP adapter; an
+        answer cut short or not JSON (a proxy restarting, say) is asked again here, as
+        often and with the same backoff.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except _ASK_AGAIN as exc:
+                if attempt == self.retries:
+                    raise TelemetryError(
+                        f"unusable answer from Prometheus at {self.url} on {what}", kind="bad_answer"
+                    ) from exc
+                time.sleep(self._backoff_s * 2**attempt)
+            except PrometheusApiClientException as exc:
+                m = _STATUS.search(str(exc))
+                status = int(m.group(1)) if m else 0
+                if status >= 500 or status == 429:
+                    raise TelemetryError(
+                        f"Prometheus at {self.url} kept answering {status} on {what} (retries exhausted)",
+                        kind="status",
+                    ) from exc
+                raise TelemetryError(f"Prometheus at {self.url} refused {what}: {_short(exc)}", kind="refused") from exc
+            except requests.exceptions.RetryError as exc:
+                reason = getattr(exc.args[0], "reason", None) if exc.args else None
                 raise TelemetryError(
-                    f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s (retries exhausted)"
+                    f"Prometheus at {self.url} kept failing on {what} "
+                    f"({_short(str(reason or exc))}; retries exhausted)",
+                    kind="status",
                 ) from exc
-            raise TelemetryError(f"cannot reach Prometheus at {self.url}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
-        except (ValueError, KeyError) as exc:
-            raise TelemetryError(f"unusable answer from Prometheus at {self.url} on {what}") from exc
+            except requests.exceptions.Timeout as exc:
+                raise TelemetryError(
+                    f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s", kind="timeout"
+                ) from exc
+            except requests.exceptions.ConnectionError as exc:
+                if _read_timeouts(exc):  # requests reports read timeouts that exhausted the retries so
+                    raise TelemetryError(
+                        f"Prometheus at {self.url} timed out on {what} after {self._timeout:g}s (retries exhausted)",
+                        kind="timeout",
+                    ) from exc
+                raise TelemetryError(f"cannot reach Prometheus at {self.url}", kind="connection") from exc
+            except requests.exceptions.RequestException as exc:
+                raise TelemetryError(f"HTTP error talking to Prometheus at {self.url}: {exc}") from exc
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @overload
     def get(self, path: str, params: Params | None = None) -> requests.Response: ...
@@ -125,7 +182,8 @@ class PromClient:
             return None
         if response.status_code >= 400:
             raise TelemetryError(
-                f"{self.url} answered HTTP {response.status_code} to GET {path}: {_short(response.text.strip())}"
+                f"{self.url} answered HTTP {response.status_code} to GET {path}: {_short(response.text.strip())}",
+                kind="status" if response.status_code >= 500 or response.status_code == 429 else "refused",
             )
         return response
 
@@ -219,6 +277,16 @@ class PromClient:
                 out.append(Series(dict(item["metric"]), ts[keep], vs[keep]))
         return out
 
+    def server_time_ms(self) -> int:
+        """The backend's clock (``time()`` evaluated now), in Unix ms: a cheap reachability probe too."""
+        result: Any = self._call("a clock query", self._conn.custom_query, "time()")
+        try:
+            # a scalar answers [t, "t"]; some backends wrap it as a one-element vector
+            value = result[1] if isinstance(result[0], int | float) else result[0]["value"][1]
+            return round(float(value) * 1000)
+        except (IndexError, KeyError, TypeError, ValueError) as exc:
+            raise TelemetryError(f"the clock query got an unusable answer from {self.url}", kind="bad_answer") from exc
+
     # -- boundary semantics -------------------------------------------------------------
 
     def closed_ranges(self) -> bool:
@@ -245,6 +313,34 @@ class PromClient:
     def range_ms(self, width_ms: int) -> int:
         """The selector duration that, with ``offset 1ms`` at an aligned t, covers exactly [t-width, t)."""
         return width_ms - 1 if self.closed_ranges() else width_ms
+
+
+def client_for(t: TelemetryConfig, environ: Mapping[str, str] | None = None) -> PromClient:
+    """The client ``[telemetry]`` describes; the bearer token comes from ``environ`` (default the process's).
+
+    Queries go to ``query_url`` (a query frontend) when set, else ``prometheus_url``.
+    """
+    headers = dict(t.headers)
+    if t.bearer_token_env is not None:
+        env = os.environ if environ is None else environ
+        token = env.get(t.bearer_token_env, "").strip()
+        if not token:
+            raise ConfigError(
+                f"[telemetry] bearer_token_env names {t.bearer_token_env}, which is not set in the environment"
+            )
+        headers["Authorization"] = f"Bearer {token}"
+    return PromClient(
+        t.query_url or t.prometheus_url,
+        timeout_s=t.timeout_s,
+        retries=t.retries,
+        headers=headers,
+        connections=4 * t.workers + 4,
+    )
+
+
+def _read_timeouts(exc: requests.exceptions.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
 
 
 def _short(exc: Exception | str) -> str:

@@ -61,13 +61,13 @@ def _params(span: Span) -> dict[str, object]:
 
 
 def verdicts(
-    con: duckdb.DuckDBPyConnection, span: Span, allowed: frozenset[str]
+    con: duckdb.DuckDBPyConnection, span: Span, allowed: frozenset[str], *, tenant: str | None = None
 ) -> dict[str, tuple[Verdict, dict[str, object]]]:
-    """Per job seen in ``span``: its verdict, and the raw facts it was judged on."""
+    """Per job seen in ``span`` (only ``tenant``'s when given): its verdict, and the raw facts it was judged on."""
     storage = tuple(StorageLocation(loc, c) for loc, c in store.run(con, "report_storage_latest").fetchall())
     out: dict[str, tuple[Verdict, dict[str, object]]] = {}
-    for job_id, tenant, gpu_seconds, places, data_locations in store.run(
-        con, "report_job_places", _params(span)
+    for job_id, job_tenant, gpu_seconds, places, data_locations in store.run(
+        con, "report_job_places", {**_params(span), "tenant": tenant}
     ).fetchall():
         countries = {p["host"]: p["country"] for p in places}
         v = judge(
@@ -80,7 +80,7 @@ def verdicts(
         out[job_id] = (
             v,
             {
-                "tenant": tenant,
+                "tenant": job_tenant,
                 "gpu_seconds": gpu_seconds,
                 "hosts": sorted(countries),
                 "data_locations": list(data_locations),
@@ -123,9 +123,9 @@ def job_month(con: duckdb.DuckDBPyConnection, month: str, allowed: frozenset[str
     return pl.DataFrame(rows, schema=JOB_MONTH_SCHEMA)
 
 
-def billable_usage(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
-    """Usage billing prices: jobs in jobs.csv, per job x model x MIG profile x site."""
-    return store.frame(con, "report_billable", _params(month_span(month)))
+def billable_usage(con: duckdb.DuckDBPyConnection, month: str, *, tenant: str | None = None) -> pl.DataFrame:
+    """Usage billing prices: jobs in jobs.csv (only ``tenant``'s when given), per job x model x MIG profile x site."""
+    return store.frame(con, "report_billable", {**_params(month_span(month)), "tenant": tenant})
 
 
 def billable_groups(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:

@@ -82,6 +82,36 @@ class MeterResult:
     gaps: pl.DataFrame
 
 
+def usage_key() -> list[str | pl.Expr]:
+    """The key columns of a usage row, from a frame of aggregates (job, model, profile, host)."""
+    return [
+        "window_ms",
+        pl.col("job").alias("job_id"),
+        "uuid",
+        "gpu_i_id",
+        pl.col("profile").alias("mig_profile"),
+        pl.col("model").alias("gpu_model"),
+        pl.concat_list("host").alias("hosts"),
+    ]
+
+
+def whole_windows(usage: pl.DataFrame, held: pl.DataFrame, *, interval_ms: int, slots: int) -> MeterResult:
+    """The result of (GPU, window)s settled from aggregates: every slot present, no gaps.
+
+    ``held`` has one row per settled (``window_ms``, ``uuid``) with ``hostname`` and ``gpu_model``.
+    """
+    coverage = held.select(
+        "window_ms",
+        "uuid",
+        "hostname",
+        "gpu_model",
+        pl.col("window_ms").alias("first_slot_ms"),
+        (pl.col("window_ms") + HOUR_MS - interval_ms).alias("last_slot_ms"),
+        pl.lit(slots, dtype=pl.Int64).alias("slots_present"),
+    )
+    return MeterResult(usage.cast(USAGE_SCHEMA), coverage.cast(COVERAGE_SCHEMA), pl.DataFrame(schema=GAPS_SCHEMA))
+
+
 def _lcm(values: list[int]) -> int:
     return reduce(math.lcm, values, 1)
 

@@ -60,6 +60,7 @@ class WriteReport:
     windows_written: int
     windows_unchanged: int
     rows_written: int
+    changed: tuple[int, ...] = ()  # the windows written (new, or with a different digest), in ms
 
 
 def write_windows(
@@ -118,7 +119,21 @@ def write_windows(
             )
         finally:
             con.unregister("staged_windows")
-    return WriteReport(len(changed), len(windows) - len(changed), staged_usage.height)
+    return WriteReport(len(changed), len(windows) - len(changed), staged_usage.height, tuple(changed))
+
+
+def stored_windows(con: duckdb.DuckDBPyConnection, start_ms: int, end_ms: int) -> list[int]:
+    """Start (Unix ms) of every collected window in [start_ms, end_ms), oldest first."""
+    rows = store.run(con, "windows_stored", {"start": from_ms(start_ms), "end_": from_ms(end_ms)}).fetchall()
+    return [int(w) for (w,) in rows]
+
+
+def window_bounds(con: duckdb.DuckDBPyConnection) -> tuple[int | None, int | None]:
+    """The oldest and newest collected window (Unix ms), or (None, None) in an empty store."""
+    row = store.run(con, "windows_bounds").fetchone()
+    if row is None or row[0] is None:
+        return None, None
+    return int(row[0]), int(row[1])
 
 
 def _runs(windows: list[int]) -> list[tuple[int, int]]:

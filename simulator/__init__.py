@@ -19,7 +19,7 @@ records) <- ``_telemetry`` <- ``fleet`` <- ``build`` <- ``exposition``, ``server
 
 from simulator._schedule import JobMix
 from simulator.backend import SimulatedBackend
-from simulator.build import bench_fleet, simulate, small_fleet
+from simulator.build import bench_fleet, series_between, simulate, small_fleet
 from simulator.exposition import (
     backfill,
     render_exporter_page,
@@ -71,6 +71,7 @@ __all__ = [
     "bench_fleet",
     "bench_spec",
     "render_exporter_page",
+    "series_between",
     "serve_exporter",
     "simulate",
     "small_fleet",

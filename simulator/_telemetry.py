@@ -155,13 +155,16 @@ def readings(spec: FleetSpec, rng: Rng, nan_rng: Rng, energy_rng: Rng, nodes: li
 # ---------------------------------------------------------------- series
 
 
-def _sample_times(spec: FleetSpec, rng: Rng, node: NodeState, target: Target, grid: Grid) -> tuple[I64, I64]:
-    """Sample times of one target (ms) and their slot indices."""
+def _sample_times(
+    spec: FleetSpec, rng: Rng, node: NodeState, target: Target, grid: Grid, window: tuple[int, int] | None
+) -> tuple[I64, I64]:
+    """Sample times of one target (ms) and their slot indices (only those in ``window``, if given)."""
     k = np.arange(grid.n, dtype=np.int64)
     t = (k + grid.k0) * grid.interval_ms + target.phase_ms
     if spec.jitter_ms:
         t = t + rng.integers(0, spec.jitter_ms + 1, grid.n)
-    keep = (t >= grid.start_ms) & (t < grid.end_ms)
+    lo, hi = window or (grid.start_ms, grid.end_ms)
+    keep = (t >= max(lo, grid.start_ms)) & (t < min(hi, grid.end_ms))
     for a, b in node.down:
         keep &= (t < a) | (t >= b)
     ts: I64 = t[keep]
@@ -173,12 +176,15 @@ def _ro(a: npt.NDArray[np.generic]) -> None:
     a.setflags(write=False)
 
 
-def emit(spec: FleetSpec, rng: Rng, nodes: list[NodeState], grid: Grid) -> list[Series]:
+def emit(
+    spec: FleetSpec, rng: Rng, nodes: list[NodeState], grid: Grid, window: tuple[int, int] | None = None
+) -> list[Series]:
+    """The series of every target; with ``window`` = [start, end) only the samples in it."""
     label = spec.job_label
     out: list[Series] = []
     for node in nodes:
         for target in node.targets:
-            ts, ks = _sample_times(spec, rng, node, target, grid)
+            ts, ks = _sample_times(spec, rng, node, target, grid, window)
             _ro(ts)
             up = len(ts) if node.upgrade_ms is None else int(np.searchsorted(ts, node.upgrade_ms))
             energy: dict[int, F64] = {}

@@ -10,13 +10,14 @@ server would over the same samples:
   (left-open), and ``offset d`` evaluates it at ``t-d``; so ``f(x[R] offset 1ms)`` at an
   hour end t covers exactly ``[t-R, t)``;
 - a range query is evaluated at ``start, start+step, …`` up to ``end``; a series has a point
-  only where its range holds a sample; ``count_over_time``, ``sum_over_time`` and ``resets``
-  drop the metric name, ``last_over_time`` keeps it; NaN samples count, make a sum NaN, and
-  are never a reset; ``a or b`` adds b's series whose label sets a lacks at that step;
+  only where its range holds a sample; ``count_over_time``, ``sum_over_time``,
+  ``min_over_time`` and ``resets`` drop the metric name, ``last_over_time`` keeps it; NaN
+  samples count, make a sum NaN, are passed over by a min (unless all are NaN), and are
+  never a reset; ``a or b`` adds b's series whose label sets a lacks at that step;
 - :meth:`SimulatedBackend.raw_series` gives every sample with ``start_ms <= ts < end_ms``.
 
 It understands exactly the PromQL the collector writes — ``f(sel[Nms] offset Nms)`` joined
-by ``or`` with f one of the four functions above, and bare selectors ``name{…}`` or ``{…}``
+by ``or`` with f one of the five functions above, and bare selectors ``name{…}`` or ``{…}``
 with ``=``, ``!=``, ``=~``, ``!~`` matchers (regexes fully anchored) — and raises
 ``ValueError`` on anything else.
 
@@ -41,7 +42,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
 MAX_RESOLUTION = 11_000  # points per series a range query may ask for, as Prometheus allows
-ROLLUPS = ("count_over_time", "sum_over_time", "last_over_time", "resets")
+ROLLUPS = ("count_over_time", "sum_over_time", "last_over_time", "min_over_time", "resets")
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
 
@@ -334,6 +335,8 @@ class SimulatedBackend:
             values = self._values[np.maximum(hi - 1, 0)]
         elif term.func == "sum_over_time":
             values = _segment_sums(self._values, lo, hi, some)
+        elif term.func == "min_over_time":
+            values = _segment_sums(self._values, lo, hi, some, np.fmin)
         else:  # resets: drops after the first sample of the range
             values = _segment_sums(self._drops, lo + 1, hi, count > 1)
         label_sets = self._named_set if term.func == "last_over_time" else self._bare_set
@@ -344,17 +347,22 @@ class SimulatedBackend:
 
 
 def _segment_sums(
-    data: npt.NDArray[np.float64] | npt.NDArray[np.uint8], lo: I64, hi: I64, valid: npt.NDArray[np.bool_]
+    data: npt.NDArray[np.float64] | npt.NDArray[np.uint8],
+    lo: I64,
+    hi: I64,
+    valid: npt.NDArray[np.bool_],
+    op: np.ufunc = np.add,
 ) -> F64:
-    """Sum of ``data[lo:hi]`` for each pair where ``valid`` (lo < hi); 0 elsewhere.
+    """Sum (or ``op``: ``np.fmin`` is Prometheus' min, NaN only when all are) of ``data[lo:hi]``
+    for each pair where ``valid`` (lo < hi); 0 elsewhere.
 
-    The selected samples are gathered back to back (ranges may overlap), then summed per
-    range in time order with one ``np.add.reduceat`` (in float64: exact for counts).
+    The selected samples are gathered back to back (ranges may overlap), then reduced per
+    range in time order with one ``op.reduceat`` (in float64: exact for counts).
     """
     out: F64 = np.zeros(len(lo), dtype=np.float64)
     if valid.any():
         first, length = lo[valid], (hi - lo)[valid]
         starts = np.cumsum(length) - length
         picked = np.repeat(first - starts, length) + np.arange(int(length.sum()), dtype=np.int64)
-        out[valid] = np.add.reduceat(data[picked], starts, dtype=np.float64)
+        out[valid] = op.reduceat(data[picked], starts, dtype=np.float64)
     return out

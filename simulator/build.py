@@ -37,6 +37,7 @@ from datetime import datetime
 import numpy as np
 
 from gpumeter.countries import EU27
+from metering.samples import Series
 from simulator import _catalog as cat
 from simulator._schedule import Placement, schedule_group, share_overlays, unit_intervals
 from simulator._telemetry import GpuState, Grid, NodeState, Rng, UnitState, emit, readings
@@ -408,7 +409,7 @@ def _assign(nodes: list[NodeState], placements: list[Placement]) -> list[Assignm
 # ---------------------------------------------------------------- all together
 
 
-def build(spec: FleetSpec) -> Fleet:
+def build(spec: FleetSpec, *, with_series: bool = True) -> Fleet:
     streams = dict(zip(_STREAMS, np.random.SeedSequence(spec.seed).spawn(len(_STREAMS)), strict=True))
     rngs = {k: np.random.default_rng(s) for k, s in streams.items()}
     grid = Grid(spec.start_ms, spec.end_ms, spec.interval_ms)
@@ -420,7 +421,7 @@ def build(spec: FleetSpec) -> Fleet:
     jobs, storage, tenants = _inventory(spec, rngs["inventory"], nodes, placements, unlisted)
     assignments = _assign(nodes, placements)
     readings(spec, rngs["activity"], rngs["nan"], rngs["energy"], nodes, grid)
-    series = emit(spec, rngs["jitter"], nodes, grid)
+    series = emit(spec, rngs["jitter"], nodes, grid) if with_series else []
     models = sorted({g.info.model for n in nodes for g in n.gpus}, key=cat.MODEL_CYCLE.index)
     rates = [
         RateInfo(m, cat.MODELS[m].eur_per_gpu_hour, cat.MODELS[m].mig_slices if "A30" in m else None) for m in models
@@ -442,9 +443,24 @@ def build(spec: FleetSpec) -> Fleet:
     )
 
 
-def simulate(spec: FleetSpec) -> Fleet:
-    """The fleet ``spec`` describes; pure and deterministic in ``spec``."""
-    return build(spec)
+def simulate(spec: FleetSpec, *, with_series: bool = True) -> Fleet:
+    """The fleet ``spec`` describes; pure and deterministic in ``spec``.
+
+    ``with_series=False`` leaves ``fleet.series`` empty: a fleet too large to hold every
+    sample at once is then streamed with :func:`series_between`, a slice at a time.
+    """
+    return build(spec, with_series=with_series)
+
+
+def series_between(fleet: Fleet, start_ms: int, end_ms: int) -> list[Series]:
+    """The fleet's series restricted to samples in [start_ms, end_ms): the same samples,
+    slice by slice, as ``fleet.series`` holds whole (for a spec without scrape jitter)."""
+    spec = fleet.spec
+    if spec.jitter_ms:
+        raise ValueError("series_between needs a spec without jitter (jitter is drawn over the whole span)")
+    nodes = list(fleet.state)
+    grid = Grid(spec.start_ms, spec.end_ms, spec.interval_ms)
+    return emit(spec, np.random.default_rng(0), nodes, grid, (start_ms, end_ms))
 
 
 def small_fleet(
@@ -453,5 +469,7 @@ def small_fleet(
     return simulate(small_spec(seed, start, days, traps=traps))
 
 
-def bench_fleet(seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, gpus: int = 256) -> Fleet:
-    return simulate(bench_spec(seed, start, days, gpus))
+def bench_fleet(
+    seed: int = 1, start: datetime = DEMO_START, days: float = 7.0, gpus: int = 256, *, with_series: bool = True
+) -> Fleet:
+    return simulate(bench_spec(seed, start, days, gpus), with_series=with_series)

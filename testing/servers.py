@@ -100,13 +100,10 @@ def serve(
             proc.wait()
 
 
-@contextlib.contextmanager
-def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
-    """A Prometheus 2.42 serving an existing TSDB folder, yielding its base URL."""
+def _prometheus_argv(tsdb: Path, workdir: Path, port: int) -> list[str]:
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    port = free_port()
-    argv = [
+    return [
         need("prometheus"),
         f"--config.file={config}",
         f"--storage.tsdb.path={tsdb}",
@@ -114,8 +111,29 @@ def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
         f"--web.listen-address=127.0.0.1:{port}",
         "--query.max-samples=200000000",
     ]
-    with serve(argv, "/-/ready", port, workdir / "prometheus.log") as url:
+
+
+@contextlib.contextmanager
+def prometheus_on(tsdb: Path, workdir: Path) -> Iterator[str]:
+    """A Prometheus 2.42 serving an existing TSDB folder, yielding its base URL."""
+    port = free_port()
+    with serve(_prometheus_argv(tsdb, workdir, port), "/-/ready", port, workdir / "prometheus.log") as url:
         yield url
+
+
+def start_prometheus(tsdb: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """A Prometheus 2.42 on ``tsdb`` at 127.0.0.1:``port``, returned once ready; the caller
+    stops it (fault tests kill it and start it again on the same folder and port)."""
+    log = workdir / f"prometheus-{port}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(_prometheus_argv(tsdb, workdir, port), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(f"http://127.0.0.1:{port}/-/ready", proc, log)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 @contextlib.contextmanager

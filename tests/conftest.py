@@ -16,11 +16,26 @@ def scenarios() -> dict[str, Scenario]:
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(scenarios: dict[str, Scenario], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus_tsdb(scenarios: dict[str, Scenario], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Prometheus TSDB folder holding every scenario (backfilled once; copy it to serve it again)."""
+    from simulator.exposition import backfill
     from testing import servers
 
+    work = tmp_path_factory.mktemp("tsdb")
     series = [s for sc in scenarios.values() for s in sc.series]
-    with servers.prometheus(series, tmp_path_factory.mktemp("prometheus")) as url:
+    backfill(series, work / "tsdb", work / "om", promtool=servers.need("promtool"))
+    return work / "tsdb"
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(prometheus_tsdb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import shutil
+
+    from testing import servers
+
+    work = tmp_path_factory.mktemp("prometheus")
+    shutil.copytree(prometheus_tsdb, work / "tsdb")
+    with servers.prometheus_on(work / "tsdb", work) as url:
         yield url
 
 

@@ -227,6 +227,52 @@ def scenario_month_edge() -> Scenario:
     return Scenario("month_edge", a, b, out)
 
 
+def scenario_handovers() -> Scenario:
+    """Jobs changing hands inside an hour: settled from aggregates only when one scrape loop
+    carries the GPU and the runs are clean (metering.handover); every other shape is raw."""
+    a, b = ms("2026-10-06T00:00:00"), ms("2026-10-06T03:00:00")
+    ts = grid(a - HOUR, b + HOUR, 3_000)
+    out: list[Series] = []
+
+    def lab(n: int) -> dict[str, str]:
+        return gpu_labels(f"GPU-6a000000-0000-0000-0000-00000000000{n}", gpu=str(n), host="fi-hel-gpu01")
+
+    def at(hhmmss: str) -> int:
+        return ms(f"2026-10-06T{hhmmss}")
+
+    # 1: job A, then no job for twenty minutes, then job B, inside 00:00-01:00 (a handover)
+    out += whole_gpu(
+        lab(1), ts, lambda t: "job-hand-A" if t < at("00:20:00") else None if t < at("00:40:00") else "job-hand-B"
+    )
+    # 2: A, B from 01:20 to 01:40, then A again: A's readings surround B's (raw)
+    out += whole_gpu(lab(2), ts, lambda t: "job-hand-B" if at("01:20:00") <= t < at("01:40:00") else "job-hand-A")
+    # 3: the counter resets when B takes over at 00:30 (raw)
+    out += whole_gpu(
+        lab(3),
+        ts,
+        lambda t: "job-hand-A" if t < at("00:30:00") else "job-hand-B",
+        energy_at=lambda t: float(7 * 10**11 + t // S * 900_000) if t < at("00:30:00") else float(t // S % 10_000),
+    )
+    # 4: B joins A at 00:30 and they share the GPU from then on (raw)
+    shared = lab(4)
+    out += whole_gpu(shared, ts, lambda t: "job-hand-A")
+    out += whole_gpu(shared, [t for t in ts if t >= at("00:30:00")], lambda t: "job-hand-B")
+    # 5: an HA pair whose replicas take turns: replica a (A) until 01:30:05, replica b (B)
+    # from then, 7 s later in each slot, missing 01:45: the slot of 01:30 holds both, the
+    # slot of 01:45 neither, and the counts still add up to an hour (raw: two loops)
+    ha = lab(5)
+    ts_a = [t for t in grid(a - HOUR, b + HOUR, 1_000) if t < at("01:30:05")]
+    ts_b = [
+        t for t in grid(a - HOUR, b + HOUR, 8_000) if t >= at("01:30:05") and not at("01:45:00") <= t < at("01:45:15")
+    ]
+    power = lambda t: float(10**11 + (t - a) * 300)  # noqa: E731  # 300 W: each reading its own value
+    out += whole_gpu({**ha, "replica": "a"}, ts_a, lambda t: "job-hand-A", energy_at=power)
+    out += whole_gpu({**ha, "replica": "b"}, ts_b, lambda t: "job-hand-B", energy_at=power)
+    # 6: B takes over exactly at 01:00:00; A's last reading is in the slot before (a handover)
+    out += whole_gpu(lab(6), ts, lambda t: "job-hand-A" if t < at("01:00:00") else "job-hand-B")
+    return Scenario("handovers", a, b, out)
+
+
 ALL: list[Callable[[], Scenario]] = [
     scenario_boundaries,
     scenario_duplicates,
@@ -234,6 +280,7 @@ ALL: list[Callable[[], Scenario]] = [
     scenario_rename_escape,
     scenario_mig_shared,
     scenario_month_edge,
+    scenario_handovers,
 ]
 
 

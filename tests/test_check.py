@@ -30,6 +30,7 @@ from metering.samples import GR_ACTIVE, UTIL, Series
 from metering.windows import HOUR_MS
 from simulator import Fleet, Target, Traps, small_fleet, write_inventory
 from testing import servers
+from testing.peak import run_measured
 from tests.sites import make_site
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
@@ -417,30 +418,10 @@ def test_100k_series_stay_bounded_in_time_and_memory(tmp_path: Path) -> None:
         servers.load_victoria(url, wide_fleet(hour))
         cfg = make_site(tmp_path / "site", url)
         cfg.write_text(cfg.read_text().replace('scrape_interval = "15s"', 'scrape_interval = "15m"'))
-        out, err = tmp_path / "out.txt", tmp_path / "err.txt"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUMETER_", "STRIPE_"))}
-        began = time.monotonic()
-        with out.open("w") as o, err.open("w") as e:
-            proc = subprocess.Popen(
-                [
-                    GPUMETER,
-                    "check",
-                    "--config",
-                    str(cfg),
-                    "--start",
-                    "2026-09-01T00:00:00Z",
-                    "--end",
-                    "2026-09-01T01:00:00Z",
-                ],
-                stdout=o,
-                stderr=e,
-                env=env,
-            )
-            _, status, usage = os.wait4(proc.pid, 0)
-        took = time.monotonic() - began
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
-    p = subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
+        args = [GPUMETER, "check", "--config", str(cfg), "--start", "2026-09-01T00:00:00Z"]
+        measured = run_measured([*args, "--end", "2026-09-01T01:00:00Z"], tmp_path, env)
+    p, took, peak_mb = measured.result, measured.seconds, measured.peak_mb
     found = findings(p)
     assert took < 180, f"check took {took:.0f} s"
     assert peak_mb < 800, f"check peaked at {peak_mb:.0f} MB"

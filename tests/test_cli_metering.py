@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import polars as pl
@@ -173,17 +175,19 @@ def test_sigkill_then_rerun_equals_one_clean_run(prometheus_url: str, tmp_path: 
         run("init", cwd=site)
         proc = subprocess.Popen([GPUMETER, *args], cwd=site, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-        ranges = []
+        # chunk k's queries are sent once chunk k-3 is committed (two chunks metered ahead of
+        # the one being written): a query of the fourth chunk (from 18:00) means the first
+        # is in the store
+        fourth = int(datetime(2026, 10, 1, 18, tzinfo=UTC).timestamp())
+        killed = []
 
-        def kill_in_chunk_three(n: int, path: str) -> None:
-            # five query_range calls per chunk; chunk k+1's are sent once chunk k-1 is
-            # committed, so the 16th (chunk 4's first) means chunks 1-2 are in the store
-            if "query_range" in path:
-                ranges.append(path)
-                if len(ranges) == 16:
-                    os.kill(proc.pid, signal.SIGKILL)
+        def kill_in_chunk_four(n: int, path: str) -> None:
+            start = parse_qs(urlsplit(path).query).get("start", ["0"])[0]
+            if "query_range" in path and float(start) >= fourth and not killed:
+                killed.append(path)
+                os.kill(proc.pid, signal.SIGKILL)
 
-        faults.on_request = kill_in_chunk_three
+        faults.on_request = kill_in_chunk_four
         proc.wait(timeout=120)
         assert proc.returncode == -signal.SIGKILL
     con = duckdb.connect(str(site / "var" / "gpumeter.duckdb"), read_only=True)

@@ -8,12 +8,14 @@ import stat
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import duckdb
 from facturx import get_facturx_xml_from_pdf
 
 from billing.validate import check_ubl
+from gpumeter.config import load_config
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
 
@@ -102,3 +104,45 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
         timeout=300,
     )
     assert bad.returncode != 0 and "entries/" in bad.stderr
+    from audit.pinning import PolicyTrust, pinned_keys
+    from audit.publish import check_published
+    from audit.trust import parse_policy
+
+    log_vkey = (out / "keys" / "audit.vkey").read_text().strip()
+    published = check_published(out / "tlog", pinned_keys([log_vkey]))
+    assert published.passed and published.size > 0 and (out / "tlog" / "tile" / "entries").is_dir()
+
+    # Two witnesses cosigned 2 of 2; no TSA, and the demo says so.
+    said = " ".join(text.split())
+    assert "cosigned by auditor, customer (2 of 2 witnesses)" in said, text
+    assert "no [audit] tsa_url: times are the operator's clock" in said and "Witnesses stopped" in said
+    assert load_config(out / "gpumeter.toml").audit.witnesses == ()  # they stopped: the site no longer names them
+    policy_file = out / "auditor-policy.txt"
+    pinned = parse_policy(policy_file.read_bytes())
+    assert [k.verifier.vkey for k in pinned.logs] == [log_vkey]
+    assert [w.name for w in pinned.witnesses] == ["auditor", "customer"]
+    assert pinned.describe_quorum() == "all of (auditor, customer)"
+    assert check_published(out / "tlog", PolicyTrust(pinned)).passed  # the published checkpoint is cosigned too
+    two = subprocess.run(
+        [GPUMETER, "audit", "verify", str(bundle), "--policy", str(policy_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr
+    assert "cosigned by auditor.example.eu/witness, customer.example.eu/witness" in two.stdout
+    assert "(quorum all of (auditor, customer))" in two.stdout
+    # The same bundle re-signed with a fresh key (keys/ and policy.txt naming it) is refused.
+    forged = out / "audit-2026-10-fresh-key.zip"
+    with zipfile.ZipFile(forged) as z:
+        forger = [n for n in z.namelist() if n.startswith("keys/")]
+        assert len(forger) == 1 and z.read(forger[0]).decode().strip() not in (log_vkey, "")
+        assert f"log {z.read(forger[0]).decode().strip()}" in z.read("policy.txt").decode()
+    refused = subprocess.run(
+        [GPUMETER, "audit", "verify", str(forged), "--policy", str(policy_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 3 and refused.stderr.startswith("error: checkpoint: "), refused.stderr
+    assert "refused under" in said

@@ -45,7 +45,7 @@ def test_probe_detects_boundary_semantics(prometheus_url: str, victoria_url: str
 
 
 @pytest.mark.parametrize(
-    "name", ["boundaries", "duplicates", "outage_reset", "rename_escape", "mig_shared", "month_edge"]
+    "name", ["boundaries", "duplicates", "outage_reset", "rename_escape", "mig_shared", "month_edge", "handovers"]
 )
 def test_scenario_equals_reference(
     name: str, backend: tuple[str, str], scenarios: dict[str, Scenario], tmp_path: Path
@@ -61,6 +61,13 @@ def test_scenario_equals_reference(
     if name in ("month_edge", "boundaries"):
         # whole hours held by one series per GPU are settled by PromQL aggregates alone
         assert rep.gpu_windows - rep.raw_gpu_windows >= (rep.windows if name == "month_edge" else 6)
+    if name == "boundaries":
+        # the hand-over from job-edge-A to job-edge-B at 01:30, one scrape loop: no raw reads
+        assert rep.handover_gpu_windows == 1
+    if name == "handovers":
+        # GPU 1 at 00:00 and GPU 6 at 01:00 are clean single-loop hand-overs; A-B-A, a
+        # reset, sharing and the HA pair taking turns (six GPU-hours) are read raw
+        assert (rep.handover_gpu_windows, rep.raw_gpu_windows) == (2, 6)
 
 
 def seconds_by_job(got: dict, job: str) -> Decimal:  # type: ignore[type-arg]

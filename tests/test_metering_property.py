@@ -1,4 +1,5 @@
-"""Property: the PromQL path equals the plain reference over the raw samples.
+"""Properties: the PromQL path equals the plain reference over the raw samples, and
+sharded collection (``workers`` > 1) gives exactly what one worker gives.
 
 Each hypothesis example is a small random fleet (several scrape loops per GPU, outages,
 jobs starting and ending anywhere, shared GPUs, MIG, NaN, counter resets, a renamed host
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from gpumeter import store
 from gpumeter.config import load_config
 from metering.run import collect
+from metering.samples import Series
 from metering.windows import Span
 from testing import servers
 from tests.fleetgen import fleets
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.victoria
 HOUR = 3_600_000
 BASE = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # far from the scenario fixtures' days
 _slot = itertools.count()
-PATHS = {"aggregate": 0, "raw": 0}
+PATHS = {"aggregate": 0, "handover": 0, "raw": 0}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,7 @@ def site(vm: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @settings(
     max_examples=25,
+    derandomize=True,  # the same fleets every run, so test_both_paths_were_exercised never depends on luck
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
@@ -61,7 +65,8 @@ def test_promql_path_equals_reference(vm: str, site: Path, data: st.DataObject) 
     con = store.memory()
     try:
         rep = collect(con, cfg, Span(start, start + 2 * HOUR))
-        PATHS["aggregate"] += rep.gpu_windows - rep.raw_gpu_windows
+        PATHS["aggregate"] += rep.gpu_windows - rep.raw_gpu_windows - rep.handover_gpu_windows
+        PATHS["handover"] += rep.handover_gpu_windows
         PATHS["raw"] += rep.raw_gpu_windows
         rows = con.execute(
             "SELECT epoch_ms(window_start), job_id, uuid, gpu_i_id, mig_profile, gpu_model, hosts, "
@@ -74,7 +79,54 @@ def test_promql_path_equals_reference(vm: str, site: Path, data: st.DataObject) 
 
 
 def test_both_paths_were_exercised() -> None:
-    """The property above only means something if both the aggregate and the raw path ran."""
-    if PATHS["aggregate"] + PATHS["raw"] == 0:
+    """The property above only means something if every path ran: whole-hour aggregates,
+    single-loop handovers (metering.handover) and raw samples."""
+    if sum(PATHS.values()) == 0:
         pytest.skip("run with test_promql_path_equals_reference")
-    assert PATHS["aggregate"] > 0 and PATHS["raw"] > 0, PATHS
+    assert PATHS["aggregate"] > 0 and PATHS["handover"] > 0 and PATHS["raw"] > 0, PATHS
+
+
+def _relabel(series: list[Series], suffix: dict[str, str], old_label: set[str]) -> list[Series]:
+    """Each GPU's UUID with a drawn last character, under ``uuid`` (the old exporter's) for some GPUs."""
+    out = []
+    for s in series:
+        labels = dict(s.labels)
+        uuid = labels.pop("UUID")
+        labels["uuid" if uuid in old_label else "UUID"] = uuid + suffix[uuid]
+        out.append(Series(labels, s.ts_ms, s.values))
+    return out
+
+
+def _stored(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    usage = con.execute("SELECT * EXCLUDE (hosts), list_sort(hosts) FROM usage ORDER BY ALL").fetchall()
+    windows = con.execute("SELECT window_start, rows, digest FROM collected_windows ORDER BY ALL").fetchall()
+    return usage, windows
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_sharded_collect_equals_one_worker(vm: str, site: Path, data: st.DataObject) -> None:
+    """workers = N gives byte for byte the rows and window digests of one worker."""
+    start = BASE + next(_slot) * 6 * HOUR
+    drawn = without_nan(data.draw(fleets(start_ms=start, hours=2, interval_ms=60_000)))
+    uuids = sorted({s.labels["UUID"] for s in drawn})
+    suffix = {u: data.draw(st.sampled_from("0123456789abcdefAF-x"), label=f"last char of {u}") for u in uuids}
+    old = {u for u in uuids if data.draw(st.booleans(), label=f"{u} under uuid")}
+    series = _relabel(drawn, suffix, old)
+    servers.load_victoria(vm, series)
+    cfg = load_config(site)
+    workers = data.draw(st.sampled_from([2, 3, 4, 16, 17]), label="workers")
+    got = {}
+    for n in (1, workers):
+        con = store.memory()
+        try:
+            collect(con, cfg, Span(start, start + 2 * HOUR), workers=n, chunk_hours=1)
+            got[n] = _stored(con)
+        finally:
+            con.close()
+    assert got[1][1], "windows were recorded"
+    assert got[workers] == got[1]

@@ -66,7 +66,7 @@ def assert_same_answers(got: list[Answer], want: list[Answer]) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["boundaries", "duplicates", "outage_reset", "rename_escape", "mig_shared", "month_edge"]
+    "name", ["boundaries", "duplicates", "outage_reset", "rename_escape", "mig_shared", "month_edge", "handovers"]
 )
 def test_collect_through_the_simulated_backend_equals_the_reference(
     name: str, scenarios: dict[str, Scenario], everything: list[Series], tmp_path: Path
@@ -80,11 +80,13 @@ def test_collect_through_the_simulated_backend_equals_the_reference(
     want = reference(sc.series, start_ms=sc.start_ms, end_ms=sc.end_ms, interval_ms=S)
     assert want, "scenario produced no usage"
     assert_same(got, want)
-    assert rep.backend == "simulated" and rep.aggregate_queries == 5 * len(Span(sc.start_ms, sc.end_ms).chunks(24))
+    assert rep.backend == "simulated" and rep.aggregate_queries == 6 * len(Span(sc.start_ms, sc.end_ms).chunks(24))
     if name in ("month_edge", "boundaries"):
         assert rep.gpu_windows - rep.raw_gpu_windows >= (rep.windows if name == "month_edge" else 6)
     if name in ("duplicates", "outage_reset", "mig_shared"):
         assert rep.raw_queries > 0  # overlapping series, outages and sharing take the raw path
+    if name == "handovers":
+        assert (rep.handover_gpu_windows, rep.raw_gpu_windows) == (2, 6)  # as on the real backends
 
 
 @pytest.mark.prometheus

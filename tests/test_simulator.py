@@ -641,3 +641,23 @@ def test_default_fleets_are_fast_and_the_bench_fleet_is_big_and_calm() -> None:
     assert len(bench.targets) == len(bench.nodes) and not bench.events
     hours = sorted((a.end_ms - a.start_ms) / 3.6e6 for a in bench.assignments)
     assert hours[len(hours) // 2] >= 24
+
+
+def test_a_fleet_streamed_a_day_at_a_time_has_exactly_its_samples() -> None:
+    """series_between slices (for fleets too large to hold) add up to fleet.series."""
+    from simulator import bench_fleet, series_between
+
+    whole = bench_fleet(seed=3, days=2.5, gpus=16)
+    lean = bench_fleet(seed=3, days=2.5, gpus=16, with_series=False)
+    assert lean.series == [] and lean.jobs == whole.jobs
+    day = 86_400_000
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for lo in range(whole.spec.start_ms, whole.spec.end_ms, day):
+        for s in series_between(lean, lo, lo + day):
+            assert ((s.ts_ms >= lo) & (s.ts_ms < lo + day)).all()
+            parts.setdefault(s.key(), []).append((s.ts_ms, s.values))
+    assert sorted(parts) == sorted(s.key() for s in whole.series)
+    for s in whole.series:
+        ts = np.concatenate([t for t, _ in parts[s.key()]])
+        vs = np.concatenate([v for _, v in parts[s.key()]])
+        assert np.array_equal(ts, s.ts_ms) and np.array_equal(vs, s.values, equal_nan=True)

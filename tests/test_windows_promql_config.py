@@ -13,7 +13,7 @@ from gpumeter.errors import ConfigError
 from gpumeter.months import MonthError
 from gpumeter.party import Party
 from metering.errors import RangeError, TelemetryError
-from metering.prom import PromClient
+from metering.prom import PromClient, client_for
 from metering.promql import quote, raw_selector, regex_alternation
 from metering.windows import Span, month_span, parse_instant
 from tests.sites import make_site
@@ -91,14 +91,62 @@ def test_the_supplier_is_a_party_and_its_payment_terms_apart(tmp_path: Path) -> 
     assert c.billing.payment_terms_days == 45
     assert load_config(tmp_path / "gpumeter.toml").billing.supplier.identifier == ""
     for bad, match in (
-        ('identifier = "acme"', "unknown keys"),
-        ('einvoice = "peppol"', "unknown keys"),  # a customer's format (tenants.csv), not the supplier's
+        ('identifier = "acme"', "unknown key 'identifier'"),
+        ('einvoice = "peppol"', "unknown key 'einvoice'"),  # a customer's format (tenants.csv), not the supplier's
         ('payment_terms_days = "30"', "payment_terms_days"),
         ("siren = 303265045", "siren must be a string"),
     ):
         cfg.write_text(f'[billing.supplier]\nlegal_name = "N"\ncountry = "FR"\n{bad}\n')
         with pytest.raises(ConfigError, match=match):
             load_config(cfg)
+
+
+def test_serve_and_sharding_keys(tmp_path: Path) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    cfg.write_text("")
+    t = load_config(cfg).telemetry
+    assert (t.settle_ms, t.late_window_ms, t.workers, t.query_url, t.headers, t.bearer_token_env) == (
+        600_000,
+        6 * 3_600_000,
+        1,
+        None,
+        (),
+        None,
+    )
+    assert load_config(cfg).audit.checkpoint_every_ms is None
+    cfg.write_text(
+        '[telemetry]\nsettle = "0m"\nlate_window = "0h"\nworkers = 8\nquery_url = "https://mimir.example/prometheus"\n'
+        'headers = { "X-Scope-OrgID" = "gpu-cloud" }\nbearer_token_env = "MIMIR_TOKEN"\n'
+        '[audit]\ncheckpoint_every = "1h"\n'
+    )
+    c = load_config(cfg)
+    assert (c.telemetry.settle_ms, c.telemetry.late_window_ms, c.telemetry.workers) == (0, 0, 8)
+    assert c.telemetry.headers == (("X-Scope-OrgID", "gpu-cloud"),) and c.telemetry.bearer_token_env == "MIMIR_TOKEN"
+    assert c.audit.checkpoint_every_ms == 3_600_000
+    for bad, match in (
+        ('late_window = "90m"', "whole hours"),
+        ('settle = "soon"', "duration"),
+        ("workers = 0", "1 to 256"),
+        ("workers = 300", "1 to 256"),
+        ('query_url = "mimir:8080"', "http"),
+        ('headers = { "Authorization" = "Bearer x" }', "must not carry Authorization"),
+        ('headers = { "X-Bad Name" = "x" }', "HTTP header name"),
+        ('bearer_token_env = "not a name"', "environment variable"),
+    ):
+        cfg.write_text(f"[telemetry]\n{bad}\n")
+        with pytest.raises(ConfigError, match=match) as e:
+            load_config(cfg)
+        assert str(cfg) in e.value.explain()
+
+
+def test_the_bearer_token_comes_from_the_environment_only(tmp_path: Path) -> None:
+    cfg = tmp_path / "gpumeter.toml"
+    cfg.write_text('[telemetry]\nbearer_token_env = "MIMIR_TOKEN"\nheaders = { "X-Scope-OrgID" = "t1" }\n')
+    t = load_config(cfg).telemetry
+    for environ in ({}, {"MIMIR_TOKEN": "  "}):
+        with pytest.raises(ConfigError, match="MIMIR_TOKEN, which is not set"):
+            client_for(t, environ)
+    client_for(t, {"MIMIR_TOKEN": "s3cret"}).close()  # what it sends: tests/test_serve.py, through a proxy
 
 
 def test_named_sets_are_one_table_for_usage_and_audit() -> None:

@@ -6,6 +6,8 @@ WITH scoped AS (
     FROM usage AS u
     JOIN collected_windows AS cw USING (window_start)
     WHERE u.window_start >= $start AND u.window_start < $end_
+      -- $tenant: only that tenant's jobs (jobs.csv); NULL: every job
+      AND ($tenant::VARCHAR IS NULL OR u.job_id IN (SELECT job_id FROM jobs WHERE tenant = $tenant))
 )
 SELECT s.job_id, j.tenant, j.project, s.gpu_model, s.mig_profile,
        coalesce(n.site, '') AS site, coalesce(n.country, '') AS country,

@@ -24,6 +24,7 @@ from audit.bundle import export_bundle
 from audit.entries import key_event
 from audit.errors import BundleError, VerificationError
 from audit.log import AuditLog
+from audit.pinning import pinned_keys
 from audit.verify import check_bundle, verify_bundle
 from testing.stores import new_store
 from tests.audit import fleet
@@ -120,7 +121,7 @@ def test_layout_is_the_spec_layout(site: Site) -> None:
     for i in entries:
         data = m[f"entries/{i}.json"]
         assert data == log.entry(i)  # the exact canonical bytes the tree hashes
-        p = proof.verify_proof(m[f"entries/{i}.tlog-proof"], data, [note.parse_vkey(VKEY)], origin=fleet.ORIGIN)
+        p = proof.verify_proof(m[f"entries/{i}.tlog-proof"], data, pinned_keys([VKEY], fleet.ORIGIN))
         assert p.checkpoint.note == m["checkpoint"].decode()
         entry = json.loads(data)
         assert set(entry) >= {"type", "time"}
@@ -140,6 +141,9 @@ def test_layout_is_the_spec_layout(site: Site) -> None:
     assert [r[0] for r in rows[1:]] == sorted(fleet.JOBS)
     assert json.loads(m["policy.json"])["countries"] == sorted(EU.countries)
     assert b"gpumeter audit verify" in m["VERIFY.md"] and b"VerifyInclusion" in m["VERIFY.md"]
+    # it tells the auditor what to pin, each way of pinning, and what exit status 4 means
+    for said in (b"--key", b"--policy FILE", b"--witness", b"--quorum K", b"--tsa-cert FILE", b"4 means", b"invoice"):
+        assert said in m["VERIFY.md"], said
 
 
 def test_round_trip_with_a_pinned_key(site: Site) -> None:
@@ -400,11 +404,9 @@ def test_a_bad_month_is_refused_before_anything_is_logged(tmp_path: Path, month:
     assert AuditLog(con).size() == 0 and not (tmp_path / "b.zip").exists()
 
 
-def test_a_formula_job_id_is_neutralised_and_both_verifiers_agree(tmp_path: Path) -> None:
+def test_a_formula_job_id_is_neutralised_and_the_verifier_agrees(tmp_path: Path) -> None:
     """report/sovereignty.csv writes ``'=cmd…`` for a job id a spreadsheet would run, and the
-    verifier re-derives the same cell through audit.report: batched and reference alike."""
-    from audit.verify import _pinned, _verify_batched, _verify_reference
-
+    verifier re-derives the same cell through audit.report."""
     hostile = "=cmd|'/C calc'!A0"
     con = new_store(tmp_path / "g.duckdb")
     try:
@@ -418,8 +420,5 @@ def test_a_formula_job_id_is_neutralised_and_both_verifiers_agree(tmp_path: Path
         con.close()
     rows = list(csv.reader(io.StringIO(_members(bundle)["report/sovereignty.csv"].decode())))
     assert [r[0] for r in rows[1:]] == ["'" + hostile, "acme-train-1"]
-    pinned = _pinned([VKEY])
-    batched = _verify_batched(bundle, pinned, None, None)
-    reference = _verify_reference(bundle, pinned, None, None)
-    assert batched is not None and batched.verifier == "batched"
-    assert batched == reference and reference.attestations == 2 and reference.outside == ("acme-train-1",)
+    result = verify_bundle(bundle, [VKEY])
+    assert result.pinned and result.attestations == 2 and result.outside == ("acme-train-1",)

@@ -212,3 +212,48 @@ def test_orjson_fast_path_leaves_other_types_to_the_reference() -> None:
         except EntryError:
             got = None
         assert got == want, value
+
+
+def _oracle(data: bytes) -> dict[str, Any] | None:
+    """What the rule says, computed with the rfc8785 package alone: the entry, or None."""
+    import json
+
+    try:
+        value = json.loads(data.decode("utf-8"))
+        if not canonical.check_entry(value).passed or rfc8785.dumps(value) != data:
+            return None
+    except (ValueError, rfc8785.CanonicalizationError, RecursionError):
+        return None
+    out: dict[str, Any] = value
+    return out
+
+
+def _spellings(entry: dict[str, Any]) -> list[bytes]:
+    """The canonical bytes of ``entry`` and a few other spellings of the same value."""
+    import json
+
+    try:
+        data = rfc8785.dumps(entry)
+    except (rfc8785.CanonicalizationError, ValueError):
+        return []
+    return [
+        data,
+        json.dumps(entry).encode(),  # spaces, escapes, key order as given
+        json.dumps(entry, sort_keys=True, separators=(",", ":")).encode(),  # ASCII escapes, Python's floats
+        data.replace(b":", b": ", 1),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.text(), _any_json, max_size=4), min_size=1, max_size=6), st.randoms())
+def test_parsing_a_batch_decides_each_entry_as_the_rule_does(extras: list[dict[str, Any]], rnd: Any) -> None:
+    datas = [d for extra in extras for d in _spellings({**extra, "type": "t", "time": "2026-07-01T00:00:00Z"})]
+    datas += [b"[1]", b'{"type":"t","time":"2026-07-01T00:00:00Z"}{}', b"\xff", b"[" * 5000 + b"]" * 5000]
+    rnd.shuffle(datas)
+    got = canonical.parse_entries(datas)
+    for data, result in zip(datas, got, strict=True):
+        want = _oracle(data)
+        if want is None:
+            assert isinstance(result, EntryError), data
+        else:
+            assert result == want, data

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from gpumeter import store
+from gpumeter.commandline import EXIT_UNPINNED
+from testing.stores import new_store
 from tests.audit import fleet
 
 GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
@@ -109,11 +111,108 @@ def test_keys_listing_and_pinning_by_file(site: tuple[Path, str], gm: Run) -> No
     assert ring.returncode == 0 and ring.stdout.startswith("OK ") and "WARNING" not in ring.stdout
 
 
-def test_unpinned_verify_says_whose_key_it_trusted(gm: Run) -> None:
-    unpinned = gm("audit", "verify", "out/july.zip", passphrase=None)
-    assert unpinned.returncode == 0
-    assert "verified against the key in the bundle (fingerprint SHA256:" in unpinned.stdout
-    assert "pass --key to pin it" in unpinned.stdout
+def test_unpinned_verify_names_the_bundles_key_and_exits_4(site: tuple[Path, str]) -> None:
+    d, vkey = site
+    from audit.note import parse_vkey
+
+    unpinned = script(d / "out", "audit", "verify", "july.zip", passphrase=None)  # no gpumeter.toml there
+    assert unpinned.returncode == EXIT_UNPINNED == 4 and unpinned.stdout == ""
+    (line,) = errors(unpinned)
+    assert parse_vkey(vkey).fingerprint in line and "--key" in line and "pins its log key" in line
+
+
+def _forged(site: Path) -> Path:
+    """The same fleet logged by someone else, with every host inside the EU, under a fresh key."""
+    from audit import policy
+    from audit.bundle import attest_and_export
+
+    con = new_store(site / "forger.duckdb")
+    inside = {h: (s, "FR" if c == "CH" else c) for h, (s, c) in fleet.NODES.items()}
+    fleet.load_inventory(con, nodes=inside)
+    fleet.meter(con, fleet.T0, {"acme-train-1": ("gpu-fr-1", 3600), "acme-train-2": ("gpu-ch-1", 3600)})
+    out = site / "out" / "forged.zip"
+    eu = policy.policy(["EU"])
+    forger = fleet.signer(seed=66)
+    attest_and_export(con, "2026-07", None, out, [forger], fleet.ORIGIN, eu, by="mallory", at=fleet.T0.replace(day=31))
+    con.close()
+    return out
+
+
+def test_forged_bundles_are_refused_without_and_with_a_key(site: tuple[Path, str], gm: Run) -> None:
+    d, vkey = site
+    forged = _forged(d)
+    alone = script(d / "out", "audit", "verify", "forged.zip", passphrase=None)
+    assert alone.returncode == 4 and fleet.signer(seed=66).verifier.fingerprint in errors(alone)[0]
+    for pin in (("--key", vkey), ("--config", "gpumeter.toml")):
+        pinned = gm("audit", "verify", str(forged), *pin, passphrase=None)
+        assert pinned.returncode == 3 and errors(pinned) == ["error: checkpoint: note has no verifiable signatures"]
+    with zipfile.ZipFile(d / "out" / "july.zip") as z:
+        genuine = {n: z.read(n) for n in z.namelist()}
+    mallory = fleet.signer(seed=66).vkey
+    swapped = {n: data for n, data in genuine.items() if not n.startswith("keys/")}
+    swapped[f"keys/mallory+{fleet.signer(seed=66).verifier.key_id.hex()}.vkey"] = mallory.encode() + b"\n"
+    rewritten = {**genuine, "policy.txt": f"log {mallory}\nquorum none\n".encode()}
+    for name, members, member in (("swapped", swapped, "keys/"), ("rewritten", rewritten, "policy.txt")):
+        path = d / "out" / f"{name}.zip"
+        with zipfile.ZipFile(path, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        for pin in ((), ("--key", vkey)):
+            refused = script(d / "out", "audit", "verify", path.name, *pin, passphrase=None)
+            assert refused.returncode == 3, (name, pin, refused.stderr)
+            assert (len(errors(refused)) == 1 and member in errors(refused)[0]) or "checkpoint" in errors(refused)[0]
+
+
+_MEASURED = """
+import resource, subprocess, sys
+run = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+sys.stderr.write(run.stderr)
+print(run.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def _peak_rss_mb(site: Path, *args: str) -> tuple[int, float, str]:
+    """Exit status, peak resident memory (MB) and stderr of one ``gpumeter`` run (its own process)."""
+    env = {k: v for k, v in os.environ.items() if k != "GPUMETER_AUDIT_PASSPHRASE"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURED, GPUMETER, *args],
+        cwd=site,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, kib = proc.stdout.split()
+    return int(code), int(kib) / 1024, proc.stderr
+
+
+def test_a_zip_bomb_is_refused_in_bounded_memory(site: tuple[Path, str]) -> None:
+    d, vkey = site
+    with zipfile.ZipFile(d / "out" / "july.zip") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    bomb = d / "out" / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+        for k in range(700):  # 700 MiB of zeros under the genuine checkpoint, in about 700 KiB
+            z.writestr(f"entries/{100_000 + k}.json", b"\x00" * (1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    code, baseline_mb, _ = _peak_rss_mb(d / "out", "audit", "verify", "july.zip", "--key", vkey)
+    assert code == 0
+    code, bomb_mb, stderr = _peak_rss_mb(d / "out", "audit", "verify", "bomb.zip", "--key", vkey)
+    assert code == 3 and "times its compressed size" in stderr and "entries/100" in stderr
+    assert bomb_mb < 220 and bomb_mb < baseline_mb + 20, (bomb_mb, baseline_mb)
+
+
+def test_publish_writes_tiles_a_monitor_can_follow(site: tuple[Path, str], gm: Run) -> None:
+    d, vkey = site
+    from audit.pinning import pinned_keys
+    from audit.publish import check_published
+
+    out = gm("audit", "publish", "--out", "public", "--config", "gpumeter.toml")
+    assert out.returncode == 0 and out.stdout.strip() == "public" and "published checkpoint size" in out.stderr
+    checked = check_published(d / "public", pinned_keys([vkey]))
+    assert checked.passed and (d / "public" / "tile" / "entries").is_dir()
 
 
 def test_tenant_export_with_config_before_the_command(site: tuple[Path, str], gm: Run) -> None:

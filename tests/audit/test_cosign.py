@@ -28,6 +28,8 @@ from audit.entries import key_event
 from audit.errors import VerificationError
 from audit.log import AuditLog
 from audit.note import parse_note
+from audit.pinning import PolicyTrust
+from audit.publish import check_published, publish
 from gpumeter import store
 from gpumeter.config import Config, load_config
 from testing.servers import in_thread
@@ -117,6 +119,12 @@ def test_two_witnesses_cosign_a_months_checkpoints(site: Site) -> None:
             assert submissions.fetchone() == (62, 31)
             assert con.execute("SELECT count(*) FROM audit_cosignatures").fetchone() == (62,)
         assert (count, failures, note) == (2, [], got.note)
+        # the published checkpoint carries both cosignatures: a monitor pinning 2 of 2 follows it
+        with store.opened(cfg, "read") as con:
+            publish(con, site.root / "tlog", ORIGIN)
+        assert (site.root / "tlog" / "checkpoint").read_text() == note
+        published = check_published(site.root / "tlog", PolicyTrust(policy, ORIGIN))
+        assert published.passed and published.size == cp.size, published.findings
         sigs = parse_note(note).signatures
         assert sigs[0].name == ORIGIN and [s.name for s in sigs[1:]] == sorted(s.name for s in sigs[1:])
         # each witness follows the month: its state is the last checkpoint

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from audit import attest, merkle, policy, record
+from audit import attest, merkle, policy, record, tiles
 from audit.canonical import canonical
 from audit.check import check_log, verify_log
 from audit.errors import AuditError, EntryError, VerificationError
@@ -56,28 +56,43 @@ def test_proofs_from_the_store_equal_the_in_memory_tree(con: duckdb.DuckDBPyConn
         log.inclusion_proof(n, n)
 
 
-def test_appending_reads_only_the_frontier_and_proofs_read_log_n(
+def test_appending_reads_only_the_edge_and_proofs_read_few_tiles(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = AuditLog(con)
     log.append_many([_entry(k) for k in range(1000)], at=fleet.T0)
+    edges: list[int] = []
     reads: list[int] = []
-    original = AuditLog.hashes
+    original_edge, original_read = AuditLog._edge, AuditLog.read_tiles
 
-    def counting(self: AuditLog, ids):  # type: ignore[no-untyped-def]
-        reads.append(len(ids))
-        return original(self, ids)
+    def counting_edge(self: AuditLog, size: int) -> dict[int, bytes]:
+        found = original_edge(self, size)
+        edges.append(len(found))
+        return found
 
-    monkeypatch.setattr(AuditLog, "hashes", counting)
+    def counting_read(self: AuditLog, wanted):  # type: ignore[no-untyped-def]
+        wanted = list(wanted)
+        reads.append(len(set(wanted)))
+        return original_read(self, wanted)
+
+    monkeypatch.setattr(AuditLog, "_edge", counting_edge)
+    monkeypatch.setattr(AuditLog, "read_tiles", counting_read)
     for k in range(1000, 1100):
+        edges.clear()
         reads.clear()
         log.append(_entry(k), at=fleet.T0)
-        assert reads == [bin(k).count("1")]  # one read of the frontier: a hash per set bit
+        assert edges == [len(tiles.edge(k))] and reads == []  # the partial tile of each level, nothing else
     for i in (0, 511, 777, 1099):
         reads.clear()
         log.inclusion_proof(i, 1100)
-        assert sum(reads) <= 2 * 11
-    assert con.execute("SELECT count(*) FROM audit_tree").fetchone() == (2 * 1100 - bin(1100).count("1"),)
+        assert reads and sum(reads) <= 3 * 2  # at most three tiles per tile level
+    stored = con.execute(
+        "SELECT level, idx, width, octet_length(hashes) FROM audit_tiles ORDER BY level, idx"
+    ).fetchall()
+    assert stored == [(t.level, t.index, t.width, 32 * t.width) for t in tiles.layout(1100)]
+    assert [t.path for t in tiles.layout(1100)] == [
+        "tile/0/000", "tile/0/001", "tile/0/002", "tile/0/003", "tile/0/004.p/76", "tile/1/000.p/4",
+    ]  # fmt: skip
 
 
 def test_documents_are_kept_and_checked(con: duckdb.DuckDBPyConnection) -> None:
@@ -168,18 +183,51 @@ def test_edited_usage_digest_is_named(con: duckdb.DuckDBPyConnection) -> None:
     assert err.value.entry == idx and f"entry {idx}" in str(err.value)
 
 
+def _set_leaf(con: duckdb.DuckDBPyConnection, k: int, leaf: bytes) -> None:
+    """Overwrite entry ``k``'s hash in its level-0 tile (what an attacker with the database can do)."""
+    con.execute(
+        "UPDATE audit_tiles SET hashes = hashes[:$a] || $h || hashes[$b:] WHERE level = 0 AND idx = $t",
+        {"a": (k % 256) * 32, "b": (k % 256) * 32 + 33, "h": leaf, "t": k // 256},
+    )
+
+
+def _truncate_tile(con: duckdb.DuckDBPyConnection, width: int) -> None:
+    """Cut the first level-0 tile to ``width`` hashes."""
+    con.execute(
+        "UPDATE audit_tiles SET hashes = hashes[:$n], width = $w WHERE level = 0 AND idx = 0",
+        {"n": 32 * width, "w": width},
+    )
+
+
 def test_edit_with_recomputed_leaf_hash_is_still_caught(con: duckdb.DuckDBPyConnection) -> None:
-    _logged(con)
-    entry = json.loads(AuditLog(con).entry(6))
+    log = _logged(con)
+    first = log.checkpoints()[0]
+    entry = json.loads(log.entry(6))
     entry["rows"] = 99
     data = canonical(entry)
     con.execute("UPDATE audit_entries SET entry = $e WHERE idx = 6", {"e": data})
-    con.execute(
-        "UPDATE audit_tree SET hash = $h WHERE pos = $p", {"h": merkle.leaf_hash(data), "p": merkle.position(0, 6)}
-    )
+    _set_leaf(con, 6, merkle.leaf_hash(data))
     result = _check(con)
-    assert not result.passed and result.first_bad_entry == 6
-    assert any("stored subtree" in f for f in result.findings)
+    # in a partial tile nothing but the signed checkpoints holds the old leaf: the range they bound is named
+    assert not result.passed and first.size > 6 and result.first_bad_entry == 0
+    assert result.findings[0] == (
+        f"checkpoint #{first.id} (size {first.size}) does not match the entries: "
+        f"an entry in 0..{first.size - 1} was altered"
+    )
+
+
+def test_edit_with_recomputed_leaf_hash_in_a_full_tile_names_the_tile(con: duckdb.DuckDBPyConnection) -> None:
+    log = AuditLog(con)
+    log.append_many([_entry(k) for k in range(300)], at=fleet.T0)
+    log.sign_checkpoint([fleet.signer()], fleet.ORIGIN, at=fleet.T0)
+    data = canonical(_entry(-7))
+    con.execute("UPDATE audit_entries SET entry = $e WHERE idx = 70", {"e": data})
+    _set_leaf(con, 70, merkle.leaf_hash(data))
+    result = _check(con)
+    assert not result.passed and result.first_bad_entry == 0
+    assert "tile/1/000.p/1: hash 0 over entries 0..255 differs from the one recomputed from the entries" in (
+        result.findings
+    )
 
 
 def test_deleted_entry_is_named(con: duckdb.DuckDBPyConnection) -> None:
@@ -188,9 +236,14 @@ def test_deleted_entry_is_named(con: duckdb.DuckDBPyConnection) -> None:
     result = _check(con)
     assert not result.passed and result.first_bad_entry == 5
     assert result.findings == ("entry 5 is missing (the next stored entry is 6)",)  # the rest still checks out
-    con.execute("DELETE FROM audit_tree WHERE pos = $p", {"p": merkle.position(0, 5)})
+    _truncate_tile(con, 5)  # its leaf hash (and every later one) gone too
     result = _check(con)
-    assert not result.passed and result.first_bad_entry == 5 and "entry 5 is missing" in result.findings[0]
+    assert not result.passed and result.first_bad_entry == 5
+    assert result.findings[:3] == (
+        "the stored tiles cover 5 entries but the log holds 12",
+        "tile/0/000.p/12: tile is truncated: 5 hashes, the tree needs 12",
+        "entry 5 is missing (the next stored entry is 6)",
+    )
 
 
 def test_reordered_entries_are_named(con: duckdb.DuckDBPyConnection) -> None:
@@ -205,7 +258,7 @@ def test_truncated_log_is_named(con: duckdb.DuckDBPyConnection) -> None:
     log = _logged(con)
     n = log.size()
     con.execute("DELETE FROM audit_entries WHERE idx >= $n", {"n": n - 2})
-    con.execute("DELETE FROM audit_tree WHERE pos >= $p", {"p": merkle.position(0, n - 2)})
+    _truncate_tile(con, n - 2)
     result = _check(con)
     assert not result.passed and result.first_bad_entry == n - 2
     assert any("truncated" in f for f in result.findings)
@@ -237,8 +290,8 @@ def test_swapped_key_is_caught(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_signing_refuses_a_tree_that_no_longer_matches(con: duckdb.DuckDBPyConnection) -> None:
-    log = _logged(con)  # 12 entries: the root folds stored subtrees (3, 0) and (2, 2)
-    con.execute("UPDATE audit_tree SET hash = $h WHERE pos = $p", {"h": b"\x00" * 32, "p": merkle.position(3, 0)})
+    log = _logged(con)  # 12 entries: one partial tile
+    _set_leaf(con, 0, b"\x00" * 32)
     with pytest.raises(VerificationError, match="refusing to sign"):
         log.sign_checkpoint([fleet.signer()], fleet.ORIGIN)
     with pytest.raises(AuditError, match="origin"):
@@ -302,6 +355,14 @@ def test_usage_windows_and_inventory_sync_idempotently(con: duckdb.DuckDBPyConne
     fleet.meter(con, fleet.T0, {"acme-train-1": ("gpu-fr-1", 1)})  # the window is re-metered
     again = attest.sync_usage_windows(con, at=fleet.T0)
     assert len(again.appended) == 1 and again.superseded == (w.appended[0],)
+    # the revision names what it revises: the old entry and its digest, and the new digest
+    old, new = json.loads(log.entry(w.appended[0])), json.loads(log.entry(again.appended[0]))
+    assert new["window_start"] == old["window_start"] and new["supersedes"] == w.appended[0]
+    assert new["previous_digest"] == old["digest"] != new["digest"]
+    stored = con.execute(
+        "SELECT digest FROM collected_windows WHERE window_start = ?", [datetime.fromisoformat(new["window_start"])]
+    ).fetchone()
+    assert stored is not None and new["digest"] == stored[0]
     record.after_collect(con, None, at=fleet.T0)  # type: ignore[arg-type]  # metering's hook: nothing new
     assert log.size() == 8
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from audit import merkle
 from audit.errors import VerificationError
+from audit.proof import ProofTree, TlogProof, format_proof
 from tests.audit.vectors import b64, ids, json_files, vector
 
 INCLUSION = json_files("merkle/inclusion")
@@ -152,7 +153,6 @@ def test_every_inclusion_proof_verifies_and_any_bit_flip_fails(ni: tuple[int, in
     inner, border = merkle.decompose_inclusion(i, n)
     assert len(proof) == inner + border
     merkle.verify_inclusion(i, n, leaf, proof, root)
-    merkle.InclusionBatch(n, root).verify(i, leaf, proof)
     with pytest.raises(VerificationError):
         merkle.verify_inclusion(i, n, _flip(leaf, bit), proof, root)
     with pytest.raises(VerificationError):
@@ -180,26 +180,33 @@ def test_every_consistency_proof_verifies_and_any_bit_flip_fails(mn: tuple[int, 
             merkle.verify_consistency(m, n, r1, r2, bad)
 
 
-@settings(max_examples=60, deadline=None)
+NOTE = "audit.test.example.eu/log\n300\nAAAA\n\n— signature lines are not read here\n"
+
+
+@settings(max_examples=80, deadline=None)
 @given(st.integers(1, 300), st.data())
-def test_batch_verifier_agrees_with_the_single_verifier(n: int, data: st.DataObject) -> None:
-    root = _BIG.root(n)
-    batch = merkle.InclusionBatch(n, root)
-    order = data.draw(st.permutations(range(n)))
-    tamper = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
-    for i in order:
-        leaf = merkle.leaf_hash(i.to_bytes(4, "big"))
-        proof = _BIG.inclusion_proof(i, n)
-        if i in tamper and proof:
-            k = data.draw(st.integers(0, len(proof) - 1))
-            proof[k] = _flip(proof[k], data.draw(st.integers(0, 255)))
-            with pytest.raises(VerificationError):
-                batch.verify(i, leaf, proof)
-        elif i in tamper:
-            with pytest.raises(VerificationError):
-                batch.verify(i, _flip(leaf, 3), proof)
-        else:
-            batch.verify(i, leaf, proof)
+def test_a_proof_tree_over_any_entries_writes_their_true_proofs(n: int, data: st.DataObject) -> None:
+    indices = sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1)))
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in indices]
+    tree = ProofTree(n, NOTE, indices, leaves)
+    for need in tree.needs:  # subtrees without an entry at hand: the hash the neighbour's proof names
+        tree.give(need, _BIG.inclusion_proof(need.index, n)[need.position])
+    assert tree.root == _BIG.root(n)
+    texts = [text for _, chunk in tree.texts() for text in chunk]
+    assert texts == [format_proof(TlogProof(i, tuple(_BIG.inclusion_proof(i, n)), NOTE)).encode() for i in indices]
+    # a wrong leaf or a wrong given hash never reaches the root
+    k = data.draw(st.integers(0, len(indices) - 1))
+    bad = ProofTree(n, NOTE, indices, [*leaves[:k], _flip(leaves[k], 9), *leaves[k + 1 :]])
+    for need in bad.needs:
+        bad.give(need, _BIG.inclusion_proof(need.index, n)[need.position])
+    assert bad.root != _BIG.root(n)
+    if tree.needs:
+        j = data.draw(st.integers(0, len(tree.needs) - 1))
+        bad = ProofTree(n, NOTE, indices, leaves)
+        for k, need in enumerate(bad.needs):
+            right = _BIG.inclusion_proof(need.index, n)[need.position]
+            bad.give(need, _flip(right, 3) if k == j else right)
+        assert bad.root != _BIG.root(n)
 
 
 @settings(max_examples=200, deadline=None)
@@ -211,33 +218,3 @@ def test_plans_are_logarithmic_for_huge_trees(n: int, data: st.DataObject) -> No
     assert len(merkle.plan_ids(plan)) <= 2 * 64
     m = data.draw(st.integers(1, n))
     assert len(merkle.consistency_plan(m, n)) == merkle.consistency_length(m, n)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 200), st.lists(st.integers(0, 70), max_size=6))
-def test_batch_extend_equals_leaf_by_leaf_append(start: int, batches: list[int]) -> None:
-    one, many = merkle.Frontier(), merkle.Frontier()
-    leaves = [merkle.leaf_hash(k.to_bytes(4, "big")) for k in range(start + sum(batches))]
-    for h in leaves[:start]:
-        one.append(h)
-        many.append(h)
-    pos = start
-    for b in batches:
-        want = [node for h in leaves[pos : pos + b] for node in one.append(h)]
-        got = [
-            merkle.NewNode(level, first + k, h)
-            for level, first, made in many.extend(leaves[pos : pos + b])
-            for k, h in enumerate(made)
-        ]
-        assert sorted(got, key=lambda n: (n.level, n.index)) == sorted(want, key=lambda n: (n.level, n.index))
-        assert (many.size, many.hashes, many.root()) == (one.size, one.hashes, one.root())
-        pos += b
-
-
-def test_positions_count_subtrees_in_append_order() -> None:
-    f = merkle.Frontier()
-    created: list[tuple[int, int]] = []
-    for k in range(300):
-        created.append((0, k))
-        created += [(n.level, n.index) for n in f.append(merkle.leaf_hash(k.to_bytes(4, "big")))]
-    assert [merkle.position(lv, i) for lv, i in created] == list(range(len(created)))

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit import checkpoint as ckpt
 from audit import merkle, note, proof
 from audit.errors import KeyFileError, VerificationError
+from audit.pinning import PolicyTrust, pinned_keys
 from tests.audit.vectors import b64, vector, vector_text
 
 GO = vector("signed-note/go-sumdb-note.json")
@@ -16,6 +17,11 @@ DERIVED = vector("derived/gpumeter-style-log.json")
 LOG_VKEY = note.parse_vkey(DERIVED["log_key"]["vkey"])
 WITNESS_VKEY = note.parse_vkey(DERIVED["witness"]["vkey"])
 ORIGIN = DERIVED["checkpoint"]["origin"]
+
+
+def pinned(origin: str = ORIGIN, witnesses: tuple[str, ...] = (), quorum: int = 0) -> PolicyTrust:
+    """The derived log's key pinned as a tlog-policy, with ``quorum`` of ``witnesses``."""
+    return pinned_keys([LOG_VKEY.vkey], origin, witnesses=witnesses, quorum=quorum)
 
 
 def test_vkeys_parse_to_published_ids_and_keys() -> None:
@@ -217,13 +223,17 @@ def test_c2sp_spec_examples_parse_but_cannot_verify() -> None:
 def test_derived_checkpoint_with_witness_cosignature() -> None:
     text = vector_text("derived/checkpoint-8.note")
     assert text == DERIVED["checkpoint_with_cosignature"]
-    signed = ckpt.open_checkpoint(text, [LOG_VKEY], origin=ORIGIN, witnesses=[WITNESS_VKEY], quorum=1)
+    signed = pinned(witnesses=(WITNESS_VKEY.vkey,), quorum=1).verify_checkpoint(text)
     assert signed.checkpoint.root.hex() == DERIVED["checkpoint"]["root_hex"]
     assert [v.name for v in signed.cosigners] == ["witness.example.eu/w1"]
     assert signed.opened.verified[1][1].cosigned_at(signed.opened.verified[1][0].data) == 1700000000
-    ckpt.open_checkpoint(text, [LOG_VKEY], origin=ORIGIN)  # witness line ignored without policy
-    with pytest.raises(VerificationError, match="witness"):
-        ckpt.open_checkpoint(text, [LOG_VKEY], origin=ORIGIN, quorum=1)
+    ckpt.open_checkpoint(text, [LOG_VKEY], origin=ORIGIN)  # opening checks the log signature only
+    pinned().verify_checkpoint(text)  # quorum none: the witness line is ignored
+    other = note.Signer("witness.example.eu/w2", Ed25519PrivateKey.generate(), note.SIG_COSIGNATURE_V1).vkey
+    with pytest.raises(VerificationError, match="witness quorum not met"):  # w1's cosignature is not w2's
+        pinned(witnesses=(other,), quorum=1).verify_checkpoint(text)
+    with pytest.raises(VerificationError, match="witness quorum not met"):
+        pinned(witnesses=(WITNESS_VKEY.vkey, other), quorum=2).verify_checkpoint(text)
 
 
 @pytest.mark.parametrize("case", DERIVED["negative_cases"], ids=[c["desc"] for c in DERIVED["negative_cases"]])
@@ -238,10 +248,10 @@ def test_derived_negative_cases(case: dict) -> None:  # type: ignore[type-arg]
     if "index" in case:
         text = text.replace("index 5\n", f"index {case['index']}\n")
         with pytest.raises(VerificationError):
-            proof.verify_proof(text, leaf, [LOG_VKEY], origin=ORIGIN)
+            proof.verify_proof(text, leaf, pinned())
     else:
         with pytest.raises(VerificationError, match="origin"):
-            proof.verify_proof(text, leaf, [LOG_VKEY], origin=case["expected_origin"])
+            proof.verify_proof(text, leaf, pinned(case["expected_origin"]))
 
 
 # ------------------------------------------------------------------------------ tlog-proof
@@ -254,12 +264,10 @@ def test_leaf_5_tlog_proof_parses_verifies_and_reformats() -> None:
     p = proof.parse_proof(text)
     assert p.index == 5 and [h.hex() for h in p.path] == t["inclusion_path_hex"]
     assert proof.format_proof(p) == text
-    got = proof.verify_proof(
-        text, bytes.fromhex(t["leaf_input_hex"]), [LOG_VKEY], origin=ORIGIN, witnesses=[WITNESS_VKEY], quorum=1
-    )
+    got = proof.verify_proof(text, bytes.fromhex(t["leaf_input_hex"]), pinned(witnesses=(WITNESS_VKEY.vkey,), quorum=1))
     assert got.leaf_hash.hex() == t["leaf_hash_hex"]
     with pytest.raises(VerificationError):
-        proof.verify_proof(text, b"\x40\x41\x42\x44", [LOG_VKEY], origin=ORIGIN)
+        proof.verify_proof(text, b"\x40\x41\x42\x44", pinned())
 
 
 @pytest.mark.parametrize(
@@ -284,11 +292,11 @@ def test_leaf_5_tlog_proof_parses_verifies_and_reformats() -> None:
 def test_malformed_tlog_proofs_are_rejected(mutate) -> None:  # type: ignore[no-untyped-def]
     text = mutate(vector_text("derived/leaf-5.tlog-proof"))
     with pytest.raises(VerificationError):
-        proof.verify_proof(text, bytes.fromhex("40414243"), [LOG_VKEY], origin=ORIGIN)
+        proof.verify_proof(text, bytes.fromhex("40414243"), pinned())
 
 
 def test_extra_line_round_trips_and_is_not_authenticated() -> None:
     text = vector_text("derived/leaf-5.tlog-proof").replace("index 5\n", "extra aGVsbG8=\nindex 5\n")
     p = proof.parse_proof(text)
     assert p.extra == b"hello" and proof.format_proof(p) == text
-    proof.verify_proof(text, bytes.fromhex("40414243"), [LOG_VKEY], origin=ORIGIN)
+    proof.verify_proof(text, bytes.fromhex("40414243"), pinned())

@@ -209,8 +209,11 @@ W_VKEY = W["X1"].vkey
 @pytest.mark.parametrize(
     ("audit", "message"),
     [
-        ('witnesses = [{ name = "a", url = "http://w", vkey = "V", port = 1 }]', "entry 1 has unknown keys"),
-        ('witnesses = [{ name = "a", url = "http://w" }]', "entry 1 lacks vkey"),
+        (
+            'witnesses = [{ name = "a", url = "http://w", vkey = "V", port = 1 }]',
+            "[audit.witnesses[1]] unknown key 'port'",
+        ),
+        ('witnesses = [{ name = "a", url = "http://w" }]', "[audit.witnesses[1]] lacks vkey"),
         ('witnesses = [{ name = "two words", url = "http://w", vkey = "V" }]', "name must be one word"),
         ('witnesses = [{ name = "none", url = "http://w", vkey = "V" }]', "name must be one word"),
         ('witnesses = [{ name = "a", url = "ftp://w", vkey = "V" }]', "url must be an http"),
@@ -220,7 +223,7 @@ W_VKEY = W["X1"].vkey
             "names a witness twice",
         ),
         ('witnesses = { name = "a" }', "must be a list"),
-        ('witnesses = ["a"]', "must be a { name, url, vkey } table"),
+        ('witnesses = ["a"]', "[audit.witnesses[1]] must be a table"),
         ('witnesses = [{ name = "a", url = "http://w", vkey = "V" }]\nquorum = 2', "from 0 to the 1 witness"),
         ("quorum = -1", "from 0 to the 0 witness"),
         ("quorum = true", "quorum must be a whole number"),
@@ -232,7 +235,7 @@ def test_witness_configuration_errors_name_the_file(tmp_path: Path, audit: str, 
     cfg.write_text("[audit]\n" + audit.replace('"V"', f'"{W_VKEY}"') + "\n")
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
         load_config(cfg)
-    assert caught.value.explain().startswith(f"{cfg}: [audit]")
+    assert caught.value.explain().startswith(f"{cfg}:{caught.value.line}: [audit")
 
 
 def test_witness_configuration_defaults_to_all_witnesses(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Usage is inserted into the real ``usage``, ``jobs``, ``tenants``, ``nodes`` and
 ``collected_windows`` tables, and priced through ``metering.report.billable_usage`` like in
-production.
+production. The first usage of a month marks every hour of that month collected, as a
+``collect`` over the whole month would: only a fully metered month can be issued.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import duckdb
 import pytest
 
 from gpumeter.config import Config, load_config
+from gpumeter.months import Month
 from metering.einvoice import FACTURX
 from metering.inventory import Tenant
 from testing.stores import RATES, SITE_CONFIG, add_tenants, add_usage, mark_collected, new_store, write_site
@@ -40,6 +42,7 @@ class Site:
     config: Config
     con: duckdb.DuckDBPyConnection
     _uuid: Iterator[int] = field(default_factory=itertools.count)
+    _metered: set[Month] = field(default_factory=set)
 
     @property
     def out(self) -> Path:
@@ -90,12 +93,30 @@ class Site:
         """One usage row (its own GPU UUID) of ``seconds`` held GPU time, exact to the ns."""
         ns = int(Decimal(seconds) * 1_000_000_000)
         ws = datetime.fromisoformat(window).replace(tzinfo=UTC)
+        self.meter_month(Month.of(ws))
         mark_collected(self.con, [(ws, 1, "test")])
         n = next(self._uuid)
         add_usage(
             self.con,
             [(ws, job, f"GPU-{n:08d}", "1" if profile else "", profile, model, [host], ns, ns // 2, energy_uj)],
         )
+
+    def add_example_month(self) -> None:
+        """October 2026's usual usage: acme (FR) 10 h of an H100 and 2 h of a 3g.40gb slice,
+        berlin (DE) 1447.2 s of an A100, nyc (US) 2 h of an A30 1g.6gb slice."""
+        for job, tenant in (("j1", "acme"), ("j2", "berlin"), ("j3", "nyc")):
+            self.add_job(job, tenant)
+        self.add_usage("j1", H100, 36000)
+        self.add_usage("j1", H100, 7200, profile="3g.40gb")
+        self.add_usage("j2", A100, "1447.2")
+        self.add_usage("j3", A30, 7200, profile="1g.6gb")
+
+    def meter_month(self, month: Month) -> None:
+        """Every hour of ``month`` collected (with no usage), once."""
+        if month not in self._metered:
+            self._metered.add(month)
+            hours = (month.end - month.start) // timedelta(hours=1)
+            mark_collected(self.con, [(month.start + timedelta(hours=h), 0, "test") for h in range(hours)])
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ def test_settings_defaults_and_values(site: Site) -> None:
         ('webhook_url = "https:///x"', "webhook_url has no host"),
         ('webhook_url = "https://user:pw@hooks.example.eu/x"', "must not carry credentials"),
         ("webhook_url = 42", "webhook_url must be a string"),
-        ('timeout_s = "10"', "timeout_s must be a number of seconds"),
+        ('timeout_s = "10"', "timeout_s must be a number, not a string"),
         ("timeout_s = 0", "timeout_s must be a number of seconds"),
         ("timeout_s = nan", "timeout_s must be a number of seconds"),
         ("attempts = 0", "attempts must be a whole number from 1 to 10"),
@@ -211,11 +211,10 @@ def test_settings_defaults_and_values(site: Site) -> None:
     ],
 )
 def test_bad_alert_settings_name_file_line_and_value(site: Site, line: str, message: str) -> None:
-    cfg = with_alerts(site, f"# budget alerts\n{line}\n")
-    with pytest.raises(ConfigError, match=message) as info:
-        alert_settings(cfg)
+    with pytest.raises(ConfigError, match=message) as info:  # a wrong key or type: when the file is read
+        alert_settings(with_alerts(site, f"# budget alerts\n{line}\n"))
     toml = (site.root / "gpumeter.toml").read_text(encoding="utf-8").splitlines()
-    assert info.value.file == str(cfg.path)
+    assert info.value.file == str(site.root / "gpumeter.toml")
     assert info.value.line is not None and toml[info.value.line - 1] == line
 
 

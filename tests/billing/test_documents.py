@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from audit import keys
 from billing.run import invoice_month
 from billing.validate import check_facturx, check_schematron, verify_facturx
-from tests.billing.conftest import A30, A100, H100, Site, at, make_site
+from tests.billing.conftest import H100, Site, at, make_site
 
 M = "2026-10"
 NS = {
@@ -32,13 +32,7 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """One month issued, then corrected; shared by the read-only tests of this module."""
     site = make_site(tmp_path_factory.mktemp("documents") / "site")
     keys.ensure_key(site.config.audit.signing_key, "a long test passphrase", site.config.audit.origin)
-    site.add_job("j1", "acme")
-    site.add_job("j2", "berlin")
-    site.add_job("j3", "nyc")
-    site.add_usage("j1", H100, 36000)
-    site.add_usage("j1", H100, 7200, profile="3g.40gb")
-    site.add_usage("j2", A100, "1447.2")
-    site.add_usage("j3", A30, 7200, profile="1g.6gb")
+    site.add_example_month()
     invoice_month(site.con, site.config, M, True, now=at(2))
     site.con.execute("DELETE FROM usage WHERE job_id = 'j2'")  # berlin: credit note
     site.add_usage("j1", H100, 3600, window="2026-10-31T23:00:00")  # acme: supplementary invoice

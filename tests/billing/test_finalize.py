@@ -15,19 +15,13 @@ from billing.errors import DocumentError, PricingError, RatesError, SupplierErro
 from billing.invoice import Invoice
 from billing.numbering import check_gapless, parse_number
 from billing.run import invoice_month
-from tests.billing.conftest import A30, A100, H100, Site, at
+from tests.billing.conftest import A30, H100, Site, at
 
 M = "2026-10"
 
 
 def usage(site: Site) -> None:
-    site.add_job("j1", "acme")
-    site.add_job("j2", "berlin")
-    site.add_job("j3", "nyc")
-    site.add_usage("j1", H100, 36000)
-    site.add_usage("j1", H100, 7200, profile="3g.40gb")
-    site.add_usage("j2", A100, "1447.2")
-    site.add_usage("j3", A30, 7200, profile="1g.6gb")
+    site.add_example_month()
 
 
 def stored(site: Site) -> list[tuple[str, str, str, str | None, Decimal]]:

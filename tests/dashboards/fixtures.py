@@ -3,8 +3,8 @@
 ``gpumeter demo --days 3`` meters three days of October 2026 on the simulated fleet (with
 its sovereignty violations); then, through the packages' own functions, the tests' site
 gets a signing key, the month's invoices, a credit note (one job's usage withdrawn and the
-month invoiced again), Stripe payment states, job attestations and a signed checkpoint,
-and one dashboard user per role.
+month invoiced again), Stripe payment states, budgets of two tenants with the alerts they
+fired, job attestations and a signed checkpoint, and one dashboard user per role.
 """
 
 from __future__ import annotations
@@ -14,16 +14,20 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from audit import attest, keys, policy
 from audit.log import AuditLog
+from billing.alerts import evaluate, set_budget
+from billing.budgets import Budget
 from billing.run import invoice_month
 from dashboards.auth import add_user
 from dashboards.reader import StoreAccess
 from gpumeter import store
 from gpumeter.config import Config, load_config
+from gpumeter.months import Month
 from testing.stores import RATES, SITE_CONFIG, new_store, write_site
 
 GPUMETER = str(Path(sys.executable).with_name("gpumeter"))
@@ -31,12 +35,16 @@ PASSWORD = "correct horse battery staple"
 PASSPHRASE = "a long dashboards test passphrase"
 MONTH = "2026-10"
 SCOPED_TENANT = "laguna-lab"
+OTHER_TENANT = "armor-bio"
+# After the credit note laguna-lab's October is EUR 21.77: 50% of 30.00 fires, 80% does not.
+BUDGETS = {SCOPED_TENANT: ("30.00", (50, 80)), OTHER_TENANT: ("100.00", (50, 100))}
 USERS = {
     "ada": ("admin", None),
     "fin": ("finance", None),
     "comp": ("compliance", None),
     "aud": ("auditor", None),
     "aud-laguna": ("auditor", SCOPED_TENANT),
+    "ten-laguna": ("tenant", SCOPED_TENANT),
 }
 CREATED = datetime(2026, 11, 1, 8, tzinfo=UTC)
 
@@ -49,7 +57,7 @@ def run_gpumeter(*args: str, timeout: float = 180, **env: str) -> subprocess.Com
 
 
 def add_users(cfg: Config, *, scoped: bool = True) -> None:
-    """One user per role; the tenant-scoped auditor only where its tenant exists."""
+    """One user per role; the tenant-scoped ones only where their tenant exists."""
     con = store.connect(cfg.store.database)
     try:
         for name, (role, tenant) in USERS.items():
@@ -67,7 +75,10 @@ def build_demo(root: Path) -> Path:
     signer = keys.load_signer(cfg.audit.signing_key, PASSPHRASE, cfg.audit.origin)
     con = store.connect(cfg.store.database)
     try:
-        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 2, 9, tzinfo=UTC))
+        # The demo issued the month's invoices today (the real clock); what follows is issued
+        # today too: an issue date is never earlier than the last one.
+        today = datetime.now(UTC)
+        invoice_month(con, cfg, MONTH, True, now=today)
         # Withdraw the largest job of the scoped tenant, as a re-metering would, and invoice
         # again: billing issues a credit note against that tenant's invoice.
         job = con.execute(
@@ -76,7 +87,7 @@ def build_demo(root: Path) -> Path:
             [SCOPED_TENANT],
         ).fetchall()[0][0]
         con.execute("DELETE FROM usage WHERE job_id = ?", [job])
-        invoice_month(con, cfg, MONTH, True, now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+        invoice_month(con, cfg, MONTH, True, now=today)
         documents = store.run(con, "dash_documents", {"month": MONTH}).fetchall()
         for i, (number, kind, tenant, period, *_, total, _finalized) in enumerate(documents[:3]):
             store.run(
@@ -100,6 +111,10 @@ def build_demo(root: Path) -> Path:
             "stripe_event_payment",
             {"payment_status": "paid", "at": datetime(2026, 11, 5, tzinfo=UTC), "stripe_id": "in_test0"},
         )
+        for tenant, (monthly, thresholds) in BUDGETS.items():
+            set_budget(con, Budget(tenant, Decimal(monthly), thresholds), at=datetime(2026, 10, 1, tzinfo=UTC))
+        fired = evaluate(con, cfg, [Month.parse(MONTH)], at=datetime(2026, 11, 3, 11, tzinfo=UTC))
+        assert {a.tenant for a in fired} == set(BUDGETS), fired
         boundary = policy.policy(cfg.audit.allowed_countries)
         moment = datetime(2026, 11, 3, 12, tzinfo=UTC)
         attest.sync_inventory(con, at=moment)

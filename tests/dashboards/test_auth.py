@@ -38,6 +38,14 @@ def test_adding_users_checks_role_tenant_name_and_password(demo_site: Path) -> N
             add_user(con, "x", "finance", "laguna-lab", PASSWORD, at=CREATED)
         with pytest.raises(UserError, match="no such tenant"):
             add_user(con, "x", "auditor", "nobody-inc", PASSWORD, at=CREATED)
+        with pytest.raises(UserError, match="the tenant role needs --tenant T"):
+            add_user(con, "x", "tenant", None, PASSWORD, at=CREATED)
+        with pytest.raises(UserError, match="no such tenant"):
+            add_user(con, "x", "tenant", "nobody-inc", PASSWORD, at=CREATED)
+        assert "x" not in {u.name for u in list_users(con)}
+        add_user(con, "x", "tenant", "laguna-lab", PASSWORD, at=CREATED)
+        (x,) = [u for u in list_users(con) if u.name == "x"]
+        assert (x.role, x.tenant, x.viewer().tenant) == (Role.TENANT, "laguna-lab", "laguna-lab")
         with pytest.raises(UserError, match="at least 12 characters"):
             add_user(con, "x", "finance", None, "short", at=CREATED)
         with pytest.raises(UserError, match="control characters"):
@@ -163,7 +171,11 @@ def test_dashboard_command_checks_before_serving(tmp_path: Path, cli: CliRunner)
     assert isinstance(missing.exception, StoreError) and "run `gpumeter init` first" in str(missing.exception)
     (tmp_path / "gpumeter.toml").write_text(SITE_CONFIG + "\n[dashboard]\noidc = 1\n", encoding="utf-8")
     bad = cli.invoke(app, ["dashboard", "--config", str(tmp_path / "gpumeter.toml")])
-    assert isinstance(bad.exception, ConfigError) and "[dashboard] oidc has the wrong type" in str(bad.exception)
+    assert isinstance(bad.exception, ConfigError)
+    line = len((SITE_CONFIG + "\n[dashboard]\noidc = 1\n").splitlines())
+    assert bad.exception.explain() == (
+        f"{tmp_path / 'gpumeter.toml'}:{line}: [dashboard] oidc must be true or false, not an integer (value 1)"
+    )
     argv = streamlit_argv("127.0.0.1", 8599)
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("dashboards/app.py")
     pairs = dict(zip(argv[5::2], argv[6::2], strict=True))

@@ -22,13 +22,22 @@ NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
 def test_pages_per_role() -> None:
-    assert pages_for(Viewer("a", Role.ADMIN)) == tuple(Page)
+    assert pages_for(Viewer("a", Role.ADMIN)) == (
+        Page.FINANCE,
+        Page.UTILISATION,
+        Page.COMPLIANCE,
+        Page.AUDITOR,
+        Page.ACCESS,
+    )
+    assert pages_for(Viewer("m", Role.TENANT, "acme")) == (Page.ACCOUNT,)
     assert pages_for(Viewer("f", Role.FINANCE)) == (Page.FINANCE, Page.UTILISATION)
     assert pages_for(Viewer("c", Role.COMPLIANCE)) == (Page.COMPLIANCE, Page.UTILISATION)
     assert pages_for(Viewer("u", Role.AUDITOR)) == (Page.AUDITOR, Page.COMPLIANCE)
     assert pages_for(Viewer("t", Role.AUDITOR, "acme")) == (Page.AUDITOR,)
     with pytest.raises(AccessDenied):
         Viewer("f", Role.FINANCE, "acme")
+    with pytest.raises(AccessDenied, match="bound to one tenant"):
+        Viewer("m", Role.TENANT)
 
 
 def test_who_may_export_what() -> None:
@@ -42,6 +51,10 @@ def test_who_may_export_what() -> None:
     with pytest.raises(AccessDenied, match="may export only tenant 'acme', not tenant 'globex'"):
         verify_export(scoped, "globex")
     assert export_tenants(scoped, ["acme", "globex"]) == ["acme"]
+    customer = Viewer("m", Role.TENANT, "acme")
+    assert check_export(customer, "acme").passed
+    assert not check_export(customer, "globex").passed and not check_export(customer, None).passed
+    assert export_tenants(customer, ["acme", "globex"]) == ["acme"]
     assert export_tenants(Viewer("u", Role.AUDITOR), ["acme", "globex"]) == [None, "acme", "globex"]
 
 
@@ -138,7 +151,7 @@ def test_dashboard_settings(tmp_path: Path) -> None:
     assert (s.oidc, s.oidc_provider, s.read_wait_s, s.version_ttl_s) == (True, "microsoft", 5.0, 2.0)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="unknown key"):
         settings("theme = 'dark'")
-    with pytest.raises(ConfigError, match="wrong type"):
+    with pytest.raises(ConfigError, match="oidc must be true or false, not a string"):
         settings('oidc = "yes"')
     with pytest.raises(ConfigError, match="must not be negative"):
         settings("read_wait_s = -1")

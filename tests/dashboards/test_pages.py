@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from audit import cosign, keys, witness
 from dashboards.roles import Page
 from gpumeter import store
 from gpumeter.config import load_config
@@ -22,12 +23,14 @@ from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
 from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
 
 ALL_PAGES = tuple(Page)
+ADMIN_PAGES = tuple(p for p in Page if p is not Page.ACCOUNT)  # an admin has no tenant of its own
 REACHABLE = {
-    "ada": ALL_PAGES,
+    "ada": ADMIN_PAGES,
     "fin": (Page.FINANCE, Page.UTILISATION),
     "comp": (Page.COMPLIANCE, Page.UTILISATION),
     "aud": (Page.AUDITOR, Page.COMPLIANCE),
     "aud-laguna": (Page.AUDITOR,),
+    "ten-laguna": (Page.ACCOUNT,),
 }
 TITLES = {
     Page.FINANCE: "Finance",
@@ -35,6 +38,7 @@ TITLES = {
     Page.COMPLIANCE: "Compliance",
     Page.AUDITOR: "Auditor bundles",
     Page.ACCESS: "Access",
+    Page.ACCOUNT: "My account",
 }
 
 
@@ -220,6 +224,39 @@ def test_auditor_scopes(demo_site: Path, open_app: OpenApp) -> None:
     assert box.options[0] == "the whole log" and f"tenant {SCOPED_TENANT}" in box.options and not box.disabled
     button = next(b for b in full.get("download_button") if b.label == "Build and download bundle")
     assert not button.disabled
+    # the page tells auditors to pin the log key or a policy, and shows the current key to compare with theirs
+    assert any("never the copies inside the bundle" in c.value and "--policy FILE" in c.value for c in full.caption)
+    cfg = load_config(demo_site)
+    ring = keys.load_keyring(cfg.audit.signing_key)
+    assert ring.current is not None
+    vkey = ring.current.verifier(cfg.audit.origin).vkey
+    assert [c.value for c in full.code] == [f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'"]
+    assert any("No witnesses are configured" in i.value for i in full.info)  # the demo's stopped with it
+    assert any("times are the operator's clock" in c.value for c in full.caption)  # the demo has no TSA
+
+
+def test_auditor_page_names_the_witnesses_to_pin(demo_site: Path, open_app: OpenApp, tmp_path: Path) -> None:
+    text = demo_site.read_text()
+    ws = [(name, witness.init_witness(tmp_path / name, f"{name}.example.eu/witness").vkey) for name in ("w1", "w2")]
+    rows = ", ".join(f'{{ name = "{n}", url = "http://127.0.0.1:9/{n}", vkey = "{v}" }}' for n, v in ws)
+    demo_site.write_text(text.replace("\n[audit]\n", f"\n[audit]\nwitnesses = [{rows}]\nquorum = 2\n"))
+    cfg = load_config(demo_site)
+    at = open_app(demo_site, "aud")
+    assert_clean(at)
+    ring = keys.load_keyring(cfg.audit.signing_key)
+    assert ring.current is not None
+    vkey = ring.current.verifier(cfg.audit.origin).vkey
+    # named, with their keys, as --witness options and as a tlog-policy
+    assert [c.value for c in at.code] == [
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}'",
+        f"gpumeter audit verify gpumeter-audit-{MONTH}-log.zip --key '{vkey}' "
+        f"--witness '{ws[0][1]}' --witness '{ws[1][1]}' --quorum 2",
+        cosign.policy_text(cfg).rstrip("\n"),  # the bundle's policy.txt; st.code drops the last newline
+    ]
+    said = next(m.value for m in at.markdown if m.value.startswith("**Witnesses.**"))
+    assert "all of (w1, w2) cosigned it" in said and "from the witness itself" in said
+    assert f"**w1** `{ws[0][1]}`" in said and f"**w2** `{ws[1][1]}`" in said
+    assert not at.info
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
@@ -236,7 +273,8 @@ def test_access_page_lists_users_and_refusals(demo_site: Path, open_app: OpenApp
     at.switch_page(page_path(Page.ACCESS)).run()
     assert_clean(at)
     users, refusals = (d.value for d in at.dataframe)
-    assert sorted(users["name"]) == ["ada", "admin", "aud", "aud-laguna", "comp", "fin"]  # "admin": the demo's own
+    # "admin": the demo's own
+    assert sorted(users["name"]) == ["ada", "admin", "aud", "aud-laguna", "comp", "fin", "ten-laguna"]
     assert "password_hash" not in users.columns
     assert list(refusals[["name", "reason"]].itertuples(index=False, name=None)) == [("fin", "bad_password")]
 
@@ -283,7 +321,7 @@ def test_a_fresh_month_with_no_data(demo_site: Path, open_app: OpenApp) -> None:
     assert res["end"] > "2027-01-01" and metric(at, "Unbilled so far, 2026-12") == f"EUR {committed:,.2f}"
 
 
-@pytest.mark.parametrize("page", ALL_PAGES)
+@pytest.mark.parametrize("page", ADMIN_PAGES)
 def test_every_page_on_an_empty_store(page: Page, empty_site: Path, open_app: OpenApp) -> None:
     at = open_app(empty_site, "ada")
     at.switch_page(page_path(page)).run()

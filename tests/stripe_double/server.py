@@ -238,6 +238,9 @@ class StripeDouble:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _saved: dict[tuple[str, str], _Saved] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
+    # Called with (request number, method, path) as each request arrives, before anything
+    # else: a test can act at a known point (the fault suite SIGKILLs the client there).
+    on_request: Callable[[int, str, str], None] | None = None
     _http: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -422,6 +425,10 @@ class StripeDouble:
         """One request → (status, headers, body); body None means: close unanswered."""
         split = urlsplit(target)
         path = split.path
+        if self.on_request is not None:
+            with self._lock:
+                arriving = len(self.log) + 1
+            self.on_request(arriving, method, path)
         with self._lock:
             seq = len(self.log) + 1
             out_headers = {"Request-Id": f"req_dbl{seq:010d}"}

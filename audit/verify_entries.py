@@ -1,0 +1,201 @@
+"""The verifier's reading of a bundle's entries, and the report checked against them.
+
+Part of :mod:`audit.verify` (its steps 3 and 8), apart to keep each module short:
+:func:`read_entries` reads every entry in index order a batch at a time, hashes it as a
+leaf, checks it (:func:`audit.canonical.parse_entries`) and keeps only the facts later
+checks need; :func:`check_report` checks ``policy.json`` and ``report/sovereignty.csv``
+against those facts. :func:`named` and :func:`member_json` are the verifier's way of
+naming the member a refusal is about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import rfc8785
+
+from audit import report
+from audit.archive import BundleReader
+from audit.canonical import parse_entries
+from audit.entries import document_refs, scope
+from audit.errors import AuditError, BundleError, EntryError, VerificationError
+
+BATCH = 4096  # entries read, hashed and checked at once ...
+BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
+
+
+def named(member: str, exc: AuditError, entry: int | None = None) -> VerificationError:
+    """The same failure, named after the bundle member it is about."""
+    cls = BundleError if isinstance(exc, BundleError) else VerificationError
+    return cls(exc.message, member=exc.member or member, entry=entry if entry is not None else exc.entry)
+
+
+def member_json(raw: bytes, name: str) -> Any:
+    """A bundle member's JSON value (strict; deep nesting is a refusal, not a traceback)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BundleError(f"not UTF-8 JSON: {exc}", member=name) from exc
+
+
+# ------------------------------------------------------------------------------ entries
+
+
+@dataclass(slots=True)
+class Attestation:
+    index: int
+    job: str
+    supersedes: object
+    line: bytes  # its row of report/sovereignty.csv, UTF-8
+    inside: bool
+
+
+@dataclass
+class Entries:
+    """What the checks after the proofs need from the entries (a few facts each)."""
+
+    indices: list[int] = field(default_factory=list)
+    leaves: list[bytes] = field(default_factory=list)
+    first_error: tuple[int, EntryError] | None = None
+    refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # document -> (SHA-256, first entry)
+    attestations: list[Attestation] = field(default_factory=list)
+    policies: dict[tuple[object, object], int] = field(default_factory=dict)  # (policy, policy_sha256) -> entry
+    exports: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    rotations: list[tuple[str, str]] = field(default_factory=list)
+    key_events: dict[str, int] = field(default_factory=dict)  # vkey a key_event names -> first entry
+    scopes: dict[tuple[str, str | None, bool], int] = field(default_factory=dict)  # (month, tenant, inventory)
+
+    def fail(self, index: int, exc: EntryError) -> None:
+        if self.first_error is None:
+            self.first_error = (index, exc)
+
+    def add(self, index: int, data: bytes, entry: dict[str, Any]) -> None:
+        try:
+            refs = list(document_refs(entry)) if b'"document"' in data else []
+            kind = entry["type"]
+            where = scope(entry) if kind != "key_event" else None
+        except (EntryError, KeyError) as exc:
+            message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
+            self.fail(index, EntryError(message))
+            return
+        for doc, digest in refs:
+            if self.refs.setdefault(doc, (digest, index))[0] != digest:
+                self.fail(index, EntryError(f"names {doc} with another SHA-256 than entry {self.refs[doc][1]}"))
+        if where is not None:
+            self.scopes.setdefault((*where, kind == "inventory_snapshot"), index)
+        if kind == "job_attestation":
+            key = (entry.get("policy"), entry.get("policy_sha256", _UNSET))
+            self.policies.setdefault(key, index)
+            inside = entry.get("in_eu") is True
+            line = report.csv_line(entry).encode("utf-8")
+            self.attestations.append(
+                Attestation(index, str(entry.get("job_id")), entry.get("supersedes"), line, inside)
+            )
+        elif kind == "export":
+            self.exports.append((index, entry))
+        elif kind == "key_event":
+            self.key_events.setdefault(str(entry.get("key")), index)
+            if entry.get("event") == "key_rotated":
+                self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
+
+
+_UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
+
+
+def _batches(bundle: BundleReader, order: list[int]) -> Iterable[tuple[list[int], list[bytes]]]:
+    """The entries in ``order``, read a batch at a time: BATCH of them or BATCH_BYTES, whichever comes first."""
+    chunk: list[int] = []
+    datas: list[bytes] = []
+    held = 0
+    for i in order:
+        data = bundle.entry(i)
+        chunk.append(i)
+        datas.append(data)
+        held += len(data)
+        if len(chunk) == BATCH or held >= BATCH_BYTES:
+            yield chunk, datas
+            chunk, datas, held = [], [], 0
+    if chunk:
+        yield chunk, datas
+
+
+def read_entries(bundle: BundleReader) -> Entries:
+    """Step 3: every entry read in index order, hashed and checked, its facts kept."""
+    found = Entries()
+    order = bundle.entry_indices
+    for i in order:
+        if not bundle.has_entry(i):
+            raise BundleError("proof without its entry", member=f"entries/{i}.tlog-proof", entry=i)
+        if not bundle.has_proof(i):
+            raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
+    if not order:
+        raise BundleError("bundle holds no entries", member="entries/")
+    sha = hashlib.sha256
+    for chunk, datas in _batches(bundle, order):
+        found.indices += chunk
+        found.leaves += [sha(b"\x00" + d).digest() for d in datas]
+        for i, data, parsed in zip(chunk, datas, parse_entries(datas), strict=True):
+            if isinstance(parsed, EntryError):
+                found.fail(i, parsed)
+            else:
+                found.add(i, data, parsed)
+    return found
+
+
+def check_report(bundle: BundleReader, found: Entries) -> tuple[str, list[Attestation]]:
+    policy_raw = bundle.read("policy.json")
+    policy = member_json(policy_raw, "policy.json")
+    if not isinstance(policy, dict):
+        raise BundleError("must be a JSON object", member="policy.json")
+    try:
+        canonical = rfc8785.dumps(policy)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"cannot be canonicalised: {exc}", member="policy.json") from exc
+    if canonical != policy_raw:
+        raise BundleError("is not RFC 8785 canonical JSON", member="policy.json")
+    policy_id = policy.get("id")
+    if not isinstance(policy_id, str) or not isinstance(policy.get("countries"), list):
+        raise BundleError("policy.json must name an id and its countries", member="policy.json")
+    digest = hashlib.sha256(policy_raw).hexdigest()
+    for (name, sha), i in sorted(found.policies.items(), key=lambda kv: kv[1]):
+        if name != policy_id or sha not in (_UNSET, digest):
+            raise VerificationError("attestation was made under another policy than policy.json", entry=i)
+    by_index = {a.index: a for a in found.attestations}
+    latest = [by_index[i] for i in report.latest_of((a.index, a.job, a.supersedes) for a in found.attestations)]
+    member = "report/sovereignty.csv"
+    raw = bundle.read(member)
+    view, pos = memoryview(raw), len(_CSV_HEADER)
+    same = view[:pos] == _CSV_HEADER
+    for a in latest:  # compared row by row: the expected text is never built whole
+        if not same:
+            break
+        same = view[pos : pos + len(a.line)] == a.line
+        pos += len(a.line)
+    if not same or pos != len(raw):
+        raise _csv_difference(raw, latest, member)
+    return policy_id, latest
+
+
+_CSV_HEADER = report.CSV_HEADER.encode("utf-8")
+
+
+def _csv_difference(raw: bytes, latest: list[Attestation], member: str) -> VerificationError:
+    """How ``report/sovereignty.csv`` differs from what the attestations give (named)."""
+    try:
+        rows = report.parse_sovereignty_csv(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return BundleError(f"not UTF-8 CSV: {exc}", member=member)
+    if not rows or tuple(rows[0]) != report.CSV_COLUMNS:
+        return BundleError(f"header must be {','.join(report.CSV_COLUMNS)}", member=member)
+    if len(rows) - 1 != len(latest):
+        return VerificationError(f"has {len(rows) - 1} job rows; the attestations give {len(latest)}", member=member)
+    for row, att in zip(rows[1:], latest, strict=True):
+        if report.parse_sovereignty_csv(_CSV_HEADER + att.line)[1:] != [row]:
+            return VerificationError(
+                f"row for job {row[0] if row else '?'} differs from attestation {att.index}", member=member
+            )
+    return VerificationError("differs from the text the attestations give", member=member)
