@@ -484,11 +484,14 @@ def usage_focus(
     """``gpumeter usage --format focus``: the month's FOCUS rows with each job's verdict.
 
     With ``tenant``, only that tenant's usage is read and priced (a tenant's lines depend on
-    its own usage alone), so the rows are exactly its rows of the whole month's FOCUS.
+    its own usage and contracts alone), and only its rows are kept (other tenants'
+    reservations and credits are priced without usage), so the rows are exactly its rows of
+    the whole month's FOCUS.
     """
     allowed = report.allowed_set(config.audit.allowed_countries)
     verdicts = report.verdicts(con, month_span(month), allowed, tenant=tenant)
     in_eu = {job: v.in_boundary for job, (v, _) in verdicts.items()}
     if tenant is None:
         return focus_frame(con, config, month, in_eu=in_eu)
-    return focus_frame(con, config, month, in_eu=in_eu, usage=partial(report.billable_usage, tenant=tenant))
+    frame = focus_frame(con, config, month, in_eu=in_eu, usage=partial(report.billable_usage, tenant=tenant))
+    return frame.filter(pl.col("BillingAccountId") == tenant)
