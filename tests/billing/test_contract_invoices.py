@@ -21,6 +21,7 @@ from billing.errors import ContractsError, PricingError
 from billing.focus import focus_frame
 from billing.run import invoice_month
 from billing.validate import check_facturx
+from gpumeter.months import Month
 from tests.billing.conftest import H100, Site, at
 
 NS = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
@@ -45,6 +46,7 @@ HOUR = 3600
 def issue(site: Site, month: str, when: datetime) -> list[dict[str, Any]]:
     """Finalize ``month``; the JSON of each document issued by this run, every XML validated."""
     out = []
+    site.meter_month(Month.parse(month))  # finalize needs the month collected, usage or not
     for r in invoice_month(site.con, site.config, month, True, now=when):
         if not r.created:
             continue
