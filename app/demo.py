@@ -27,6 +27,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -74,7 +75,7 @@ def demo(
     err.print(f"simulating {days} days of a 20-GPU fleet (seed {seed})…", highlight=False)
     fleet = small_fleet(seed=seed, start=month.start, days=float(days))
     out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(write_inventory(fleet, out))
+    cfg = load_config(write_inventory(fleet, out, contracts=True))
     if cfg.store.database.exists():
         cfg.store.database.unlink()
     con = store.connect(cfg.store.database)
@@ -167,6 +168,7 @@ def _after_metering(console: Console, con: object, cfg: Config, out: Path) -> No
     from audit import keys as audit_keys
 
     audit_keys.ensure_key(cfg.audit.signing_key, passphrase, cfg.audit.origin)
+    _budget_alerts(console, con, cfg)
     log_vkey = audit_keys.load_signer(cfg.audit.signing_key, passphrase, cfg.audit.origin).vkey
     with _witnesses(out, log_vkey) as witnesses, _configured(cfg.path, witnesses) as cfg:
         console.print(
@@ -227,13 +229,42 @@ def _configured(path: Path, witnesses: list[WitnessConfig]) -> Iterator[Config]:
         path.write_text(text, encoding="utf-8")
 
 
+def _budget_alerts(console: Console, con: object, cfg: Config) -> None:
+    """A budget for the reserved tenant, set at 90 % over its month so far (its reservation
+    included), so that the 50 % and 80 % thresholds fire: decided once, queued for the webhook."""
+    from billing import alerts
+    from billing.budgets import EVENT_TYPE, Budget
+    from billing.contracts import read_contracts
+
+    deals = read_contracts(cfg.billing.contracts)
+    if not deals.reservations:
+        return
+    tenant = deals.reservations[0].tenant
+    month = Month.parse(DEMO_MONTH)
+    net = alerts.month_to_date_nets(con, cfg, month, [tenant])[tenant]  # type: ignore[arg-type]
+    monthly = max(Decimal(1), (net * 100 / 90).quantize(Decimal(1), rounding=ROUND_CEILING))
+    alerts.set_budget(con, Budget(tenant, monthly, (50, 80, 100)))  # type: ignore[arg-type]
+    fired = alerts.evaluate(con, cfg, [month])  # type: ignore[arg-type]
+    table = Table(title=f"Budget alerts fired for {DEMO_MONTH} (EUR excl. VAT)")
+    for c in ("tenant", "threshold", "budget", "month so far", "CloudEvent"):
+        table.add_column(c, justify="right" if c in ("threshold", "budget", "month so far") else "left")
+    for a in fired:
+        table.add_row(a.tenant, f"{a.threshold_percent} %", f"{a.budget:,.2f}", f"{a.net:,.2f}", EVENT_TYPE)
+    console.print(table)
+    console.print(
+        "Each alert is decided once and queued, signed, for [alerts] webhook_url (none in the demo: it waits).",
+        highlight=False,
+        markup=False,
+    )
+
+
 def _invoice(console: Console, con: object, cfg: Config) -> None:
     from billing.run import invoice_month
 
     results = invoice_month(con, cfg, DEMO_MONTH, finalize=True)  # type: ignore[arg-type]
     table = Table(title=f"Invoices issued for {DEMO_MONTH} (EUR)")
-    for c in ("tenant", "number", "VAT treatment", "net", "VAT", "total", "Factur-X"):
-        table.add_column(c, justify="right" if c in ("net", "VAT", "total") else "left")
+    for c in ("tenant", "number", "VAT treatment", "net", "VAT", "total", "due", "Factur-X"):
+        table.add_column(c, justify="right" if c in ("net", "VAT", "total", "due") else "left")
     for r in results:
         table.add_row(
             r.tenant,
@@ -242,13 +273,39 @@ def _invoice(console: Console, con: object, cfg: Config) -> None:
             f"{r.net:,.2f}",
             f"{r.vat:,.2f}",
             f"{r.total:,.2f}",
+            f"{r.due:,.2f}",
             r.validation,
         )
     console.print(table)
+    _print_contracts(console, [r.json_path for r in results])
     if results:
         peppol = sum(1 for r in results if r.ubl_path is not None)
         also = f", and {peppol} Peppol UBL e-invoice(s) (<number>.xml)" if peppol else ""
         console.print(f"PDF and JSON twins in {results[0].pdf_path.parent}{also}", highlight=False)
+
+
+def _print_contracts(console: Console, documents: list[Path]) -> None:
+    """What contracts did on the invoices: reservations, spot, credits drawn, paid and expired."""
+    import json
+
+    table = Table(title=f"Contracts on the {DEMO_MONTH} invoices (EUR)")
+    for c in ("tenant", "what", "GPU-hours", "amount"):
+        table.add_column(c, justify="right" if c in ("GPU-hours", "amount") else "left")
+    for path in documents:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for ln in doc["lines"]:
+            if ln.get("kind") == "reservation":
+                hours = f"{ln['gpu_hours']} included, {ln['used_gpu_hours']} used"
+                table.add_row(doc["tenant"], f"reservation {ln['contract']}", hours, ln["amount"])
+            elif ln.get("kind") == "spot":
+                table.add_row(doc["tenant"], f"spot {ln['gpu_model']}", ln["gpu_hours"], ln["amount"])
+        for role, label in (("allowances", "promotional credit"), ("paid", "prepaid credit")):
+            for use in doc.get(role, []):
+                table.add_row(doc["tenant"], f"{label} {use['credit']}", "", f"-{use['amount']}")
+        for use in doc.get("credits_expired", []):
+            table.add_row(doc["tenant"], f"credit {use['credit']} expired unused", "", f"({use['amount']})")
+    if table.row_count:
+        console.print(table)
 
 
 def _audit(

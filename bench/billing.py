@@ -8,6 +8,11 @@ A store with 1,000 tenants and 200,000 jobs' usage in one month (October 2026), 
 (b) a plain-Python baseline: fetch the usage rows joined to their tenants and loop over them
     with ``Decimal``, accumulating price x hours per tenant;
 (c) the floor: one DuckDB scan-and-group of the usage table per tenant x model x profile;
+(d) the same computation with contracts (a copy of the store, in the same process): every
+    tenant with a promotional credit, every 2nd with a prepaid one, every 3rd with a minimum
+    spend, every 4th with a reservation starting mid-month (every 20th with a second one on
+    a site), and every 11th job a spot job — the hourly drawdown included;
+(e) the worst case of (d): every tenant with a reservation;
 
 and, separately, the per-invoice cost of documents: PDF rendering, Factur-X XML + embedding,
 and offline schematron validation. Results go to the ``## billing`` section of
@@ -35,20 +40,25 @@ from stdnum.iso7064 import mod_11_10
 from bench.results import write_section
 from billing.facturx_xml import build_xml
 from billing.invoice import Period, aggregate_usage
-from billing.numbering import read_issued
 from billing.pdf import facturx_pdf, render_pdf
 from billing.plan import plan_month
-from billing.run import default_usage, read_rates, read_tenants
+from billing.run import default_usage, month_plan, read_rates, read_tenants
 from billing.validate import check_facturx, saxon_available
+from gpumeter import store
 from gpumeter.config import Config
 from metering.inventory import Tenant
 from metering.mig import profile_slices
 from testing.stores import SITE_CONFIG, add_tenants, mark_collected, new_store, write_site
 
+SPOT_RATES = "".join(
+    f'\n[[rate]]\nmodel = "{m}"\nclass = "spot"\neur_per_gpu_hour = "{p}"\n'
+    for m, p in (("NVIDIA H100 80GB HBM3", "1.40"), ("NVIDIA A100-SXM4-80GB", "0.95"), ("NVIDIA A30", "0.60"))
+)
+
 TENANTS = 1_000
 JOBS = 200_000
 MONTH = "2026-10"
-REPEAT = 5
+REPEAT = 7
 PDF_SAMPLE = 40
 
 RATES = """
@@ -106,7 +116,7 @@ def build_store(root: Path) -> tuple[Config, duckdb.DuckDBPyConnection]:
     )
     con.execute(
         """
-        INSERT INTO jobs
+        INSERT INTO jobs (job_id, tenant, project, data_locations)
         SELECT 'job-' || i, 't' || lpad((i % $tenants)::VARCHAR, 4, '0'), 'p' || (i % 3), []
         FROM range($jobs) AS t(i)
         """,
@@ -158,22 +168,58 @@ def best(*fns: Callable[[], Any]) -> list[tuple[float, Any]]:
 
 
 def compute(con: duckdb.DuckDBPyConnection, config: Config) -> dict[str, Decimal]:
-    """(a) what ``gpumeter invoice`` computes before writing anything."""
-    period = Period.parse(MONTH)
-    card = read_rates(config.billing.rates)
-    groups = aggregate_usage(default_usage(con, MONTH))
-    issued, positions = read_issued(con, period)
-    plan = plan_month(
-        period=period,
-        groups=groups,
-        card=card,
-        tenants=read_tenants(con),
-        supplier=config.billing.supplier,
-        payment_terms_days=30,
-        issued=issued,
-        positions=positions,
-    )
+    """(a) and (d): what ``gpumeter invoice`` computes before writing anything."""
+    plan, _ = month_plan(con, config, Period.parse(MONTH))
     return {inv.tenant: inv.net for inv in plan.pending}
+
+
+def contracts_toml(reserve_every: int) -> str:
+    """(d)'s and (e)'s contracts.toml: every kind of contract; a reservation for every n-th tenant."""
+    h100 = "NVIDIA H100 80GB HBM3"
+    out = []
+    for i in range(TENANTS):
+        t = f"t{i:04d}"
+        if i % reserve_every == 0:
+            out.append(
+                f'[[reservation]]\nid = "R-{t}"\ntenant = "{t}"\nmodel = "{h100}"\ngpus = 1\n'
+                'start = "2026-10-10"\nend = "2027-10-10"\neur_per_gpu_hour = "1.90"\n'
+            )
+        if i % (5 * reserve_every) == 0:
+            out.append(
+                f'[[reservation]]\nid = "S-{t}"\ntenant = "{t}"\nmodel = "{h100}"\nsite = "par1"\ngpus = 1\n'
+                'start = "2026-10-01"\nend = "2027-01-01"\neur_per_gpu_hour = "2.10"\n'
+            )
+        if i % 3 == 0:
+            out.append(f'[[minimum_spend]]\ntenant = "{t}"\neur_per_month = "2000.00"\nstart = "2026-01"\n')
+        out.append(
+            f'[[credit]]\nid = "P-{t}"\ntenant = "{t}"\nkind = "promotional"\neur = "50.00"\n'
+            'start = "2026-10-01"\nexpires = "2026-10-20"\n'
+        )
+        if i % 2 == 0:
+            out.append(
+                f'[[credit]]\nid = "Q-{t}"\ntenant = "{t}"\nkind = "prepaid"\neur = "100.00"\nstart = "2026-09-01"\n'
+            )
+    return "\n".join(out)
+
+
+def contracted_store(
+    root: Path, con: duckdb.DuckDBPyConnection, reserve_every: int
+) -> tuple[Config, duckdb.DuckDBPyConnection]:
+    """(d)'s or (e)'s site: a copy of the store with every 11th job spot, the spot rates, contracts.toml."""
+    config = write_site(
+        root, SITE_CONFIG.replace('rates = "rates.toml"', 'rates = "rates.toml"\ncontracts = "contracts.toml"')
+    )
+    (root / "contracts.toml").write_text(contracts_toml(reserve_every), encoding="utf-8")
+    discounts = "".join(f'\n[[discount]]\ntenant = "t{i:04d}"\npercent = "10"\n' for i in range(0, TENANTS, 10))
+    (root / "rates.toml").write_text(RATES + SPOT_RATES + discounts, encoding="utf-8")
+    config.store.database.parent.mkdir(parents=True, exist_ok=True)
+    ((name,),) = con.execute("SELECT current_database()").fetchall()
+    con.execute("ATTACH $path AS contracted", {"path": str(config.store.database)})
+    con.execute(f'COPY FROM DATABASE "{name}" TO contracted')
+    con.execute("DETACH contracted")
+    copy = store.connect(config.store.database)
+    copy.execute("UPDATE jobs SET job_class = 'spot' WHERE hash(job_id) % 11 = 0")
+    return config, copy
 
 
 def baseline(con: duckdb.DuckDBPyConnection) -> dict[str, Decimal]:
@@ -282,9 +328,18 @@ def main() -> None:
         ((usage_rows,),) = con.execute("SELECT count(*) FROM usage").fetchall()
         build_s = time.perf_counter() - t
         print(f"store: {TENANTS} tenants, {JOBS} jobs, {usage_rows} usage rows ({build_s:.1f} s)", file=sys.stderr)
-        (a_s, nets), (b_s, base), (c_s, groups) = best(
-            lambda: compute(con, config), lambda: baseline(con), lambda: floor(con)
+        config_d, con_d = contracted_store(root / "contracted", con, 4)
+        config_e, con_e = contracted_store(root / "all-reserved", con, 1)
+        # (a), (d) and (e) side by side in each round, so that they see the same load.
+        (a_s, nets), (d_s, nets_d), (e_s, _), (b_s, base), (c_s, groups) = best(
+            lambda: compute(con, config),
+            lambda: compute(con_d, config_d),
+            lambda: compute(con_e, config_e),
+            lambda: baseline(con),
+            lambda: floor(con),
         )
+        con_d.close()
+        con_e.close()
         gaps = [v - base.get(t_, Decimal(0)) for t_, v in nets.items() if base.get(t_) != v]
         differ, widest = len(gaps), max((abs(g) for g in gaps), default=Decimal(0))
         higher = sum(1 for g in gaps if g > 0)
@@ -308,14 +363,22 @@ def main() -> None:
         f"| (b) plain-Python Decimal loop over the usage rows (baseline) | {b_s * 1000:,.0f} ms | {b_s / a_s:.2f} |",
         f"| (c) one DuckDB scan-and-group of usage ({groups:,} groups; the floor) | {c_s * 1000:,.0f} ms "
         f"| {c_s / a_s:.2f} |",
+        f"| (d) the same with contracts ({len(nets_d):,} invoices; credits for every tenant, minimum spend for "
+        f"a third, reservations drawn hour by hour for a quarter, spot jobs) | {d_s * 1000:,.0f} ms "
+        f"| {d_s / a_s:.2f} |",
+        f"| (e) as (d), every tenant with a reservation (the worst case) | {e_s * 1000:,.0f} ms | {e_s / a_s:.2f} |",
         "",
         f"Ratios: (a) / (b) = {a_s / b_s:.2f} (gpumeter vs the Python loop); "
-        f"(a) / (c) = {a_s / c_s:.1f} (gpumeter vs the floor).",
+        f"(a) / (c) = {a_s / c_s:.1f} (gpumeter vs the floor); "
+        f"(d) / (a) = {d_s / a_s:.2f} (contracts vs on-demand only; the budget is 2); "
+        f"(e) / (a) = {e_s / a_s:.2f} (every tenant reserving). What contracts add: reading "
+        "contracts.toml, one DuckDB query over the reserved models' hourly usage (the drawdown), "
+        "more lines (spot, reservations, true-ups) and the credits of every document.",
         f"The baseline (b) applies the same rules (site rate, tier, discount, one rounding per line) but "
         f"divides with 28-digit Decimals; its net differs from the exact (a) for {differ:,} of "
         f"{invoices:,} tenants (by at most EUR {widest}; the exact net is the higher one in {higher} of them): "
         f"15-second slots and N/7 MIG shares make exact half-cent ties common, and a 28-digit quotient "
-        f"lands just below the tie and rounds down. The count moves between runs (64-69 seen): rounded "
+        f"lands just below the tie and rounds down. The count moves between runs (63-69 seen): rounded "
         f"28-digit sums depend on the order rows arrive in, exact ones do not.",
         "",
         f"Documents, per invoice (sample of {PDF_SAMPLE}): PDF rendering {docs['pdf'] * 1000:.1f} ms; "

@@ -5,10 +5,10 @@ the metering touched:
 
 1. **decide** (:func:`evaluate`): each budgeted tenant's month-to-date net is priced exactly as
    a draft invoice of the month would price it (:func:`month_to_date_nets`, billing's own
-   :func:`billing.plan.plan_month`); every threshold reached and not decided before becomes a
-   row of the outbox ``budget_alerts``, with its CloudEvent frozen as bytes, in one
-   transaction. The unique key (tenant, month, threshold) makes a second decision impossible,
-   across restarts and re-collects alike;
+   :func:`billing.run.month_plan`, contracts included); every threshold reached and not
+   decided before becomes a row of the outbox ``budget_alerts``, with its CloudEvent frozen
+   as bytes, in one transaction. The unique key (tenant, month, threshold) makes a second
+   decision impossible, across restarts and re-collects alike;
 2. **deliver** (:func:`billing.alert_delivery.deliver`): every alert not yet accepted is
    POSTed, signed, to ``[alerts] webhook_url``, and every attempt is recorded.
 
@@ -29,10 +29,9 @@ import duckdb
 from billing.alert_delivery import DeliveryReport, alert_settings, deliver, delivery_lines
 from billing.budgets import DEFAULT_SOURCE, Budget, Reached, event_body, event_id, newly_reached
 from billing.errors import BillingError
-from billing.invoice import Period, aggregate_usage
+from billing.invoice import Kind, Period
 from billing.money import ZERO, fmt_amount
-from billing.plan import plan_month
-from billing.run import default_usage, read_rates, read_tenants
+from billing.run import month_plan
 from gpumeter import store
 from gpumeter.config import Config
 from gpumeter.errors import GpumeterError
@@ -87,27 +86,21 @@ def remove_budget(con: duckdb.DuckDBPyConnection, tenant: str) -> bool:
 def month_to_date_nets(
     con: duckdb.DuckDBPyConnection, config: Config, month: Month, tenants: Collection[str]
 ) -> dict[str, Decimal]:
-    """Each of ``tenants``' net for ``month`` so far (EUR excl. VAT), as its draft invoice would have it.
+    """Each of ``tenants``' net for ``month`` so far (EUR excl. VAT), as its documents have it.
 
-    Billing's plan of the month, with nothing counted as issued: the full month's usage priced
-    by the rate card (tiers, discounts, MIG shares). Only the given tenants' usage is priced,
-    so a pricing problem of another tenant does not stop their alerts.
+    Billing's own plan of the month (:func:`billing.run.month_plan`): the usage priced by the
+    rate card (tiers, discounts, MIG shares), reservations billed whether used or not, the
+    minimum-spend true-up and promotional credits (contracts.toml), exactly as a draft
+    invoice prices them. Once documents of the month are issued, the net is theirs (credit
+    notes subtracted) plus the corrections pending, i.e. the month as priced now. Only the
+    given tenants are planned, so a pricing problem of another tenant does not stop their alerts.
     """
-    period = Period.of(month)
-    groups = [g for g in aggregate_usage(default_usage(con, period.month)) if g.tenant in tenants]
-    plan = plan_month(
-        period=period,
-        groups=groups,
-        card=read_rates(config.billing.rates),
-        tenants=read_tenants(con),
-        supplier=config.billing.supplier,
-        payment_terms_days=config.billing.payment_terms_days,
-        issued=(),
-        positions={},
-    )
+    plan, _ = month_plan(con, config, Period.of(month), only=set(tenants))
     nets = dict.fromkeys(tenants, ZERO)
+    for doc in plan.issued:
+        nets[doc.tenant] += -doc.net if doc.kind == Kind.CREDIT_NOTE.value else doc.net
     for invoice in plan.pending:
-        nets[invoice.tenant] += invoice.net
+        nets[invoice.tenant] += -invoice.net if invoice.kind is Kind.CREDIT_NOTE else invoice.net
     return nets
 
 

@@ -36,7 +36,7 @@ def invoice(
     ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """One invoice per tenant with usage in the month (drafts, or issued with --finalize)."""
+    """One invoice per tenant with usage, a reservation or a minimum spend (drafts, or issued with --finalize)."""
     cfg = get_config(config)
     with store.opened(cfg, "write") as con:
         results = invoice_month(con, cfg, month, finalize, progress=say)
@@ -58,6 +58,7 @@ def summary_table(results: list[InvoiceResult], month: str) -> Table:
         ("net", "right"),
         ("VAT", "right"),
         ("total", "right"),
+        ("due", "right"),
         ("treatment", "left"),
         ("status", "left"),
     )
@@ -73,6 +74,7 @@ def summary_table(results: list[InvoiceResult], month: str) -> Table:
             fmt_amount(r.net),
             fmt_amount(r.vat),
             fmt_amount(r.total),
+            fmt_amount(r.due),
             r.vat_treatment,
             status,
         )

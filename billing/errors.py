@@ -6,6 +6,8 @@
     └── BillingError               billing could not produce a correct document
         ├── RatesError             rates.toml is unreadable or holds a bad value
         │                          (file, line of the [[rate]]/[[discount]], key, value)
+        ├── ContractsError         contracts.toml is unreadable or holds a bad value
+        │                          (file, line of the key, value)
         ├── PricingError           usage that cannot be priced (model, MIG profile, job)
         ├── VatError               a tenant's VAT status does not allow invoicing (tenant)
         ├── SupplierError          [billing] supplier lacks a mandatory invoice mention
@@ -57,6 +59,10 @@ class BillingError(GpumeterError):
 
 class RatesError(BillingError):
     """rates.toml is unreadable or holds a bad value."""
+
+
+class ContractsError(BillingError):
+    """contracts.toml is unreadable, or a reservation, minimum spend or credit in it is bad."""
 
 
 class PricingError(BillingError):

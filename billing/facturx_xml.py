@@ -20,7 +20,13 @@ Decisions, each answering a trap of the factur-x 7.8 library:
   outside scope: category ``O`` with ``VATEX-EU-O``, no rate and — BR-O-02 — no VAT ids in
   the XML (the PDF still prints the supplier's, as French law requires);
 - credit notes: type ``381`` with BG-3 (BT-25 number, BT-26 date of the original);
-  supplementary invoices: type ``380`` with the same reference.
+  supplementary invoices: type ``380`` with the same reference;
+- contracts (docs/adr/0009-contracts.md): a reservation line is its included GPU-hours at
+  its rate; a minimum-spend line is one unit (``C62``) at the shortfall; promotional credits
+  are document-level allowances (BG-20: amount, reason "Promotional credit <id>", reason
+  code ``95`` discount, the document's VAT category and rate), so the line total BT-106
+  less the allowances BT-107 is the tax basis BT-109; prepaid credits are the paid amount
+  BT-113, and BT-115 is what is left to pay.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import SEPA_CREDIT_TRANSFER, UNIT_HOUR, Invoice, Kind, mentions
+from billing.invoice import ALLOWANCE_DISCOUNT, SEPA_CREDIT_TRANSFER, Invoice, Kind, mentions
 from billing.money import HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
 from gpumeter.party import SIREN_SCHEME, Party
 
@@ -72,7 +78,7 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         line: dict[str, Any] = {
             "BT-126": str(i),
             "BT-129": fmt_places(ln.gpu_hours, HOURS_XML_PLACES),
-            "BT-130": UNIT_HOUR,
+            "BT-130": ln.unit_code,
             "BT-131": fmt_amount(ln.amount),
             "BT-146": fmt_decimal(ln.unit_price, min_places=2),
             "BT-151": vat.category,
@@ -112,13 +118,27 @@ def data_dict(inv: Invoice) -> dict[str, Any]:
         "BG-7": _party(inv.customer, with_vat_id=vat.ids_in_xml, customer=True),
         "BG-23": [tax],
         "BG-25": lines,
-        "BT-106": fmt_amount(inv.net),
+        "BT-106": fmt_amount(inv.lines_total),
         "BT-109": fmt_amount(inv.net),
         "BT-110": fmt_amount(inv.vat_amount),
         "BT-112": fmt_amount(inv.total),
-        "BT-115": fmt_amount(inv.total),
+        "BT-115": fmt_amount(inv.due),
     }
     data["BT-20"] = inv.payment_terms
+    if inv.allowances:
+        data["BG-20"] = [
+            {
+                "amount": fmt_amount(a.amount),
+                "reason": a.allowance_reason,
+                "reason_code": ALLOWANCE_DISCOUNT,
+                "vat_category_code": vat.category,
+                **({"vat_rate": rate} if rate is not None else {}),
+            }
+            for a in inv.allowances
+        ]
+        data["BT-107"] = fmt_amount(inv.allowance_total)
+    if inv.paid:
+        data["BT-113"] = fmt_amount(inv.paid_total)
     if inv.kind is Kind.INVOICE and inv.due_date is not None:
         data["BT-9"] = inv.due_date
     if inv.references is not None:

@@ -1,15 +1,21 @@
 """Invoices and credit notes as values (pure: no store, no files, no clock).
 
-One invoice per tenant per calendar month (UTC). Its lines: one per GPU model (MIG usage
-folded onto its GPU's line at N/S), one per MIG profile or site priced apart, and one per
-volume-tier band. Each line's amount is the exact quantity times its unit price, rounded
-once to the cent; net, VAT and total follow :mod:`billing.money`.
+One invoice per tenant per calendar month (UTC). Its lines (:class:`LineKind`): usage, one
+per GPU model (MIG usage folded onto its GPU's line at N/S), one per MIG profile or site
+priced apart, and one per volume-tier band; the same for spot usage at spot rates; one per
+reservation of contracts.toml; a minimum-spend true-up. Each line's amount is the exact
+quantity times its unit price, rounded once to the cent. ``lines_total`` is their sum;
+promotional credits are document-level allowances (``net = lines_total - allowances``);
+VAT is on the net; prepaid credits are amounts already paid (``due = total - paid``).
 
 Corrections never edit an issued document (EU and French rules: an issued invoice is
 corrected only by a credit note or a further invoice that cites it): :func:`adjustments`
 compares a fresh computation with the signed sum of what was issued for the month, line
 key by line key, and yields the lines of a supplementary invoice (increases) and of a
 credit note (decreases), both referring to the original invoice.
+
+The module is the document model the Factur-X, PDF, UBL and Stripe writers all read, with
+its JSON twin beside it: one place for every amount, a little over 500 lines on purpose.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from billing.errors import BillingError, SupplierError
+from billing.errors import BillingError
 from billing.money import (
     CURRENCY,
     HOURS_DISPLAY_PLACES,
@@ -41,11 +47,25 @@ from billing.rates import PriceKey, Rate, RateCard, Resolution, contracted_price
 from billing.vat import VatDecision
 from gpumeter.months import Month
 from gpumeter.party import Party
-from metering.inventory import Tenant, validate_vat_id
 
 SECONDS_PER_HOUR = 3600
-UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour (BT-130 of every line)
+UNIT_HOUR = "HUR"  # UN/ECE Recommendation 20: hour (BT-130 of a line in GPU-hours)
+UNIT_ONE = "C62"  # UN/ECE Recommendation 20: one (BT-130 of a minimum-spend true-up)
 SEPA_CREDIT_TRANSFER = "58"  # UNTDID 4461 (BT-81)
+ALLOWANCE_DISCOUNT = "95"  # UNTDID 5189: discount (BT-98 of a promotional credit's allowance)
+
+
+class LineKind(StrEnum):
+    """What a line bills (invoice JSON ``lines[].kind``)."""
+
+    USAGE = "usage"  # on-demand (and reserved-class) usage not drawn from a reservation
+    SPOT = "spot"  # usage of spot jobs, at spot rates
+    RESERVATION = "reservation"  # a reservation's GPU-hours of the month, used or not
+    MINIMUM_SPEND = "minimum_spend"  # the shortfall below a minimum monthly spend
+
+
+#: The order lines are printed in, by kind.
+LINE_KIND_ORDER = {LineKind.RESERVATION: 0, LineKind.USAGE: 1, LineKind.SPOT: 2, LineKind.MINIMUM_SPEND: 3}
 
 
 class Kind(StrEnum):
@@ -84,10 +104,25 @@ class Reference:
 
 @dataclass(frozen=True)
 class LineKey:
-    gpu_model: str
+    gpu_model: str  # "" on a minimum-spend line
     mig_profile: str | None
     site: str | None
     tier_from_gpu_hours: Decimal
+    kind: LineKind = LineKind.USAGE
+    contract: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditUse:
+    """An amount (EUR, cents, > 0) a document drew from, gave back to, or wrote off a credit."""
+
+    credit: str
+    amount: Decimal
+
+    @property
+    def allowance_reason(self) -> str:
+        """Reason (BT-97) of a promotional credit's document-level allowance."""
+        return f"Promotional credit {self.credit}"
 
 
 @dataclass(frozen=True)
@@ -102,32 +137,55 @@ class Line:
     list_unit_price: Decimal
     discount_percent: Decimal
     amount: Decimal  # rounded to the cent, once
+    kind: LineKind = LineKind.USAGE
+    contract: str | None = None  # the reservation's (or minimum spend's) id
+    used_gpu_hours: Fraction | None = None  # a reservation's GPU-hours drawn from it
 
     @property
     def key(self) -> LineKey:
-        return LineKey(self.gpu_model, self.mig_profile, self.site, self.tier_from_gpu_hours)
+        return LineKey(self.gpu_model, self.mig_profile, self.site, self.tier_from_gpu_hours, self.kind, self.contract)
+
+    @property
+    def in_gpu_hours(self) -> bool:
+        """False for a minimum-spend line, whose quantity is one true-up, not GPU-hours."""
+        return self.kind is not LineKind.MINIMUM_SPEND
 
     @property
     def gpu_hours_display(self) -> Decimal:
         return round_exact(self.gpu_hours, HOURS_DISPLAY_PLACES)
 
     @property
+    def unit_code(self) -> str:
+        """Unit of measure (BT-130): hours, or one true-up."""
+        return UNIT_HOUR if self.in_gpu_hours else UNIT_ONE
+
+    @property
     def item_name(self) -> str:
         """Item name (BT-153)."""
-        return f"{self.gpu_model} GPU time" + (f" MIG {self.mig_profile}" if self.mig_profile else "")
+        if self.kind is LineKind.RESERVATION:
+            return f"{self.gpu_model} reserved capacity {self.contract}"
+        if self.kind is LineKind.MINIMUM_SPEND:
+            return "Minimum monthly spend true-up"
+        name = f"{self.gpu_model} {'spot ' if self.kind is LineKind.SPOT else ''}GPU time"
+        return name + (f" MIG {self.mig_profile}" if self.mig_profile else "")
 
     @property
     def item_id(self) -> str:
-        """Item seller's identifier (BT-155): model, priced-apart profile and site."""
-        return (
+        """Item seller's identifier (BT-155): model, priced-apart profile, site and class, or the contract."""
+        if self.kind is LineKind.RESERVATION:
+            return f"RES/{self.contract}"
+        if self.kind is LineKind.MINIMUM_SPEND:
+            return f"MIN/{self.contract or 'minimum-spend'}"
+        item = (
             self.gpu_model
             + (f"/{self.mig_profile}" if self.mig_profile else "")
             + (f"@{self.site}" if self.site else "")
         )
+        return item + ("/spot" if self.kind is LineKind.SPOT else "")
 
     @property
     def unit_discount(self) -> Decimal:
-        """Item price discount (BT-147): list price minus the tenant's price, per GPU-hour."""
+        """Item price discount (BT-147): list price minus the tenant's price, per unit."""
         return self.list_unit_price - self.unit_price
 
 
@@ -146,14 +204,25 @@ class Invoice:
     due_date: date | None = None
     references: Reference | None = None
     notes: tuple[str, ...] = field(default=())
+    allowances: tuple[CreditUse, ...] = ()  # promotional credits (drawn; given back on a credit note)
+    paid: tuple[CreditUse, ...] = ()  # prepaid credits (drawn; given back on a credit note)
+    credits_expired: tuple[CreditUse, ...] = ()  # what was left of credits that can no longer be used
 
     @property
     def status(self) -> str:
         return "draft" if self.number is None else "finalized"
 
     @property
-    def net(self) -> Decimal:
+    def lines_total(self) -> Decimal:
         return sum((ln.amount for ln in self.lines), ZERO)
+
+    @property
+    def allowance_total(self) -> Decimal:
+        return sum((a.amount for a in self.allowances), ZERO)
+
+    @property
+    def net(self) -> Decimal:
+        return self.lines_total - self.allowance_total
 
     @property
     def vat_amount(self) -> Decimal:
@@ -162,6 +231,15 @@ class Invoice:
     @property
     def total(self) -> Decimal:
         return self.net + self.vat_amount
+
+    @property
+    def paid_total(self) -> Decimal:
+        return sum((p.amount for p in self.paid), ZERO)
+
+    @property
+    def due(self) -> Decimal:
+        """What is left to pay (a credit note: to refund or set off) once prepaid credits count."""
+        return self.total - self.paid_total
 
     @property
     def einvoice(self) -> str:
@@ -190,14 +268,19 @@ class Invoice:
 
 @dataclass(frozen=True)
 class UsageGroup:
-    """Billable usage of one tenant summed per (model, profile, site), with one job to name."""
+    """Billable usage of one tenant summed per (model, profile, site, spot or not), with one job to name.
+
+    ``gpu_seconds`` is exact: a Decimal from the store, or a Fraction once part of it was
+    drawn from a reservation (:mod:`billing.reservations`).
+    """
 
     tenant: str
     gpu_model: str
     mig_profile: str | None
     site: str | None
-    gpu_seconds: Decimal
+    gpu_seconds: Decimal | Fraction
     first_job: str
+    spot: bool = False
 
 
 USAGE_COLUMNS = ("job_id", "tenant", "project", "gpu_model", "mig_profile", "site", "country", "gpu_seconds")
@@ -216,22 +299,23 @@ def aggregate_usage(frame: pl.DataFrame) -> list[UsageGroup]:
     if frame.filter(pl.col("tenant").is_null()).height:
         job = frame.filter(pl.col("tenant").is_null())["job_id"][0]
         raise BillingError(f"billable usage holds job {job!r} without a tenant", value=job)
+    spot = (pl.col("job_class") == "spot") if "job_class" in frame.columns else pl.lit(False)
     grouped = (
-        frame.with_columns(pl.col("site").fill_null(""))
-        .group_by(["tenant", "gpu_model", "mig_profile", "site"])
+        frame.with_columns(pl.col("site").fill_null(""), spot.fill_null(False).alias("spot"))
+        .group_by(["tenant", "gpu_model", "mig_profile", "site", "spot"])
         .agg(pl.col("gpu_seconds").sum(), pl.col("job_id").min().alias("first_job"))
-        .sort(["tenant", "gpu_model", "mig_profile", "site"], nulls_last=False)
+        .sort(["tenant", "gpu_model", "mig_profile", "site", "spot"], nulls_last=False)
     )
     return [
-        UsageGroup(t, m, p, s or None, secs, j)
-        for t, m, p, s, secs, j in grouped.select(
-            "tenant", "gpu_model", "mig_profile", "site", "gpu_seconds", "first_job"
+        UsageGroup(t, m, p, s or None, secs, j, bool(sp))
+        for t, m, p, s, secs, j, sp in grouped.select(
+            "tenant", "gpu_model", "mig_profile", "site", "gpu_seconds", "first_job", "spot"
         ).iter_rows()
     ]
 
 
 def _describe(key: PriceKey, mig_shares: Mapping[str, Fraction], tier_from: Decimal, rate: Rate) -> str:
-    text = f"{key.gpu_model} GPU time"
+    text = f"{key.gpu_model} {'spot ' if key.spot else ''}GPU time"
     if key.mig_profile:
         text += f", MIG instance {key.mig_profile} (per instance-hour)"
     if key.site:
@@ -244,34 +328,44 @@ def _describe(key: PriceKey, mig_shares: Mapping[str, Fraction], tier_from: Deci
     return text
 
 
+def _plus(a: Decimal | Fraction, b: Decimal | Fraction) -> Decimal | Fraction:
+    """An exact sum: Decimal while both are, else rational."""
+    if isinstance(a, Decimal) and isinstance(b, Decimal):
+        return a + b
+    return exact(a) + exact(b)
+
+
 def price_lines(groups: Iterable[UsageGroup], card: RateCard, *, tenant: str) -> tuple[Line, ...]:
     """The invoice lines of one tenant's month (exact quantities, amounts rounded once)."""
-    # Sum exact Decimal seconds per (price key, MIG share) first; rationals only at the end.
-    seconds: dict[tuple[PriceKey, Fraction], Decimal] = {}
+    # Sum exact Decimal seconds per (price key, MIG share) first; rationals only at the end
+    # (or where a reservation left a rational share of a group).
+    seconds: dict[tuple[PriceKey, Fraction], Decimal | Fraction] = {}
     rates: dict[PriceKey, Rate] = {}
-    mig_seconds: dict[PriceKey, dict[str, Decimal]] = {}
-    resolved: dict[tuple[str, str | None, str | None], Resolution] = {}
+    mig_seconds: dict[PriceKey, dict[str, Decimal | Fraction]] = {}
+    resolved: dict[tuple[str, str | None, str | None, bool], Resolution] = {}
     with localcontext() as ctx:
         ctx.prec = 60
         ctx.traps[Inexact] = True  # sums of seconds stay exact or fail loudly
         for g in groups:
-            what = (g.gpu_model, g.mig_profile, g.site)
+            what = (g.gpu_model, g.mig_profile, g.site, g.spot)
             res = resolved.get(what)
             if res is None:
-                res = resolved[what] = card.resolve(g.gpu_model, g.mig_profile, g.site, job=g.first_job)
+                res = resolved[what] = card.resolve(g.gpu_model, g.mig_profile, g.site, job=g.first_job, spot=g.spot)
             slot = (res.key, res.factor)
-            seconds[slot] = seconds.get(slot, Decimal(0)) + g.gpu_seconds
+            seconds[slot] = _plus(seconds.get(slot, Decimal(0)), g.gpu_seconds)
             rates[res.key] = res.rate
-            if g.mig_profile is not None and res.key.mig_profile is None:
+            if g.mig_profile is not None and res.key.mig_profile is None and g.gpu_seconds:
                 per = mig_seconds.setdefault(res.key, {})
-                per[g.mig_profile] = per.get(g.mig_profile, Decimal(0)) + g.gpu_seconds
+                per[g.mig_profile] = _plus(per.get(g.mig_profile, Decimal(0)), g.gpu_seconds)
     hours: dict[PriceKey, Fraction] = {}
     for (key, factor), secs in seconds.items():
         hours[key] = hours.get(key, Fraction(0)) + exact(secs) * factor / SECONDS_PER_HOUR
     mig = {key: {p: exact(s) / SECONDS_PER_HOUR for p, s in per.items()} for key, per in mig_seconds.items()}
     discount = card.discount_percent(tenant)
     lines: list[Line] = []
-    for key in sorted(hours, key=lambda k: (k.gpu_model, k.mig_profile or "", k.site or "")):
+    for key in sorted(hours, key=lambda k: (k.spot, k.gpu_model, k.mig_profile or "", k.site or "")):
+        if hours[key] == 0:
+            continue  # all of it drawn from a reservation
         rate = rates[key]
         for band, q in split_quantity(hours[key], rate):
             price = contracted_price(band.list_price, discount)
@@ -287,6 +381,7 @@ def price_lines(groups: Iterable[UsageGroup], card: RateCard, *, tenant: str) ->
                     list_unit_price=band.list_price,
                     discount_percent=discount,
                     amount=to_cents(q * exact(price)),
+                    kind=LineKind.SPOT if key.spot else LineKind.USAGE,
                 )
             )
     return tuple(lines)
@@ -328,24 +423,37 @@ def adjustments(fresh: Sequence[Line], issued: Mapping[LineKey, IssuedPosition])
         ref_disc = new.discount_percent if new else old.discount_percent if old else ZERO
         desc = new.description if new else old.description if old else key.gpu_model
         sign = 1 if delta > 0 else -1
+        quantity = (new_hours - old_hours) * sign
+        if key.kind is LineKind.MINIMUM_SPEND:  # one true-up of the difference
+            quantity, ref_price = Fraction(1), delta * sign
+            ref_list = ref_price
         line = Line(
             gpu_model=key.gpu_model,
             mig_profile=key.mig_profile,
             site=key.site,
             tier_from_gpu_hours=key.tier_from_gpu_hours,
             description=("Additional usage: " if sign > 0 else "Correction (credit): ") + desc,
-            gpu_hours=(new_hours - old_hours) * sign,
+            gpu_hours=quantity,
             unit_price=ref_price,
             list_unit_price=ref_list,
             discount_percent=ref_disc,
             amount=delta * sign,
+            kind=key.kind,
+            contract=key.contract,
         )
         (ups if sign > 0 else downs).append(line)
     return ups, downs
 
 
-def _key_order(k: LineKey) -> tuple[str, str, str, Decimal]:
-    return (k.gpu_model, k.mig_profile or "", k.site or "", k.tier_from_gpu_hours)
+def _key_order(k: LineKey) -> tuple[int, str, str, str, Decimal, str]:
+    return (
+        LINE_KIND_ORDER[k.kind],
+        k.gpu_model,
+        k.mig_profile or "",
+        k.site or "",
+        k.tier_from_gpu_hours,
+        k.contract or "",
+    )
 
 
 # --- mentions and the JSON twin -----------------------------------------------------------
@@ -371,6 +479,30 @@ def mentions(inv: Invoice) -> list[tuple[str, str]]:
         out.append(("AAI", f"{what} invoice {inv.references.number} of {inv.references.issue_date.isoformat()}."))
     out.append(("AAI", ROUNDING_RULE))
     out.extend(("AAI", n) for n in inv.notes)
+    out.extend(("AAI", text) for text in credit_mentions(inv))
+    return out
+
+
+def credit_mentions(inv: Invoice) -> list[str]:
+    """What the document did with credits, in words (printed and in the XML notes)."""
+    back = inv.kind is Kind.CREDIT_NOTE
+    out = []
+    for a in inv.allowances:
+        out.append(
+            f"Promotional credit {a.credit}: EUR {fmt_amount(a.amount)} "
+            + ("given back to the credit (this credit note reduces less)." if back else "deducted before VAT.")
+        )
+    for p in inv.paid:
+        if back:
+            out.append(f"Prepaid credit {p.credit}: EUR {fmt_amount(p.amount)} given back to the prepaid balance.")
+        else:
+            out.append(
+                f"Prepaid credit {p.credit}: EUR {fmt_amount(p.amount)} already paid in advance and deducted from the "
+                "amount due; the VAT above is the VAT of the whole supply (VAT on an advance payment becomes "
+                "chargeable on its receipt, Art. 65 Directive 2006/112/EC)."
+            )
+    for e in inv.credits_expired:
+        out.append(f"Credit {e.credit} expired: EUR {fmt_amount(e.amount)} unused and no longer available.")
     return out
 
 
@@ -391,6 +523,10 @@ def _party_json(p: Party) -> dict[str, Any]:
     return out
 
 
+def _uses(uses: Iterable[CreditUse]) -> list[dict[str, str]]:
+    return [{"credit": u.credit, "amount": fmt_amount(u.amount)} for u in uses]
+
+
 def to_json(inv: Invoice) -> dict[str, Any]:
     """The JSON twin of a document (fields: docs/formats.md, "Invoice JSON")."""
     return {
@@ -402,9 +538,9 @@ def to_json(inv: Invoice) -> dict[str, Any]:
         "currency": CURRENCY,
         "lines": [
             {
-                "gpu_model": ln.gpu_model,
+                "gpu_model": ln.gpu_model or None,
                 "mig_profile": ln.mig_profile,
-                "gpu_hours": fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES),
+                "gpu_hours": fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES) if ln.in_gpu_hours else None,
                 "unit_price": fmt_decimal(ln.unit_price, min_places=2),
                 "amount": fmt_amount(ln.amount),
                 "site": ln.site,
@@ -412,6 +548,11 @@ def to_json(inv: Invoice) -> dict[str, Any]:
                 "list_unit_price": fmt_decimal(ln.list_unit_price, min_places=2),
                 "discount_percent": fmt_decimal(ln.discount_percent) if ln.discount_percent else None,
                 "tier_from_gpu_hours": fmt_decimal(ln.tier_from_gpu_hours) if ln.tier_from_gpu_hours else None,
+                "kind": ln.kind.value,
+                "contract": ln.contract,
+                "used_gpu_hours": fmt_places(ln.used_gpu_hours, HOURS_DISPLAY_PLACES)
+                if ln.used_gpu_hours is not None
+                else None,
             }
             for ln in inv.lines
         ],
@@ -421,6 +562,11 @@ def to_json(inv: Invoice) -> dict[str, Any]:
         "vat": fmt_amount(inv.vat_amount),
         "total": fmt_amount(inv.total),
         "references": inv.references.number if inv.references else None,
+        "lines_total": fmt_amount(inv.lines_total),
+        "allowances": _uses(inv.allowances),
+        "paid": _uses(inv.paid),
+        "due": fmt_amount(inv.due),
+        "credits_expired": _uses(inv.credits_expired),
         "references_issue_date": inv.references.issue_date.isoformat() if inv.references else None,
         "type_code": inv.kind.type_code,
         "issue_date": inv.issue_date.isoformat() if inv.issue_date else None,
@@ -436,64 +582,3 @@ def to_json(inv: Invoice) -> dict[str, Any]:
         "notes": [text for _, text in mentions(inv)],
         "einvoice": inv.einvoice,
     }
-
-
-# --- the supplier's mandatory mentions ---------------------------------------------------------
-
-_FR_REQUIRED = ("address", "postcode", "city", "siren", "legal_form", "share_capital", "rcs")
-_REQUIRED = ("address", "postcode", "city")
-
-
-def check_supplier(p: Party) -> list[str]:
-    """Names of the [billing] supplier keys an issued invoice needs but lacks (or holds badly)."""
-    from stdnum.fr import siren as fr_siren
-
-    problems = []
-    for key in _FR_REQUIRED if p.country == "FR" else _REQUIRED:
-        if not str(getattr(p, key)).strip():
-            problems.append(f"{key} is empty")
-    if not p.vat_id:
-        problems.append("vat_id is empty")
-    elif validate_vat_id(p.vat_id, p.country):
-        problems.append(f"vat_id {p.vat_id!r} is not a valid VAT id of {p.country}")
-    if p.siren and not fr_siren.is_valid(p.siren):
-        problems.append(f"siren {p.siren!r} is not a valid SIREN")
-    return problems
-
-
-def verify_supplier(p: Party, *, file: str | None = None) -> None:
-    problems = check_supplier(p)
-    if problems:
-        raise SupplierError(
-            "[billing] supplier cannot issue invoices: " + "; ".join(problems),
-            file=file,
-            value=None,
-        )
-
-
-def customer_party(tenant: Tenant) -> Party:
-    """A tenant of tenants.csv as the customer of its invoices."""
-    return Party(
-        legal_name=tenant.legal_name,
-        country=tenant.country,
-        vat_id=tenant.vat_id,
-        address=tenant.address or "",
-        email=tenant.email or "",
-        siren=customer_siren(tenant.country, tenant.vat_id),
-        identifier=tenant.tenant,
-        peppol_id=tenant.peppol_id or "",
-        einvoice=tenant.einvoice,
-    )
-
-
-def customer_siren(country: str, vat_id: str) -> str:
-    """A French customer's SIREN, from its VAT id (FRkk + SIREN); else ''."""
-    if country != "FR" or not vat_id:
-        return ""
-    from stdnum.exceptions import ValidationError as StdnumError
-    from stdnum.fr import tva
-
-    try:
-        return str(tva.to_siren(vat_id))
-    except StdnumError:
-        return ""

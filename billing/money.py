@@ -116,6 +116,24 @@ def parse_decimal(text: str) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+def decimal_field(raw: object, *, max_places: int, example: str = "2.80") -> tuple[Decimal | None, str | None]:
+    """A positive amount or price written as a decimal string in an input file: (value, None),
+    or (None, what is wrong). TOML numbers are refused: a float cannot hold cents exactly."""
+    if isinstance(raw, bool | int | float):
+        kind = "float" if isinstance(raw, float) else "integer" if not isinstance(raw, bool) else "boolean"
+        return None, (
+            f'must be a decimal string such as "{example}", not a TOML {kind} (floats cannot hold cents exactly)'
+        )
+    value = parse_decimal(raw) if isinstance(raw, str) else None
+    if value is None:
+        return None, f'must be a decimal string such as "{example}"'
+    if value <= 0:
+        return None, "must be positive"
+    if decimal_places(value) > max_places:
+        return None, f"has more than {max_places} decimals"
+    return value, None
+
+
 def decimal_places(d: Decimal) -> int:
     """How many decimals ``d`` carries once trailing zeros are dropped."""
     exp = d.normalize().as_tuple().exponent

@@ -28,10 +28,13 @@ from decimal import Decimal
 
 import duckdb
 
+from billing.credits import CreditEvent, CreditHistory, uses_of
 from billing.errors import BillingError, StoreStateError
-from billing.invoice import Invoice, IssuedPosition, Kind, LineKey, Period
+from billing.invoice import Invoice, IssuedPosition, Kind, LineKey, LineKind, Period
+from billing.money import HOURS_DISPLAY_PLACES, round_exact
 from billing.plan import IssuedDocument
 from gpumeter import store
+from gpumeter.months import Month
 
 DEFAULT_PREFIXES = {Kind.INVOICE: "GM", Kind.CREDIT_NOTE: "GMC"}
 _PREFIX = re.compile(r"^[A-Z0-9]{1,12}$")
@@ -104,17 +107,27 @@ def read_issued(
             total=r[13],
             vat_treatment=r[10],
             vat_rate=r[11],
+            paid=r[17],
         )
         for r in store.run(con, "billing_issued_documents", {"period": period.month}).fetchall()
     ]
     positions: dict[str, dict[LineKey, IssuedPosition]] = {}
-    for tenant, model, profile, site, tier, hours, amount, price, lprice, disc, desc in store.run(
+    for tenant, model, profile, site, tier, kind, contract, hours, amount, price, lprice, disc, desc in store.run(
         con, "billing_issued_lines", {"period": period.month}
     ).fetchall():
-        positions.setdefault(tenant, {})[LineKey(model, profile, site, tier.normalize() if tier else Decimal(0))] = (
-            IssuedPosition(hours, amount, price, lprice, disc, desc)
-        )
+        key = LineKey(model, profile, site, tier.normalize() if tier else Decimal(0), LineKind(kind), contract)
+        positions.setdefault(tenant, {})[key] = IssuedPosition(hours, amount, price, lprice, disc, desc)
     return docs, positions
+
+
+def read_credit_history(con: duckdb.DuckDBPyConnection) -> CreditHistory:
+    """Every credit row of the issued documents, and each tenant's latest invoiced month."""
+    events = tuple(
+        CreditEvent(number, tenant, kind, Month.parse(period), credit, role, amount)
+        for number, tenant, kind, period, credit, role, amount in store.run(con, "billing_credit_history").fetchall()
+    )
+    invoiced = {tenant: Month.parse(period) for tenant, period in store.run(con, "billing_invoiced_months").fetchall()}
+    return CreditHistory(events, invoiced)
 
 
 def store_document(
@@ -168,7 +181,7 @@ def store_document(
             {
                 "number": inv.number,
                 "line_no": i,
-                "gpu_model": ln.gpu_model,
+                "gpu_model": ln.gpu_model or None,
                 "mig_profile": ln.mig_profile,
                 "site": ln.site,
                 "tier_from_gpu_hours": ln.tier_from_gpu_hours,
@@ -178,7 +191,18 @@ def store_document(
                 "list_unit_price": ln.list_unit_price,
                 "discount_percent": ln.discount_percent,
                 "amount": ln.amount,
+                "kind": ln.kind.value,
+                "contract": ln.contract,
+                "used_gpu_hours": round_exact(ln.used_gpu_hours, HOURS_DISPLAY_PLACES)
+                if ln.used_gpu_hours is not None
+                else None,
             },
+        )
+    for credit, role, amount in uses_of(inv):
+        store.run(
+            con,
+            "billing_insert_credit",
+            {"number": inv.number, "tenant": inv.tenant, "credit": credit, "role": role, "amount": amount},
         )
 
 

@@ -7,7 +7,9 @@ period (date) of supply, nature of the operation (services), description, quanti
 price excl. VAT, discount, VAT rate and amount, totals excl. and incl. VAT, due date,
 late-payment penalty rate, the €40 recovery indemnity, early-payment discount (none),
 "Autoliquidation" / "Reverse charge" with Art. 196, the exemption reference, the reference
-to the original invoice on a credit note or supplement, and the rounding rule.
+to the original invoice on a credit note or supplement, and the rounding rule. With
+contracts: each reservation's included, used and excess GPU-hours, promotional credits as
+allowances before VAT, prepaid credits as amounts paid, the amount due, expired credits.
 
 Rendering is reportlab with the Bitstream Vera fonts reportlab ships (embedded, so the
 file does not depend on the reader's fonts, as PDF/A-3 asks), ``invariant`` mode (no
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
 from billing.errors import DocumentError
-from billing.invoice import Invoice, Kind, mentions
+from billing.invoice import Invoice, Kind, LineKind, mentions
 from billing.money import HOURS_DISPLAY_PLACES, fmt_amount, fmt_decimal, fmt_places
 from gpumeter.party import Party
 
@@ -161,11 +164,12 @@ def _lines_table(inv: Invoice, st: _Styles) -> list[Any]:
                 f"<br/><font size=7>list {fmt_decimal(ln.list_unit_price, min_places=2)}, "
                 f"discount {fmt_decimal(ln.discount_percent)} %</font>"
             )
+        quantity = fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES) if ln.in_gpu_hours else "1 (true-up)"
         rows.append(
             [
                 Paragraph(str(i), st.base),
                 Paragraph(_esc(ln.description), st.small),
-                Paragraph(fmt_places(ln.gpu_hours, HOURS_DISPLAY_PLACES), st.right),
+                Paragraph(quantity, st.right),
                 Paragraph(price, st.right),
                 Paragraph(rate_txt, st.right),
                 Paragraph(fmt_amount(ln.amount), st.right),
@@ -181,7 +185,32 @@ def _lines_table(inv: Invoice, st: _Styles) -> list[Any]:
             ]
         )
     )
-    return [table, Spacer(1, 4 * mm)]
+    return [table, Spacer(1, 4 * mm), *_reserved(inv, st)]
+
+
+def _reserved(inv: Invoice, st: _Styles) -> list[Any]:
+    """Each reservation's included, used and excess GPU-hours (excess: billed on the usage lines)."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer
+
+    rows = []
+    for ln in inv.lines:
+        if ln.kind is not LineKind.RESERVATION or ln.used_gpu_hours is None:
+            continue
+        excess = sum(
+            (x.gpu_hours for x in inv.lines if x.kind is LineKind.USAGE and x.gpu_model == ln.gpu_model),
+            Fraction(0),
+        )
+        where = _esc(ln.gpu_model) + (f", site {_esc(ln.site)}" if ln.site else "")
+        rows.append(
+            f"Reservation {_esc(ln.contract or '')} ({where}): "
+            f"{fmt_places(ln.gpu_hours, 2)} GPU-hours included, {fmt_places(ln.used_gpu_hours, 2)} used; "
+            f"{_esc(ln.gpu_model)} usage beyond reservations (excess, on the usage lines): {fmt_places(excess, 2)} "
+            "GPU-hours or instance-hours."
+        )
+    if not rows:
+        return []
+    return [Paragraph("<br/>".join(rows), st.small), Spacer(1, 4 * mm)]
 
 
 def _totals(inv: Invoice, st: _Styles) -> list[Any]:
@@ -195,20 +224,31 @@ def _totals(inv: Invoice, st: _Styles) -> list[Any]:
         "AE": "VAT 0 % — reverse charge (Autoliquidation)",
         "O": "VAT — not applicable (outside the scope of EU VAT)",
     }[inv.vat.category]
-    totals = Table(
-        [
-            [Paragraph("Total excl. VAT (net)", st.base), Paragraph(fmt_amount(inv.net), st.right)],
-            [Paragraph(_esc(vat_label), st.base), Paragraph(fmt_amount(inv.vat_amount), st.right)],
-            [Paragraph("<b>Total incl. VAT</b>", st.base), Paragraph(f"<b>{fmt_amount(inv.total)}</b>", st.right)],
-            [
-                Paragraph("Amount to be credited" if inv.kind is Kind.CREDIT_NOTE else "Amount due", st.base),
-                Paragraph(f"EUR {fmt_amount(inv.total)}", st.right),
-            ],
-        ],
-        colWidths=[60 * mm, 30 * mm],
-        hAlign="RIGHT",
-    )
-    totals.setStyle(TableStyle([("LINEABOVE", (0, 2), (-1, 2), 0.6, colors.black)]))
+    back = inv.kind is Kind.CREDIT_NOTE
+
+    def row(label: str, amount: str) -> list[Any]:
+        return [Paragraph(label, st.base), Paragraph(amount, st.right)]
+
+    rows = []
+    if inv.allowances:
+        rows.append(row("Lines total excl. VAT", fmt_amount(inv.lines_total)))
+        for a in inv.allowances:
+            what = "given back to" if back else "less"
+            rows.append(row(f"{what} promotional credit {_esc(a.credit)}", f"-{fmt_amount(a.amount)}"))
+    rows += [
+        row("Total excl. VAT (net)", fmt_amount(inv.net)),
+        row(_esc(vat_label), fmt_amount(inv.vat_amount)),
+        row("<b>Total incl. VAT</b>", f"<b>{fmt_amount(inv.total)}</b>"),
+    ]
+    bold_at = len(rows) - 1
+    for p in inv.paid:
+        what = "given back to prepaid credit" if back else "paid in advance, prepaid credit"
+        rows.append(row(f"{what} {_esc(p.credit)}", f"-{fmt_amount(p.amount)}"))
+    rows.append(row("Amount to be credited" if back else "Amount due", f"EUR {fmt_amount(inv.due)}"))
+    for e in inv.credits_expired:
+        rows.append(row(f"credit {_esc(e.credit)} expired unused", f"({fmt_amount(e.amount)})"))
+    totals = Table(rows, colWidths=[70 * mm, 30 * mm], hAlign="RIGHT")
+    totals.setStyle(TableStyle([("LINEABOVE", (0, bold_at), (-1, bold_at), 0.6, colors.black)]))
     return [totals, Spacer(1, 5 * mm)]
 
 

@@ -22,15 +22,23 @@ Format (documented for users in docs/formats.md, decided in docs/adr/0005-money-
     site = "par1"
     eur_per_gpu_hour = "3.10"
 
+    [[rate]]                            # spot usage (jobs.csv class = spot) of a model
+    model = "NVIDIA H100 80GB HBM3"
+    class = "spot"
+    eur_per_gpu_hour = "1.40"
+
     [[discount]]                        # committed-use discount of one tenant, on every line
     tenant = "acme"
     percent = "10"
 
 Resolution, most specific first: (model, profile, site), (model, profile), (model, site),
-(model). A MIG instance without a profile rate is priced on its GPU's line at N/S of that
-line's rate: N is :func:`metering.mig.profile_slices` (``3g.40gb`` and ``1c.3g.40gb`` alike
-are 3, ADR 0007) and S the model's ``mig_slices``, read by :func:`metering.mig.mig_slices_from`
-(one per model), the same S metering splits energy with. Usage no rate prices is a
+(model), among the rates of the usage's class: spot usage only by ``class = "spot"`` rates
+(a model with spot usage and no spot rate is a :class:`PricingError`), other usage only by
+rates without a class (``class = "on_demand"`` may be written out). A MIG instance
+without a profile rate is priced on its GPU's line at N/S of that line's rate: N is
+:func:`metering.mig.profile_slices` (``3g.40gb`` and ``1c.3g.40gb`` alike are 3, ADR 0007)
+and S the model's ``mig_slices``, read by :func:`metering.mig.mig_slices_from` (one per
+model), the same S metering splits energy with. Usage no rate prices is a
 :class:`PricingError` naming the model and one job: nothing is ever priced at zero.
 
 Tiers apply to the exact quantity of one invoice line group (tenant × month × the rate
@@ -42,9 +50,8 @@ the discounted price must stay exact to :data:`billing.money.PRICE_MAX_PLACES` d
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from functools import cache
@@ -52,15 +59,18 @@ from pathlib import Path
 from typing import Any
 
 from billing.errors import PricingError, RatesError
-from billing.money import PRICE_MAX_PLACES, decimal_places, parse_decimal
+from billing.money import PRICE_MAX_PLACES, decimal_field, decimal_places, parse_decimal
+from gpumeter import tomllines
 from gpumeter.errors import InputError, Problems, strict
 from gpumeter.tomllines import header_lines, key_line
 from metering.mig import MigSlices, mig_slices_from, profile_slices
 
-RATE_KEYS = frozenset({"model", "eur_per_gpu_hour", "mig_slices", "mig_profile", "site", "tier"})
+RATE_KEYS = frozenset({"model", "eur_per_gpu_hour", "mig_slices", "mig_profile", "site", "tier", "class"})
+#: ``class`` values a ``[[rate]]`` may carry: spot prices spot jobs, on_demand (the default) the others.
+RATE_CLASSES = ("on_demand", "spot")
 TIER_KEYS = frozenset({"from_gpu_hours", "eur_per_gpu_hour"})
 DISCOUNT_KEYS = frozenset({"tenant", "percent"})
-TOP_KEYS = frozenset({"rate", "discount"})
+TOP_KEYS = ("rate", "discount")
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,12 @@ class Rate:
     tiers: tuple[Tier, ...] = ()
     index: int = 0  # 1-based position among the [[rate]] tables
     line: int | None = None
+    spot: bool = False  # class = "spot": prices spot jobs only
 
     def label(self) -> str:
         parts = [f"model {self.model!r}"]
+        if self.spot:
+            parts.append("class 'spot'")
         if self.mig_profile:
             parts.append(f"mig_profile {self.mig_profile!r}")
         if self.site:
@@ -116,6 +129,7 @@ class PriceKey:
     gpu_model: str
     mig_profile: str | None
     site: str | None
+    spot: bool = False  # priced by a class = "spot" rate
 
 
 @dataclass(frozen=True)
@@ -133,12 +147,17 @@ class RateCard:
     discounts: Mapping[str, Discount]
     file: str = "rates.toml"
     sha256: str = ""
+    # What resolve() found, per (model, profile, site, spot): the card never changes, so a
+    # resolution holds for every tenant and every call (a failure is never kept).
+    _resolved: dict[tuple[str, str | None, str | None, bool], Resolution] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
-    def rate_for(self, model: str, profile: str | None, site: str | None) -> Rate | None:
-        """The most specific rate for (model, profile, site); profile None = the GPU's rate."""
+    def rate_for(self, model: str, profile: str | None, site: str | None, *, spot: bool = False) -> Rate | None:
+        """The most specific rate of the class for (model, profile, site); profile None = the GPU's rate."""
         best: Rate | None = None
         for r in self.rates:
-            if r.model != model or r.mig_profile != profile:
+            if r.model != model or r.mig_profile != profile or r.spot != spot:
                 continue
             if r.site == site and site is not None:
                 return r
@@ -150,25 +169,35 @@ class RateCard:
         d = self.discounts.get(tenant)
         return d.percent if d else Decimal(0)
 
-    def resolve(self, model: str, profile: str | None, site: str | None, *, job: str) -> Resolution:
+    def resolve(self, model: str, profile: str | None, site: str | None, *, job: str, spot: bool = False) -> Resolution:
         """Which rate prices this usage, and at what share; raises naming model and job."""
         site_key = site or None
+        known = self._resolved.get((model, profile, site_key, spot))
+        if known is not None:
+            return known
+        found = self._resolve(model, profile, site_key, job=job, spot=spot)
+        self._resolved[(model, profile, site_key, spot)] = found
+        return found
+
+    def _resolve(self, model: str, profile: str | None, site_key: str | None, *, job: str, spot: bool) -> Resolution:
         if profile is not None:
-            apart = self.rate_for(model, profile, site_key)
+            apart = self.rate_for(model, profile, site_key, spot=spot)
             if apart is not None:
-                return Resolution(apart, PriceKey(model, profile, apart.site), Fraction(1))
-        gpu = self.rate_for(model, None, site_key)
+                return Resolution(apart, PriceKey(model, profile, apart.site, spot), Fraction(1))
+        gpu = self.rate_for(model, None, site_key, spot=spot)
         if gpu is None:
-            what = f"GPU model {model!r}" + (f" (MIG profile {profile!r})" if profile else "")
+            what = ("spot usage of " if spot else "") + f"GPU model {model!r}"
+            what += f" (MIG profile {profile!r})" if profile else ""
+            rate = '[[rate]] with class = "spot"' if spot else "rate"
             raise PricingError(
-                f"{what} has usage but no rate in {self.file}; job {job!r} used it",
+                f"{what} has usage but no {rate} in {self.file}; job {job!r} used it",
                 file=self.file,
                 value=model,
                 model=model,
                 job=job,
             )
         if profile is None:
-            return Resolution(gpu, PriceKey(model, None, gpu.site), Fraction(1))
+            return Resolution(gpu, PriceKey(model, None, gpu.site, spot), Fraction(1))
         n = profile_slices(profile)
         if n is None:
             raise PricingError(
@@ -189,7 +218,15 @@ class RateCard:
                 model=model,
                 job=job,
             )
-        return Resolution(gpu, PriceKey(model, None, gpu.site), Fraction(n, gpu.mig_slices))
+        return Resolution(gpu, PriceKey(model, None, gpu.site, spot), Fraction(n, gpu.mig_slices))
+
+    def models(self) -> frozenset[str]:
+        """The GPU models some on-demand rate prices."""
+        return frozenset(r.model for r in self.rates if not r.spot)
+
+    def slices(self, model: str) -> int:
+        """S, the model's number of MIG compute slices (the same on every rate of the model)."""
+        return next(r.mig_slices for r in self.rates if r.model == model)
 
 
 def bands(rate: Rate) -> tuple[Band, ...]:
@@ -250,25 +287,11 @@ class _Parser:
         if key not in table:
             raise self.fail(f"{where}: {key} is required", line=start)
         raw = table[key]
-        if isinstance(raw, bool | int | float):
-            kind = "float" if isinstance(raw, float) else "integer" if not isinstance(raw, bool) else "boolean"
-            raise self.fail(
-                f'{where}: {key} must be a decimal string such as "2.80", not a TOML {kind} '
-                "(floats cannot hold cents exactly)",
-                line=line,
-                value=raw,
-            )
-        value = parse_decimal(raw) if isinstance(raw, str) else None
+        value, problem = decimal_field(raw, max_places=PRICE_MAX_PLACES)
         if value is None:
-            raise self.fail(f'{where}: {key} must be a decimal string such as "2.80"', line=line, value=raw)
-        if value <= 0:
-            raise self.fail(f"{where}: {key} must be positive", line=line, value=raw)
-        if decimal_places(value) > PRICE_MAX_PLACES:
-            raise self.fail(
-                f"{where}: {key} has more than {PRICE_MAX_PLACES} decimals (EN 16931 / French CTC price precision)",
-                line=line,
-                value=raw,
-            )
+            if problem and problem.startswith("has more than"):
+                problem += " (EN 16931 / French CTC price precision)"
+            raise self.fail(f"{where}: {key} {problem}", line=line, value=raw)
         return value
 
     def string(
@@ -305,6 +328,14 @@ class _Parser:
         price = self.money(table, "eur_per_gpu_hour", where, start)
         profile = self.string(table, "mig_profile", where, start, required=False)
         site = self.string(table, "site", where, start, required=False)
+        klass = self.string(table, "class", where, start, required=False)
+        if klass is not None and klass not in RATE_CLASSES:
+            raise self.fail(
+                f"{where}: class must be one of {', '.join(RATE_CLASSES)} (reserved usage beyond a reservation "
+                "is priced like on_demand usage)",
+                line=key_line(self.text, start, "class"),
+                value=klass,
+            )
         if profile is not None and profile_slices(profile) is None:
             raise self.fail(
                 f"{where}: mig_profile must look like '1g.10gb' (N GPU slices, 'g', memory)",
@@ -331,7 +362,9 @@ class _Parser:
                     value=table["tier"][j - 1]["from_gpu_hours"],
                 )
             tiers.append(Tier(frm, tp, tstart))
-        return Rate(model, price, self.mig_slices(model), profile, site, tuple(tiers), index, start)
+        return Rate(
+            model, price, self.mig_slices(model), profile, site, tuple(tiers), index, start, spot=klass == "spot"
+        )
 
     def discount(self, table: Any, index: int) -> Discount:
         start = self.discount_lines[index - 1] if index - 1 < len(self.discount_lines) else None
@@ -364,26 +397,12 @@ def parse_rates(text: str, *, file: str | Path = "rates.toml", problems: Problem
     """
     problems = strict(problems)
     fname = str(file)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise RatesError(f"not valid TOML: {exc}", file=fname, line=line if isinstance(line, int) else None) from exc
+    doc = tomllines.parse(text, file=fname, error=RatesError, tables=TOP_KEYS, problems=problems)
     try:
         mig_slices = mig_slices_from(doc, text, file=fname, problems=problems)
     except InputError as exc:  # raised only when not keeping problems: the first, as the card's error
         raise RatesError(exc.message, file=fname, line=exc.line, value=exc.value) from exc
     p = _Parser(text, fname, mig_slices)
-    for key in doc:
-        if key not in TOP_KEYS:
-            problems.add(
-                RatesError(
-                    f"unknown top-level key {key!r} (allowed: [[rate]], [[discount]])",
-                    file=fname,
-                    line=key_line(text, 0, key) or None,
-                    value=key,
-                )
-            )
     raw_rates = doc.get("rate", [])
     raw_discounts = doc.get("discount", [])
     if not isinstance(raw_rates, list) or not raw_rates:
@@ -393,11 +412,11 @@ def parse_rates(text: str, *, file: str | Path = "rates.toml", problems: Problem
         problems.add(RatesError("discount must be an array of tables [[discount]]", file=fname, value=raw_discounts))
         raw_discounts = []
     rates: list[Rate] = []
-    seen: dict[tuple[str, str | None, str | None], Rate] = {}
+    seen: dict[tuple[str, str | None, str | None, bool], Rate] = {}
     for i, t in enumerate(raw_rates, start=1):
         with problems.guard():
             r = p.rate(t, i)
-            what = (r.model, r.mig_profile, r.site)
+            what = (r.model, r.mig_profile, r.site, r.spot)
             if what in seen:
                 raise RatesError(
                     f"{r.label()} prices the same thing as {seen[what].label()}", file=fname, line=r.line, value=r.model

@@ -2,7 +2,9 @@
 
 Order of work, so that bad input changes nothing:
 
-1. read everything: rates.toml, tenants, billable usage, what was already issued;
+1. read everything (:func:`month_plan`): rates.toml, contracts.toml, tenants, billable usage,
+   what reservations drew from it (one DuckDB query), what was already issued, and what the
+   issued documents did with credits;
 2. compute every pending document in memory (pure :func:`billing.plan.plan_month`): a full invoice
    for a tenant with nothing issued for the month, else a supplementary invoice and/or a
    credit note for what moved since; any pricing or VAT error stops here;
@@ -31,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +44,9 @@ import polars as pl
 
 from audit.keys import pin_mention
 from billing.closing import coverage_note, verify_issue_date, verify_month_closed
+from billing.contracts import read_contracts, verify_references
+from billing.credits import NO_HISTORY
+from billing.drawdown import read_draws
 from billing.errors import BillingError, RatesError
 from billing.facturx_xml import build_xml
 from billing.invoice import (
@@ -50,7 +55,6 @@ from billing.invoice import (
     Period,
     aggregate_usage,
     to_json,
-    verify_supplier,
 )
 from billing.numbering import (
     DEFAULT_PREFIXES,
@@ -59,10 +63,12 @@ from billing.numbering import (
     claim,
     issued_files,
     issued_ubl,
+    read_credit_history,
     read_issued,
     store_document,
     store_ubl,
 )
+from billing.parties import verify_supplier
 from billing.pdf import facturx_pdf, render_pdf
 from billing.plan import IssuedDocument, MonthPlan, plan_month
 from billing.rates import RateCard, parse_rates
@@ -93,6 +99,7 @@ class InvoiceResult:
     vat: Decimal
     total: Decimal
     vat_treatment: str
+    due: Decimal  # total less prepaid credits (what is left to pay, or to refund on a credit note)
     json_path: Path
     pdf_path: Path
     created: bool  # written by this run (a draft, or a document issued now)
@@ -203,6 +210,61 @@ def _validation_text(report: ValidationReport, ubl: ValidationReport | None = No
     return text
 
 
+def month_plan(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    period: Period,
+    *,
+    usage: UsageSource | None = None,
+    progress: Progress | None = None,
+    per_job_draws: bool = False,
+    only: Collection[str] | None = None,
+) -> tuple[MonthPlan, RateCard]:
+    """Read every input of the month and plan its documents (nothing is written).
+
+    The one way billing, the FOCUS export, the Finance dashboard and budgets price a month;
+    ``per_job_draws`` also splits what reservations drew among jobs (FOCUS rows are per job);
+    ``only`` plans just those tenants (their usage alone is priced, so another tenant's
+    unpriceable usage does not stop them).
+    """
+    say = progress or (lambda _msg: None)
+    store.require_schema(con)
+    card = read_rates(config.billing.rates)
+    contracts = read_contracts(config.billing.contracts)
+    month = Month.parse(period.month)
+    say(f"reading billable usage for {period.month}")
+    groups = aggregate_usage((usage or default_usage)(con, period.month))
+    if only is not None:
+        groups = [g for g in groups if g.tenant in only]
+    tenants = read_tenants(con)
+    verify_references(
+        contracts,
+        tenants=tenants,
+        models=card.models(),
+        sites={site for (site,) in store.run(con, "billing_sites").fetchall()},
+    )
+    draws = read_draws(con, month, groups, card, contracts, per_job=per_job_draws)
+    issued, positions = read_issued(con, period)
+    if only is not None:
+        issued = [d for d in issued if d.tenant in only]
+        positions = {t: p for t, p in positions.items() if t in only}
+    plan = plan_month(
+        period=period,
+        groups=groups,
+        card=card,
+        tenants=tenants,
+        supplier=config.billing.supplier,
+        payment_terms_days=config.billing.payment_terms_days,
+        issued=issued,
+        positions=positions,
+        contracts=contracts,
+        draws=draws,
+        credits=read_credit_history(con) if contracts.credits else NO_HISTORY,
+        only=only,
+    )
+    return plan, card
+
+
 def invoice_month(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -216,24 +278,10 @@ def invoice_month(
     """Draft (or, with ``finalize``, issue) the month's documents; see the module docstring."""
     say = progress or (lambda _msg: None)
     period = Period.parse(month)
-    store.require_schema(con)
-    card = read_rates(config.billing.rates)
     supplier = config.billing.supplier
     prefixes = _prefixes(config)
-    say(f"reading billable usage for {period.month}")
-    groups = aggregate_usage((usage or default_usage)(con, period.month))
-    tenants = read_tenants(con)
-    issued, positions = read_issued(con, period)
-    plan = plan_month(
-        period=period,
-        groups=groups,
-        card=card,
-        tenants=tenants,
-        supplier=supplier,
-        payment_terms_days=config.billing.payment_terms_days,
-        issued=issued,
-        positions=positions,
-    )
+    plan, card = month_plan(con, config, period, usage=usage, progress=say)
+    issued = plan.issued
     for w in plan.warnings:
         say(f"warning: {w}")
     note = coverage_note(con, Month.parse(period.month), config.telemetry.scrape_interval_ms)
@@ -302,6 +350,7 @@ def _result(inv: Invoice, jpath: Path, ppath: Path, *, created: bool, validation
         vat=inv.vat_amount,
         total=inv.total,
         vat_treatment=inv.vat.treatment.value,
+        due=inv.due,
         json_path=jpath,
         pdf_path=ppath,
         created=created,
@@ -392,6 +441,7 @@ def _issued_result(doc: IssuedDocument, out_dir: Path) -> InvoiceResult:
         vat=doc.vat,
         total=doc.total,
         vat_treatment=doc.vat_treatment,
+        due=doc.due,
         json_path=out_dir / f"{doc.number}.json",
         pdf_path=out_dir / f"{doc.number}.pdf",
         created=False,

@@ -67,7 +67,9 @@ def sync(
         typer.echo(f"{doc.number}\t{doc.kind}\t{doc.action}\t{doc.stripe_id}\t{doc.stripe_status}\t{doc.total_cents}")
     say(
         f"{len(report.documents)} documents: {report.count('created')} created, {report.count('resumed')} resumed, "
-        f"{report.count('unchanged')} unchanged; {report.requests} requests to Stripe"
+        f"{report.count('unchanged')} unchanged"
+        + (f", {report.count('nothing_due')} with nothing to credit" if report.count("nothing_due") else "")
+        + f"; {report.requests} requests to Stripe"
     )
 
 

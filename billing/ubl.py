@@ -17,7 +17,13 @@ differs is only what the Peppol rules ask for (billing/rules/peppol/README.md):
   ``cac:BillingReference``, like a supplementary invoice does;
 - quantities with :data:`~billing.money.HOURS_XML_PLACES` decimals, like Factur-X: line
   quantity × price stays within R120's ±0.02 of the line amount;
-- a tenant discount is a price-level allowance (gross price, discount, net price: R046).
+- a tenant discount is a price-level allowance (gross price, discount, net price: R046);
+- contracts (docs/adr/0009-contracts.md), as in the Factur-X XML: reservation lines are their
+  included GPU-hours, a minimum-spend true-up one unit (``C62``); promotional credits are
+  document-level allowances (``cac:AllowanceCharge``, reason code ``95``, the document's VAT
+  category), so ``LineExtensionAmount`` (BT-106) less ``AllowanceTotalAmount`` (BT-107) is
+  ``TaxExclusiveAmount`` (BT-109); prepaid credits are ``PrepaidAmount`` (BT-113) and
+  ``PayableAmount`` (BT-115) what is left to pay.
 
 Not validated here: :func:`billing.validate.verify_ubl` does it (XSD, CEN EN 16931, Peppol).
 """
@@ -29,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 
 from billing.errors import DocumentError, SupplierError
-from billing.invoice import SEPA_CREDIT_TRANSFER, UNIT_HOUR, Invoice, Kind, Line, mentions
+from billing.invoice import ALLOWANCE_DISCOUNT, SEPA_CREDIT_TRANSFER, Invoice, Kind, Line, mentions
 from billing.money import CURRENCY, HOURS_XML_PLACES, fmt_amount, fmt_decimal, fmt_places
 from gpumeter.party import SIREN_SCHEME, Party
 
@@ -140,7 +146,7 @@ def _line(parent: ET.Element, i: int, ln: Line, inv: Invoice) -> None:
         line,
         "cbc:CreditedQuantity" if credit else "cbc:InvoicedQuantity",
         fmt_places(ln.gpu_hours, HOURS_XML_PLACES),
-        unitCode=UNIT_HOUR,
+        unitCode=ln.unit_code,
     )
     _money(line, "cbc:LineExtensionAmount", ln.amount)
     item = _add(line, "cac:Item")
@@ -200,6 +206,13 @@ def build_ubl(inv: Invoice) -> bytes:
         _add(means, "cbc:PaymentID", inv.number)
         _add(_add(means, "cac:PayeeFinancialAccount"), "cbc:ID", inv.payee_iban)
     _add(_add(root, "cac:PaymentTerms"), "cbc:Note", inv.payment_terms)
+    for a in inv.allowances:  # promotional credits: document-level allowances (BG-20)
+        allowance = _add(root, "cac:AllowanceCharge")
+        _add(allowance, "cbc:ChargeIndicator", "false")
+        _add(allowance, "cbc:AllowanceChargeReasonCode", ALLOWANCE_DISCOUNT)
+        _add(allowance, "cbc:AllowanceChargeReason", a.allowance_reason)
+        _money(allowance, "cbc:Amount", a.amount)
+        _tax_category(allowance, "cac:TaxCategory", inv, with_exemption=False)
     tax_total = _add(root, "cac:TaxTotal")
     _money(tax_total, "cbc:TaxAmount", inv.vat_amount)
     subtotal = _add(tax_total, "cac:TaxSubtotal")
@@ -207,10 +220,14 @@ def build_ubl(inv: Invoice) -> bytes:
     _money(subtotal, "cbc:TaxAmount", inv.vat_amount)
     _tax_category(subtotal, "cac:TaxCategory", inv, with_exemption=True)
     totals = _add(root, "cac:LegalMonetaryTotal")
-    _money(totals, "cbc:LineExtensionAmount", inv.net)
+    _money(totals, "cbc:LineExtensionAmount", inv.lines_total)
     _money(totals, "cbc:TaxExclusiveAmount", inv.net)
     _money(totals, "cbc:TaxInclusiveAmount", inv.total)
-    _money(totals, "cbc:PayableAmount", inv.total)
+    if inv.allowances:
+        _money(totals, "cbc:AllowanceTotalAmount", inv.allowance_total)
+    if inv.paid:
+        _money(totals, "cbc:PrepaidAmount", inv.paid_total)
+    _money(totals, "cbc:PayableAmount", inv.due)
     for i, ln in enumerate(inv.lines, start=1):
         _line(root, i, ln, inv)
     ET.indent(root)

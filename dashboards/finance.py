@@ -7,10 +7,12 @@ Everything is read from what billing stored or computes; nothing here prices any
   priced apart; the rest of a line is split over the sites where that tenant's GPU time of
   that model ran in that month, in proportion to the GPU-seconds, by the largest-remainder
   method on whole cents — so the split always adds up to the invoiced cents exactly. The
-  split is an analysis of where revenue came from, not an amount anyone is billed;
+  split is an analysis of where revenue came from, not an amount anyone is billed.
+  Promotional credits (document-level allowances) are revenue given up: a negative row each,
+  named by the credit in place of a model and a site, so every breakdown sums to the nets;
 * **unbilled** usage is what ``gpumeter invoice --finalize`` would issue now for the month
-  (billing's own :func:`billing.plan.plan_month` over the month's billable usage, minus
-  what was already issued): a draft's net per tenant and line;
+  (billing's own :func:`billing.run.month_plan`: the month's billable usage and contracts,
+  minus what was already issued): a draft's lines per tenant;
 * **invoices** with their Stripe payment status (:func:`billing.stripe.payments.payment_status`)
   and the PDF bytes frozen in the store (:func:`billing.numbering.issued_files`).
 """
@@ -28,10 +30,9 @@ import duckdb
 import polars as pl
 
 from billing.errors import BillingError
-from billing.invoice import Kind, Period, aggregate_usage
-from billing.numbering import issued_files, read_issued
-from billing.plan import plan_month
-from billing.run import default_usage, read_rates, read_tenants
+from billing.invoice import Kind, Period
+from billing.numbering import issued_files
+from billing.run import month_plan
 from billing.stripe.payments import payment_status
 from gpumeter import store
 from gpumeter.config import Config
@@ -55,7 +56,8 @@ _REVENUE_SCHEMA = pl.Schema(
 
 
 def revenue_lines(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every issued line, signed (credit notes negative); EUR excl. VAT."""
+    """Every issued line, signed (credit notes negative), and every promotional credit drawn
+    (negative; given back on a credit note: positive); EUR excl. VAT."""
     return store.frame(con, "dash_revenue_lines")
 
 
@@ -225,19 +227,7 @@ _UNBILLED_SCHEMA = pl.Schema(
 def unbilled(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> Unbilled:
     """The month's usage not yet invoiced, priced by billing exactly as ``invoice`` would."""
     try:
-        period = Period.parse(month)
-        groups = aggregate_usage(default_usage(con, period.month))
-        issued, positions = read_issued(con, period)
-        plan = plan_month(
-            period=period,
-            groups=groups,
-            card=read_rates(config.billing.rates),
-            tenants=read_tenants(con),
-            supplier=config.billing.supplier,
-            payment_terms_days=config.billing.payment_terms_days,
-            issued=issued,
-            positions=positions,
-        )
+        plan, _ = month_plan(con, config, Period.parse(month))
     except GpumeterError as exc:
         return Unbilled(month, pl.DataFrame(schema=_UNBILLED_SCHEMA), exc.explain())
     rows = []

@@ -104,7 +104,7 @@ TABLES: dict[str, dict[str, Kind]] = {
         "output": STRING,
         "invoice_prefix": STRING,
         "credit_note_prefix": STRING,
-        "contracts": STRING,  # reserved: invoice (contracts.toml)
+        "contracts": STRING,  # invoice (contracts.toml: reservations, minimum spend, credits)
         "supplier": table(
             {
                 **dict.fromkeys(_SUPPLIER_KEYS, STRING),
@@ -183,6 +183,7 @@ class BillingConfig:
     supplier: Party  # [billing] supplier, less payment_terms_days
     output: Path
     payment_terms_days: int = 30  # [billing] supplier.payment_terms_days
+    contracts: Path | None = None  # [billing] contracts (optional): reservations, minimum spend, credits
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = N
     supplier, payment_terms_days = checked(_supplier)
     witnesses, quorum = checked(_witnesses)
     tsa_cert = r.get("audit", "tsa_cert", None)
+    contracts = r.get("billing", "contracts", None)
 
     return Config(
         path=file.resolve(),
@@ -455,6 +457,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, problems: Problems | None = N
             supplier=supplier,
             output=rel("billing", "output", "var/invoices"),
             payment_terms_days=payment_terms_days,
+            contracts=(base / contracts).resolve() if contracts is not None else None,
         ),
         audit=AuditConfig(
             origin=r.get("audit", "origin", "gpumeter.example.eu/audit"),

@@ -25,6 +25,9 @@ from metering.einvoice import FACTURX, FORMATS, PEPPOL, belgian_peppol_id, defau
 NODES_COLUMNS = ("hostname", "site", "country", "provider")
 STORAGE_COLUMNS = ("location", "country")
 JOBS_COLUMNS = ("job_id", "tenant", "project", "data_locations")
+JOBS_OPTIONAL = ("class",)
+#: The values of jobs.csv's optional ``class`` column; the first is the default.
+JOB_CLASSES = ("on_demand", "spot", "reserved")
 TENANTS_COLUMNS = ("tenant", "legal_name", "country", "vat_id")
 TENANTS_OPTIONAL = ("email", "address", "stripe_customer", "einvoice", "peppol_id")
 
@@ -51,6 +54,7 @@ class Job:
     tenant: str
     project: str
     data_locations: tuple[str, ...]
+    job_class: str = JOB_CLASSES[0]  # jobs.csv ``class``: on_demand | spot | reserved
 
 
 @dataclass(frozen=True)
@@ -314,9 +318,17 @@ def parse_jobs(src: SourceFile, tenants: dict[str, Tenant], problems: Problems |
         for loc in locations:
             if not _URI.match(loc):
                 raise InputError("data location is not a storage URI", file=src.path, line=line, value=loc)
-        out[job_id] = Job(job_id, tenant, r["project"], locations)
+        job_class = r.get("class") or JOB_CLASSES[0]
+        if job_class not in JOB_CLASSES:
+            raise InputError(
+                f"job {job_id!r}: unknown class (expected {', '.join(JOB_CLASSES)})",
+                file=src.path,
+                line=line,
+                value=job_class,
+            )
+        out[job_id] = Job(job_id, tenant, r["project"], locations, job_class)
 
-    _each_row(src, strict(problems), row, JOBS_COLUMNS)
+    _each_row(src, strict(problems), row, JOBS_COLUMNS, JOBS_OPTIONAL)
     return out
 
 

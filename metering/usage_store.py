@@ -198,12 +198,14 @@ def store_inventory(con: duckdb.DuckDBPyConnection, inv: Inventory, *, now: date
                 "tenant": [j.tenant for j in inv.jobs.values()],
                 "project": [j.project for j in inv.jobs.values()],
                 "data_locations": [list(j.data_locations) for j in inv.jobs.values()],
+                "job_class": [j.job_class for j in inv.jobs.values()],
             },
             schema={
                 "job_id": pl.String,
                 "tenant": pl.String,
                 "project": pl.String,
                 "data_locations": pl.List(pl.String),
+                "job_class": pl.String,
             },
         )
         tenants = pl.DataFrame(

@@ -149,13 +149,13 @@ TENANTS: tuple[TenantFact, ...] = (
         ("nlp-it",),
         1.0,
     ),
-    TenantFact(
-        "revontuli-ai",
-        "Revontuli AI Oy",
-        "FI",
-        "FI20774740",
-        "laskut@revontuli.example.fi",
-        "Aleksanterinkatu 1, 00100 Helsinki",
+    TenantFact(  # Belgian: Peppol by default, its address derived from the VAT id (0208)
+        "meuse-analytics",
+        "Meuse Analytics SRL",
+        "BE",
+        "BE0765432146",
+        "facturation@meuse-analytics.example.be",
+        "Quai de la Batte 10, 4000 Liège",
         ("weather-emu",),
         1.0,
     ),
@@ -183,6 +183,7 @@ TENANTS: tuple[TenantFact, ...] = (
 
 # Tenants that take their invoices as Peppol BIS Billing 3.0 e-invoices (tenants.csv
 # ``einvoice`` and ``peppol_id``): a German one (reverse charge) and a Swiss one (outside scope).
+# The Belgian tenant needs neither column: Peppol is the default for BE, at ``0208:<its number>``.
 PEPPOL_TENANTS: dict[str, str] = {
     "rhein-robotics": "9930:DE136695976",
     "alpen-quant": "0183:CHE113690319",

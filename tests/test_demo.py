@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
+import duckdb
 from facturx import get_facturx_xml_from_pdf
 
 from billing.validate import check_ubl
@@ -42,16 +45,41 @@ def test_demo_meters_invoices_and_writes_a_bundle_that_verifies(tmp_path: Path) 
     assert "GPU usage per tenant, 2026-10" in text
     assert "Invoices issued for 2026-10" in text and "reverse_charge" in text and "domestic" in text
     assert "outside" in text.lower() and "rejected" in text
+    # Contracts: a reserved tenant, a spot job and a credit drawdown (docs/formats.md).
+    assert "Contracts on the 2026-10 invoices" in text and "reservation RES-DEMO-1" in text
+    assert "spot NVIDIA" in text and "promotional credit PROMO-DEMO" in text
+    assert 'contracts = "contracts.toml"' in (out / "gpumeter.toml").read_text(encoding="utf-8")
     pdfs = sorted((out / "var" / "invoices" / "2026-10").glob("GM-2026-*.pdf"))
     assert pdfs, "no finalized invoice PDFs"
     name, xml = get_facturx_xml_from_pdf(pdfs[0].read_bytes(), check_xsd=True)
     assert name == "factur-x.xml" and b"CrossIndustryInvoice" in xml
-    # the Peppol tenants (rhein-robotics, alpen-quant) also get a UBL e-invoice, valid under both rule sets
+    # the Peppol tenants (rhein-robotics, alpen-quant, and meuse-analytics: Belgian, Peppol by
+    # default) also get a UBL e-invoice, valid under both rule sets
     ubls = sorted((out / "var" / "invoices" / "2026-10").glob("GM-2026-*.xml"))
-    assert len(ubls) == 2 and "2 Peppol UBL e-invoice(s)" in " ".join(text.split())
+    assert len(ubls) == 3 and "3 Peppol UBL e-invoice(s)" in " ".join(text.split())
+    customers = set()
     for ubl in ubls:
         report = check_ubl(ubl.read_bytes())
         assert report.checks == ("xsd", "cen-ubl", "peppol") and report.fatal == (), [f.line() for f in report.findings]
+        customers.add(json.loads(ubl.with_suffix(".json").read_text(encoding="utf-8"))["customer"]["country"])
+    assert customers == {"DE", "CH", "BE"}
+    # A budget alert fired for the reserved tenant, on the net its invoice then shows.
+    assert "Budget alerts fired for 2026-10" in text and "eu.gpumeter.budget.threshold" in text
+    issued = {
+        doc["tenant"]: doc["net"]
+        for doc in (
+            json.loads(p.read_text(encoding="utf-8")) for p in (out / "var" / "invoices" / "2026-10").glob("GM-*.json")
+        )
+    }
+    con = duckdb.connect(str(out / "var" / "gpumeter.duckdb"), read_only=True)
+    try:
+        alerts = con.execute("SELECT tenant, threshold_percent, net_eur FROM budget_alerts ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    assert [t for _, t, _ in alerts] == [50, 80] and len({tenant for tenant, _, _ in alerts}) == 1
+    tenant, _, net = alerts[0]
+    reserved = tomllib.loads((out / "contracts.toml").read_text(encoding="utf-8"))["reservation"][0]["tenant"]
+    assert tenant == reserved and f"{net:.2f}" == issued[tenant]
     for secret in ("keys/audit.key", "keys/demo-passphrase.txt", "keys/dashboard-admin-password.txt"):
         assert stat.S_IMODE((out / secret).stat().st_mode) == 0o600, secret
     bundle = out / "audit-2026-10.zip"

@@ -50,6 +50,7 @@ def test_good_site_loads(tmp_path: Path) -> None:
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,acme,p,\nj1,acme,p,\n", 3, "j1", "duplicate job id"),
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,nobody,p,\n", 2, "nobody", "tenant"),
         ("jobs_csv", "job_id,tenant,project,data_locations\nj1,acme,p\n", 2, "j1,acme,p", "fields"),
+        ("jobs_csv", "job_id,tenant,project,data_locations,class\nj1,acme,p,,preemptible\n", 2, "preemptible", "class"),
         # e-invoice format and Peppol electronic address (metering.einvoice)
         (
             "tenants_csv",
@@ -130,6 +131,27 @@ def test_failed_load_leaves_store_as_it_was(tmp_path: Path) -> None:
     (tmp_path / "nodes.csv").write_text(sites.NODES + "se-sto-gpu01,sto1,SE,x\n")
     v2 = store_inventory(con, load_inventory(cfg.inventory))
     assert v2["nodes"] == v1["nodes"] + 1 and v2["jobs"] == v1["jobs"] and v2["storage"] == v1["storage"]
+    con.close()
+
+
+def test_the_optional_class_column_is_stored_with_on_demand_as_default(tmp_path: Path) -> None:
+    cfg_path = site(
+        tmp_path,
+        jobs_csv="job_id,tenant,project,data_locations,class\nj1,acme,p,,spot\nj2,acme,p,,\nj3,acme,p,,reserved\n",
+    )
+    cfg = load_config(cfg_path)
+    inv = load_inventory(cfg.inventory)
+    assert [inv.jobs[j].job_class for j in ("j1", "j2", "j3")] == ["spot", "on_demand", "reserved"]
+    con = new_store(cfg.store.database)
+    store_inventory(con, inv)
+    assert con.execute("SELECT job_id, job_class FROM jobs ORDER BY job_id").fetchall() == [
+        ("j1", "spot"),
+        ("j2", "on_demand"),
+        ("j3", "reserved"),
+    ]
+    (tmp_path / "jobs.csv").write_text(sites.JOBS)  # no class column: every job on demand
+    store_inventory(con, load_inventory(cfg.inventory))
+    assert {c for (c,) in con.execute("SELECT DISTINCT job_class FROM jobs").fetchall()} == {"on_demand"}
     con.close()
 
 

@@ -389,6 +389,33 @@ def test_write_inventory_loads_cleanly_and_quotes_odd_job_ids(traps: Fleet, tmp_
         assert inv.node_country(host) is not None
 
 
+def test_the_demo_site_has_a_reservation_a_spot_job_and_credits_the_billing_parser_accepts(
+    traps: Fleet, tmp_path: Path
+) -> None:
+    from billing.contracts import CreditKind, read_contracts
+    from billing.rates import parse_rates
+
+    plain = write_inventory(traps, tmp_path / "plain")
+    assert load_config(plain).billing.contracts is None and not (tmp_path / "plain" / "contracts.toml").exists()
+    cfg = load_config(write_inventory(traps, tmp_path / "site", contracts=True))
+    assert cfg.billing.contracts == tmp_path / "site" / "contracts.toml"
+    deals = read_contracts(cfg.billing.contracts)
+    (reservation,) = deals.reservations
+    assert reservation.start == (START + timedelta(days=1)).date() and reservation.gpus == 1
+    assert {c.kind for c in deals.credits} == {CreditKind.PROMOTIONAL, CreditKind.PREPAID}
+    assert {c.tenant for c in deals.credits} != {reservation.tenant}
+    inv = load_inventory(cfg.inventory)
+    (spot,) = [j for j in inv.jobs.values() if j.job_class == "spot"]
+    assert spot.tenant == reservation.tenant
+    card = parse_rates((tmp_path / "site" / "rates.toml").read_text(encoding="utf-8"))
+    assert any(r.spot for r in card.rates) and reservation.model in card.models()
+    # Every other job and tenant is as the plain site has it.
+    plain_jobs = load_inventory(load_config(plain).inventory).jobs
+    assert {j: (v.tenant, v.project) for j, v in inv.jobs.items()} == {
+        j: (v.tenant, v.project) for j, v in plain_jobs.items()
+    }
+
+
 # ---------------------------------------------------------------- writers and real tools
 
 

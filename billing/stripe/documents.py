@@ -10,8 +10,10 @@ for a finalized document the register lacks or for other bytes than the register
 
 A :class:`Document` keeps the fields of the SPEC's "Invoice JSON" that Stripe needs — and
 nothing else (no customer name, address or e-mail). Amounts become integer cents without
-passing through float, and must add up (lines to net, net + VAT to total) before anything
-is planned; a credit note must name the invoice it corrects.
+passing through float, and must add up (lines to lines_total, less allowances to net, net +
+VAT to total, total less paid to due) before anything is planned; a credit note must name
+the invoice it corrects. A document issued before contracts existed has no lines_total,
+allowances, paid or due: its lines total is its net, and its due its total.
 """
 
 from __future__ import annotations
@@ -35,11 +37,19 @@ _CENT = Decimal("0.01")
 
 @dataclass(frozen=True)
 class DocLine:
-    gpu_model: str
+    gpu_model: str  # "" on a minimum-spend line
     mig_profile: str | None
-    gpu_hours: str  # as printed (decimal string)
+    gpu_hours: str  # as printed (decimal string; "" on a minimum-spend line)
     unit_price: str  # EUR per GPU-hour, as printed
     amount_cents: int
+    kind: str = "usage"  # usage | spot | reservation | minimum_spend
+    contract: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditAmount:
+    credit: str
+    amount_cents: int  # > 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,14 @@ class Document:
     total_cents: int
     references: str | None
     vat_mention: str | None
+    allowances: tuple[CreditAmount, ...] = ()  # promotional credits (before VAT)
+    paid: tuple[CreditAmount, ...] = ()  # prepaid credits (after VAT)
+    due_cents: int | None = None  # total less paid; None: the total
+
+    @property
+    def collect_cents(self) -> int:
+        """What Stripe collects (an invoice) or credits (a credit note): the document's due."""
+        return self.total_cents if self.due_cents is None else self.due_cents
 
 
 def _cents(value: object, what: str, number: str) -> int:
@@ -108,22 +126,37 @@ def parse_document(raw: Mapping[str, Any], number: str) -> Document:
         if not isinstance(ln, dict):
             raise StripeSyncError(f"line {i} is not an object", number=number)
         profile = ln.get("mig_profile")
+        line_kind = ln.get("kind", "usage")
+        if line_kind not in ("usage", "spot", "reservation", "minimum_spend"):
+            raise StripeSyncError(f"line {i} has an unknown kind", number=number, value=line_kind)
+        contract = ln.get("contract")
+        hours = ln.get("gpu_hours")
         lines.append(
             DocLine(
-                gpu_model=_text(ln, "gpu_model", number),
+                gpu_model="" if line_kind == "minimum_spend" else _text(ln, "gpu_model", number),
                 mig_profile=profile if isinstance(profile, str) and profile else None,
-                gpu_hours=str(ln.get("gpu_hours", "")),
+                gpu_hours="" if hours is None else str(hours),
                 unit_price=str(ln.get("unit_price", "")),
                 amount_cents=_cents(ln.get("amount"), f"line {i} amount", number),
+                kind=line_kind,
+                contract=contract if isinstance(contract, str) and contract else None,
             )
         )
     net = _cents(raw.get("net"), "net", number)
     vat = _cents(raw.get("vat"), "vat", number)
     total = _cents(raw.get("total"), "total", number)
-    if sum(ln.amount_cents for ln in lines) != net:
-        raise StripeSyncError("the lines do not add up to net", number=number, value=raw.get("net"))
+    lines_total = _cents(raw.get("lines_total", raw.get("net")), "lines_total", number)
+    allowances = _credits(raw.get("allowances", []), "allowances", number)
+    paid = _credits(raw.get("paid", []), "paid", number)
+    due = _cents(raw.get("due", raw.get("total")), "due", number)
+    if sum(ln.amount_cents for ln in lines) != lines_total:
+        raise StripeSyncError("the lines do not add up to lines_total", number=number, value=raw.get("lines_total"))
+    if lines_total - sum(a.amount_cents for a in allowances) != net:
+        raise StripeSyncError("the lines less the allowances do not add up to net", number=number, value=raw.get("net"))
     if net + vat != total:
         raise StripeSyncError("net + vat is not total", number=number, value=raw.get("total"))
+    if total - sum(p.amount_cents for p in paid) != due:
+        raise StripeSyncError("total less paid is not due", number=number, value=raw.get("due"))
     if treatment != "domestic" and vat != 0:
         raise StripeSyncError(f"a {treatment} document cannot carry VAT", number=number, value=raw.get("vat"))
     references = raw.get("references")
@@ -143,7 +176,24 @@ def parse_document(raw: Mapping[str, Any], number: str) -> Document:
         total_cents=total,
         references=references if isinstance(references, str) and references else None,
         vat_mention=mention if isinstance(mention, str) and mention else None,
+        allowances=allowances,
+        paid=paid,
+        due_cents=due,
     )
+
+
+def _credits(raw: object, what: str, number: str) -> tuple[CreditAmount, ...]:
+    if not isinstance(raw, list):
+        raise StripeSyncError(f"{what} must be a list", number=number, value=raw)
+    out = []
+    for i, item in enumerate(raw, start=1):
+        if not isinstance(item, dict):
+            raise StripeSyncError(f"{what} item {i} is not an object", number=number)
+        amount = _cents(item.get("amount"), f"{what} item {i} amount", number)
+        if amount == 0:
+            raise StripeSyncError(f"{what} item {i} amount must be positive", number=number)
+        out.append(CreditAmount(_text(item, "credit", number), amount))
+    return tuple(out)
 
 
 def issued_documents(con: duckdb.DuckDBPyConnection, month: Month) -> list[Document]:

@@ -11,16 +11,25 @@ Stripe must show the legal document's amounts, never recompute them:
   net — the two can differ by cents. A plain item makes Stripe's ``total`` equal the legal
   invoice's total by construction. Reverse-charge and outside-scope invoices have no VAT
   item; their legal mention goes in the Stripe invoice footer;
+- contracts (docs/adr/0009-contracts.md): reservation and minimum-spend lines are items like
+  any line; each promotional credit (an allowance before VAT) is a negative item, so the VAT
+  item stays VAT on the net; each prepaid credit (already paid) is a negative item after
+  VAT. Stripe's total is therefore the document's ``due`` — what Stripe is to collect —
+  and that is what the sync compares it with (without credits, due is the total);
 - every item's ``period`` is the document's month, ``[first second, first second of the
   next month)`` in UTC (:class:`gpumeter.months.Month`);
-- a credit note becomes a Stripe credit note with one custom line per planned item;
+- a credit note becomes a Stripe credit note of its ``due`` (what goes back to the customer
+  once the credits it gives back are counted): one custom line per planned item, or, when
+  it gives credits back, one line for the whole (Stripe credit-note lines are positive); a
+  credit note that only gives credits back (due 0) has nothing to send;
 - at most 250 items per Stripe invoice (Stripe's limit): a document with more is refused
   here, before *anything* is sent for the month — one legal invoice must map to one Stripe
   invoice, and with one line per GPU model × profile 250 is never legitimately hit.
 
 Idempotency keys are derived from the document, the same on every run, so Stripe replays
 a request instead of executing it twice: ``gpumeter:<number>:invoice``, ``…:item:<line>``,
-``…:item:vat``, ``…:finalize``, ``…:credit_note``; ``gpumeter:customer:<tenant>``.
+``…:item:vat``, ``…:item:allowance:<n>``, ``…:item:paid:<n>``, ``…:finalize``,
+``…:credit_note``; ``gpumeter:customer:<tenant>``.
 
 Given what Stripe already holds, the plan also says what is left to send: the items not
 yet recorded (:func:`items_to_create`), the items found on a Stripe draft that may be
@@ -45,7 +54,7 @@ from stripe.params import (
 
 from billing.errors import StripeSyncError, StripeTotalMismatch
 from billing.money import CENT_PLACES, fmt_amount
-from billing.stripe.documents import Document
+from billing.stripe.documents import DocLine, Document
 
 MAX_ITEMS_PER_INVOICE = 250
 DESCRIPTION_MAX = 500
@@ -98,29 +107,63 @@ def _clip(text: str, limit: int = DESCRIPTION_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _line_text(doc: Document, ln: DocLine, n: int) -> str:
+    if ln.kind == "minimum_spend":
+        return f"Minimum monthly spend true-up, {doc.period} (line {n})"
+    what = ln.gpu_model + (f" (MIG {ln.mig_profile})" if ln.mig_profile else "")
+    if ln.kind == "reservation":
+        what = f"Reserved capacity {ln.contract}, {what}"
+    elif ln.kind == "spot":
+        what += " spot"
+    return f"{what}: {ln.gpu_hours} GPU-hours × EUR {ln.unit_price}/GPU-hour, {doc.period} (line {n})"
+
+
+def _item(doc: Document, step: str, line: str, cents: int, desc: str, extra: Mapping[str, str]) -> PlannedItem:
+    meta = {"gpumeter_invoice": doc.number, "gpumeter_line": line, **extra}
+    return PlannedItem(step, idempotency_key(doc.number, step), cents, _clip(desc), meta)
+
+
+def _credit_note_items(doc: Document) -> list[PlannedItem]:
+    """One positive line for a credit note that gives credits back: its due."""
+    if not doc.collect_cents:
+        return []
+    back = ", ".join(
+        [f"promotional credit {a.credit} EUR {eur(a.amount_cents)}" for a in doc.allowances]
+        + [f"prepaid credit {p.credit} EUR {eur(p.amount_cents)}" for p in doc.paid]
+    )
+    desc = (
+        f"Credit note {doc.number}: EUR {eur(doc.total_cents)} incl. VAT, less what goes back to {back}, {doc.period}"
+    )
+    return [_item(doc, "item:due", "due", doc.collect_cents, desc, {"amount_eur": eur(doc.collect_cents)})]
+
+
 def plan_document(doc: Document) -> Plan:
     """Items, metadata and texts for one document; raises before anything is sent."""
     items = []
     for n, ln in enumerate(doc.lines, start=1):
-        what = ln.gpu_model + (f" (MIG {ln.mig_profile})" if ln.mig_profile else "")
         meta = {
-            "gpumeter_invoice": doc.number,
-            "gpumeter_line": str(n),
             "gpu_model": ln.gpu_model,
             "gpu_hours": ln.gpu_hours,
             "unit_price_eur": ln.unit_price,
             "amount_eur": eur(ln.amount_cents),
+            "line_kind": ln.kind,
         }
         if ln.mig_profile:
             meta["mig_profile"] = ln.mig_profile
-        desc = f"{what}: {ln.gpu_hours} GPU-hours × EUR {ln.unit_price}/GPU-hour, {doc.period} (line {n})"
-        items.append(
-            PlannedItem(f"item:{n}", idempotency_key(doc.number, f"item:{n}"), ln.amount_cents, _clip(desc), meta)
-        )
+        if ln.contract:
+            meta["contract"] = ln.contract
+        items.append(_item(doc, f"item:{n}", str(n), ln.amount_cents, _line_text(doc, ln, n), meta))
+    for n, a in enumerate(doc.allowances, start=1):
+        desc = f"Promotional credit {a.credit}, before VAT, {doc.period}"
+        items.append(_item(doc, f"item:allowance:{n}", f"allowance:{n}", -a.amount_cents, desc, {"credit": a.credit}))
     if doc.vat_cents:
         desc = f"VAT {doc.vat_rate} % on EUR {eur(doc.net_cents)}"
-        meta = {"gpumeter_invoice": doc.number, "gpumeter_line": "vat", "vat_rate_percent": doc.vat_rate}
-        items.append(PlannedItem("item:vat", idempotency_key(doc.number, "item:vat"), doc.vat_cents, desc, meta))
+        items.append(_item(doc, "item:vat", "vat", doc.vat_cents, desc, {"vat_rate_percent": doc.vat_rate}))
+    for n, p in enumerate(doc.paid, start=1):
+        desc = f"Prepaid credit {p.credit}, already paid, {doc.period}"
+        items.append(_item(doc, f"item:paid:{n}", f"paid:{n}", -p.amount_cents, desc, {"credit": p.credit}))
+    if doc.kind == "credit_note" and (doc.allowances or doc.paid):
+        items = _credit_note_items(doc)
     if len(items) > MAX_ITEMS_PER_INVOICE:
         raise StripeSyncError(
             f"{len(items)} Stripe items ({len(doc.lines)} lines"
@@ -140,6 +183,7 @@ def plan_document(doc: Document) -> Plan:
         "gpumeter_kind": doc.kind,
         "gpumeter_vat_treatment": doc.vat_treatment,
         "gpumeter_total_eur": eur(doc.total_cents),
+        "gpumeter_due_eur": eur(doc.collect_cents),
     }
     if doc.kind == "invoice":
         metadata["gpumeter_invoice"] = doc.number
@@ -225,7 +269,7 @@ def credit_note_params(plan: Plan, invoice_id: str, status: str, amount_remainin
         "metadata": dict(plan.metadata),
     }
     remaining = amount_remaining if status == "open" else 0
-    post_payment = doc.total_cents - min(doc.total_cents, remaining)
+    post_payment = doc.collect_cents - min(doc.collect_cents, remaining)
     if post_payment:
         params["credit_amount"] = post_payment
     return params

@@ -293,7 +293,7 @@ class Session:
                 invoice_id, params={"auto_advance": False}, options={"idempotency_key": key}
             ),
             key=key,
-            amount_cents=plan.doc.total_cents,
+            amount_cents=plan.doc.collect_cents,
             record_step=True,
         )
 
@@ -323,6 +323,6 @@ class Session:
             "/v1/credit_notes",
             lambda: self.client.v1.credit_notes.create(params=params, options={"idempotency_key": key}),
             key=key,
-            amount_cents=plan.doc.total_cents,
+            amount_cents=plan.doc.collect_cents,
             record_step=True,
         )

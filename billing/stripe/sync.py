@@ -7,11 +7,13 @@ number order, then credit notes.
 
 An **invoice** becomes a Stripe draft carrying gpumeter's number, created with
 ``pending_invoice_items_behavior="exclude"`` (no stray pending item can slip in) and
-``auto_advance=False``; one item per line (+ VAT) is added; the draft's total is compared
-with the legal total before it is finalized, and Stripe's total again after. A **credit
-note** becomes a Stripe credit note on the Stripe invoice of the number it references: on
-an open invoice it reduces what is due, on a paid one it is credited to the customer's
-balance. A difference in totals raises :class:`~billing.errors.StripeTotalMismatch`.
+``auto_advance=False``; one item per line (+ VAT, and one per credit) is added; the draft's
+total is compared with what the legal document leaves to pay (its ``due``: the total less
+prepaid credits) before it is finalized, and Stripe's total again after. A **credit note**
+becomes a Stripe credit note on the Stripe invoice of the number it references: on an open
+invoice it reduces what is due, on a paid one it is credited to the customer's balance; a
+credit note that only gives credits back (due 0) sends nothing (action ``nothing_due``). A
+difference in totals raises :class:`~billing.errors.StripeTotalMismatch`.
 
 Crash safety. Every POST carries the plan's idempotency key; every answered request and
 its step are recorded in one transaction (:mod:`billing.stripe.session`). A re-run skips
@@ -47,7 +49,7 @@ from billing.stripe.session import Session, metadata
 from gpumeter import store
 from gpumeter.months import Month
 
-Action = Literal["created", "resumed", "unchanged"]
+Action = Literal["created", "resumed", "unchanged", "nothing_due"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DocumentResult:
     stripe_customer_id: str
     stripe_id: str
     action: Action
-    total_cents: int  # the legal document's total
+    total_cents: int  # what Stripe must total: the legal document's due (its total less prepaid credits)
     stripe_total_cents: int  # Stripe's, after finalization (equal, or an error was raised)
     stripe_status: str
 
@@ -96,6 +98,7 @@ def audit_record(plan: Plan, result: DocumentResult) -> AuditRecord:
         "currency": "EUR",
         "items": [{"line": it.step, "idempotency_key": it.key, "amount": eur(it.amount_cents)} for it in plan.items],
         "total": eur(doc.total_cents),
+        "due": eur(doc.collect_cents),
     }
     if doc.references:
         sent["references"] = doc.references
@@ -187,10 +190,10 @@ class _Pusher:
         for item in missing:
             s.create_item(plan, item, customer, inv.id)
         draft = s.retrieve_invoice(doc, inv.id)
-        if draft.status == "draft" and draft.total != doc.total_cents:
+        if draft.status == "draft" and draft.total != doc.collect_cents:
             raise StripeTotalMismatch(
-                f"Stripe draft {inv.id} totals {eur(draft.total)} EUR, the legal invoice {eur(doc.total_cents)} EUR; "
-                "not finalized",
+                f"Stripe draft {inv.id} totals {eur(draft.total)} EUR, the legal invoice leaves "
+                f"{eur(doc.collect_cents)} EUR to pay; not finalized",
                 number=doc.number,
             )
         if draft.status == "draft":
@@ -239,7 +242,7 @@ class _Pusher:
             ]
             if hits:
                 note, action = hits[0], "resumed"
-                s.record_step(doc.number, "credit_note", note.id, None, doc.total_cents)
+                s.record_step(doc.number, "credit_note", note.id, None, doc.collect_cents)
             else:
                 note, action = s.create_credit_note(plan, inv), "created"
         s.save_document(doc, customer, note.id, str(note.status))
@@ -251,14 +254,16 @@ class _Pusher:
 def _result(plan: Plan, customer: str, stripe_id: str, action: Action, total: int, status: str) -> DocumentResult:
     """The outcome of one document, once Stripe's total is the legal document's."""
     doc = plan.doc
-    if total != doc.total_cents:
+    if total != doc.collect_cents:
         what = doc.kind.replace("_", " ")
         raise StripeTotalMismatch(
             f"Stripe {what} {stripe_id} ({status}) totals {eur(total)} EUR, "
-            f"the legal {what} {eur(doc.total_cents)} EUR",
+            f"the legal {what} leaves {eur(doc.collect_cents)} EUR",
             number=doc.number,
         )
-    return DocumentResult(doc.number, doc.kind, doc.tenant, customer, stripe_id, action, doc.total_cents, total, status)
+    return DocumentResult(
+        doc.number, doc.kind, doc.tenant, customer, stripe_id, action, doc.collect_cents, total, status
+    )
 
 
 def sync_month(
@@ -295,6 +300,10 @@ def sync_month(
     pusher = _Pusher(session, days_until_due)
     results = []
     for plan in [*invoices, *notes]:
+        if plan.doc.kind == "credit_note" and not plan.doc.collect_cents:
+            doc = plan.doc
+            results.append(DocumentResult(doc.number, doc.kind, doc.tenant, "", "", "nothing_due", 0, 0, "not sent"))
+            continue
         result = pusher.invoice(plan) if plan.doc.kind == "invoice" else pusher.credit_note(plan)
         if audit is not None:
             audit(con, audit_record(plan, result))

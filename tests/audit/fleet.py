@@ -64,7 +64,10 @@ def load_inventory(
     con.execute("DELETE FROM jobs")
     con.execute("DELETE FROM tenants")
     for job, (tenant, locs) in JOBS.items():
-        con.execute("INSERT INTO jobs VALUES ($j, $t, 'p', $d)", {"j": job, "t": tenant, "d": locs})
+        con.execute(
+            "INSERT INTO jobs (job_id, tenant, project, data_locations) VALUES ($j, $t, 'p', $d)",
+            {"j": job, "t": tenant, "d": locs},
+        )
     add_tenants(con, [Tenant(tenant, name, country, vat) for tenant, (name, country, vat) in TENANTS.items()])
 
 

@@ -411,7 +411,9 @@ def test_a_formula_job_id_is_neutralised_and_the_verifier_agrees(tmp_path: Path)
     con = new_store(tmp_path / "g.duckdb")
     try:
         fleet.load_inventory(con)
-        con.execute("INSERT INTO jobs VALUES ($j, 'acme', '-p', [])", {"j": hostile})
+        con.execute(
+            "INSERT INTO jobs (job_id, tenant, project, data_locations) VALUES ($j, 'acme', '-p', [])", {"j": hostile}
+        )
         fleet.meter(con, fleet.T0, {hostile: ("gpu-fr-1", 3600), "acme-train-1": ("gpu-ch-1", 60)})
         bundle = _export(con, "2026-07", None, tmp_path / "b.zip", fleet.T0 + timedelta(days=32))
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gpumeter.config import Config
+from gpumeter.config import Config, load_config
 from gpumeter.months import Month
 from metering.einvoice import FACTURX
 from metering.inventory import Tenant
@@ -64,10 +64,20 @@ class Site:
     ) -> None:
         add_tenants(self.con, [Tenant(tenant, legal_name, country, vat_id, None, address, None, einvoice, peppol_id)])
 
-    def add_job(self, job: str, tenant: str, project: str = "proj") -> None:
+    def add_job(self, job: str, tenant: str, project: str = "proj", job_class: str = "on_demand") -> None:
         self.con.execute(
-            "INSERT INTO jobs (job_id, tenant, project, data_locations) VALUES (?, ?, ?, [])", [job, tenant, project]
+            "INSERT INTO jobs (job_id, tenant, project, data_locations, job_class) VALUES (?, ?, ?, [], ?)",
+            [job, tenant, project, job_class],
         )
+
+    def write_contracts(self, text: str) -> None:
+        """contracts.toml beside rates.toml, named by ``[billing] contracts``."""
+        (self.root / "contracts.toml").write_text(text, encoding="utf-8")
+        if self.config.billing.contracts is None:
+            config = (self.root / "gpumeter.toml").read_text(encoding="utf-8")
+            config = config.replace('rates = "rates.toml"', 'rates = "rates.toml"\ncontracts = "contracts.toml"', 1)
+            (self.root / "gpumeter.toml").write_text(config, encoding="utf-8")
+            self.config = load_config(self.root / "gpumeter.toml")
 
     def add_usage(
         self,

@@ -22,7 +22,7 @@ from gpumeter.config import Config, load_config
 from gpumeter.errors import ConfigError
 from gpumeter.months import Month
 from testing.servers import free_port
-from tests.billing.conftest import A30, H100, Site
+from tests.billing.conftest import A30, H100, Site, at
 from tests.billing.webhook_receiver import HANG, receiving
 
 SECRET = "test-webhook-secret"
@@ -138,6 +138,31 @@ percent = "7.5"
     drafts = {r.tenant: r.net for r in invoice_month(site.con, site.config, "2026-10", False)}
     assert nets == {"acme": drafts["acme"], "berlin": drafts["berlin"], "nyc": Decimal("0.00")}
     assert nets["acme"] > 0
+
+
+def test_the_net_counts_contracts_as_the_invoice_does_before_and_after_issue(site: Site) -> None:
+    site.write_contracts(
+        f'[[reservation]]\nid = "RES-1"\ntenant = "acme"\nmodel = "{H100}"\ngpus = 1\n'
+        'start = "2026-10-01"\nend = "2026-11-01"\neur_per_gpu_hour = "1.90"\n\n'
+        '[[credit]]\nid = "PROMO"\ntenant = "acme"\nkind = "promotional"\neur = "100.00"\nstart = "2026-10-01"\n\n'
+        '[[credit]]\nid = "PRE"\ntenant = "acme"\nkind = "prepaid"\neur = "50.00"\nstart = "2026-10-01"\n'
+    )
+    site.add_job("train", "acme")
+    site.add_usage("train", H100, 10 * HOUR)  # 10 GPU-hours in one hour: 1 drawn, 9 at 2.80 = 25.20
+    # the reservation's whole month counts from the first hour (744 h x 1.90 = 1413.60, used or
+    # not), the promotional credit is deducted (net 1338.80), the prepaid one pays, it is not a price
+    budget(site, "acme", "2000")
+    assert month_to_date_nets(site.con, site.config, OCT, ["acme"]) == {"acme": Decimal("1338.80")}
+    assert [(a.threshold_percent, a.net) for a in evaluate(site.con, site.config, [OCT])] == [(50, Decimal("1338.80"))]
+    (issued,) = invoice_month(site.con, site.config, "2026-10", True, now=at(2))
+    assert (issued.net, issued.total, issued.due) == (Decimal("1338.80"), Decimal("1606.56"), Decimal("1556.56"))
+    assert month_to_date_nets(site.con, site.config, OCT, ["acme"]) == {"acme": Decimal("1338.80")}
+    # more usage after issue: a supplementary invoice (4 h beyond the reservation, the credit
+    # spent) is pending; the month's net is the issued one plus it
+    site.add_usage("train", H100, 5 * HOUR, window="2026-10-06T10:00:00")
+    (extra,) = [r for r in invoice_month(site.con, site.config, "2026-10", False) if r.status == "draft"]
+    assert extra.net == Decimal("11.20")
+    assert month_to_date_nets(site.con, site.config, OCT, ["acme"]) == {"acme": Decimal("1350.00")}
 
 
 def test_another_tenants_unpriceable_usage_does_not_stop_a_budget_but_its_own_does(site: Site) -> None:

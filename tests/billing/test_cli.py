@@ -45,3 +45,18 @@ def test_invoice_drafts_then_finalize_and_a_bad_rates_file(site: Site) -> None:
 
     p = run("invoice", "--month", "2026-13", "--config", "gpumeter.toml", cwd=site.root)
     assert p.returncode == 2 and "YYYY-MM" in p.stderr  # a malformed option is a usage mistake
+
+
+def test_a_bad_contracts_file_is_one_line_naming_file_line_and_value(site: Site) -> None:
+    site.add_job("j1", "acme")
+    site.add_usage("j1", H100, 3600)
+    site.write_contracts(
+        '[[credit]]\nid = "PRE-1"\ntenant = "acme"\nkind = "prepaid"\neur = "100.00"\ncurrency = "USD"\n'
+        'start = "2026-10-01"\n'
+    )
+    site.con.close()
+    p = run("invoice", "--month", "2026-10", "--finalize", "--config", "gpumeter.toml", cwd=site.root)
+    assert p.returncode == 1
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "contracts.toml:6:" in err[0] and "currency must be EUR" in err[0] and "USD" in err[0]
+    assert not (site.out / "2026-10").exists()

@@ -37,6 +37,11 @@ CII = {
 def peppol_tenants(site: Site) -> None:
     """A domestic French tenant choosing Peppol (S), a Belgian one (AE), a Swiss one (O)."""
     site.con.execute("UPDATE tenants SET einvoice = 'peppol', peppol_id = '0002:732829320' WHERE tenant = 'acme'")
+    belgian_and_swiss_tenants(site)
+
+
+def belgian_and_swiss_tenants(site: Site) -> None:
+    """``bruxelles`` (BE, reverse charge) and ``zurich`` (CH, outside scope), both on Peppol."""
     site.add_tenant(
         "bruxelles",
         "Bruxelles Data SRL",
@@ -123,6 +128,11 @@ def _d(el: Any, path: str, ns: dict[str, str]) -> Decimal:
     return Decimal(text)
 
 
+def _opt_d(el: Any, path: str, ns: dict[str, str]) -> Decimal | None:
+    text = el.findtext(path, namespaces=ns)
+    return None if text is None else Decimal(text)
+
+
 def _cii_date(el: Any, path: str) -> str | None:
     text = el.findtext(path, namespaces=CII)
     return None if text is None else date(int(text[:4]), int(text[4:6]), int(text[6:8])).isoformat()
@@ -163,7 +173,21 @@ def cii_facts(xml: bytes) -> dict[str, Any]:
             )
         )
     rate = tax.findtext("ram:RateApplicablePercent", None, CII)
+    allowances = [
+        (
+            _d(a, "ram:ActualAmount", CII),
+            a.findtext("ram:ReasonCode", None, CII),
+            a.findtext("ram:Reason", None, CII),
+            a.findtext("ram:CategoryTradeTax/ram:CategoryCode", None, CII),
+            _opt_d(a, "ram:CategoryTradeTax/ram:RateApplicablePercent", CII),
+        )
+        for a in settle.iterfind("ram:SpecifiedTradeAllowanceCharge", CII)
+        if a.findtext("ram:ChargeIndicator/udt:Indicator", None, CII) == "false"
+    ]
     return {
+        "allowances": allowances,
+        "allowance_total": _opt_d(sums, "ram:AllowanceTotalAmount", CII),
+        "prepaid": _opt_d(sums, "ram:TotalPrepaidAmount", CII),
         "number": doc.findtext("ram:ID", None, CII),
         "type": doc.findtext("ram:TypeCode", None, CII),
         "issue_date": _cii_date(doc, "ram:IssueDateTime/udt:DateTimeString"),
@@ -231,7 +255,21 @@ def ubl_facts(xml: bytes) -> dict[str, Any]:
             )
         )
     rate = cat.findtext("cbc:Percent", None, UBL)
+    allowances = [
+        (
+            _d(a, "cbc:Amount", UBL),
+            a.findtext("cbc:AllowanceChargeReasonCode", None, UBL),
+            a.findtext("cbc:AllowanceChargeReason", None, UBL),
+            a.findtext("cac:TaxCategory/cbc:ID", None, UBL),
+            _opt_d(a, "cac:TaxCategory/cbc:Percent", UBL),
+        )
+        for a in root.iterfind("cac:AllowanceCharge", UBL)
+        if a.findtext("cbc:ChargeIndicator", None, UBL) == "false"
+    ]
     return {
+        "allowances": allowances,
+        "allowance_total": _opt_d(totals, "cbc:AllowanceTotalAmount", UBL),
+        "prepaid": _opt_d(totals, "cbc:PrepaidAmount", UBL),
         "number": root.findtext("cbc:ID", None, UBL),
         "type": root.findtext("cbc:CreditNoteTypeCode" if credit else "cbc:InvoiceTypeCode", None, UBL),
         "issue_date": root.findtext("cbc:IssueDate", None, UBL),
