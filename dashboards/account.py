@@ -31,6 +31,8 @@ import polars as pl
 
 from audit.policy import Policy
 from billing.budgets import Budget
+from billing.contracts import read_contracts
+from billing.credits import Book, CreditEvent, CreditHistory
 from billing.focus import usage_focus
 from billing.numbering import check_frozen, embedded_xml
 from dashboards.compliance import BoundaryMonth, judge_month
@@ -193,18 +195,60 @@ class Contracts:
 
     tenant: str
     month: str
-    reservations: pl.DataFrame | None  # None: no contracts
-    credits: pl.DataFrame | None
+    reservations: pl.DataFrame | None  # None: no reservation of the tenant's in contracts.toml
+    credits: pl.DataFrame | None  # None: no credit of the tenant's in contracts.toml
     note: str
 
 
 NO_CONTRACTS = "no contracts"
 
 
-def contracts(con: duckdb.DuckDBPyConnection, tenant: str, month: str) -> Contracts:
-    """PLACEHOLDER until contracts (contracts.toml, migration 0013) are merged: says "no contracts".
+def contracts(con: duckdb.DuckDBPyConnection, config: Config, tenant: str, month: str) -> Contracts:
+    """The tenant's reservations as invoiced for ``month`` (GPU-hours included and used), and
+    each of its credits' balance after every document issued so far.
 
-    Filled in after the merge from the issued lines of kind ``reservation`` (included and used
-    GPU-hours) and the credits' balances, each read with ``$tenant`` bound like the rest.
+    Balances come from billing's own rule (:class:`billing.credits.Book` over the issued
+    documents' credit rows), read with ``$tenant`` bound; contracts.toml says what each credit
+    was granted. Before the month is invoiced its reservations show no rows.
     """
-    return Contracts(tenant, month, None, None, NO_CONTRACTS)
+    terms = read_contracts(config.billing.contracts)
+    reserved = terms.reservations_in(Month.parse(month), tenant)
+    credits = terms.credits_of(tenant)
+    if not reserved and not credits:
+        return Contracts(tenant, month, None, None, NO_CONTRACTS)
+    reservations = None
+    if reserved:
+        period = str(Month.parse(month))
+        reservations = _only(store.frame(con, "account_reservations", {"tenant": tenant, "period": period}), tenant)
+    table = None
+    if credits:
+        events = tuple(
+            CreditEvent(number, who, kind, Month.parse(period), credit, role, amount)
+            for number, who, kind, period, credit, role, amount in store.run(
+                con, "account_credit_history", {"tenant": tenant}
+            ).fetchall()
+        )
+        if any(e.tenant != tenant for e in events):
+            raise AccessDenied(f"a query for tenant {tenant!r} returned another tenant's rows; nothing is shown")
+        (latest,) = store.run(con, "account_invoiced_month", {"tenant": tenant}).fetchone() or (None,)
+        invoiced = {tenant: Month.parse(latest)} if latest else {}
+        book = Book(credits, CreditHistory(events, invoiced), tenant)
+        table = pl.DataFrame(
+            {
+                "credit": [c.id for c in book.credits],
+                "kind": [c.kind.value for c in book.credits],
+                "granted_eur": [c.eur for c in book.credits],
+                "left_eur": [book.balance[c.id] for c in book.credits],
+                "from": [c.start for c in book.credits],
+                "expires": [c.expires for c in book.credits],
+            },
+            schema={
+                "credit": pl.String,
+                "kind": pl.String,
+                "granted_eur": pl.Decimal(18, 2),
+                "left_eur": pl.Decimal(18, 2),
+                "from": pl.Date,
+                "expires": pl.Date,
+            },
+        )
+    return Contracts(tenant, month, reservations, table, "")

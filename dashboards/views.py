@@ -350,7 +350,7 @@ def account_data(site: Site, tenant: str, month: str) -> AccountData:
             info = account.tenant_info(con, tenant)
             budget = account.budget(con, tenant)
             alerts = account.alerts(con, tenant, month)
-            contracts = account.contracts(con, tenant, month)
+            contracts = account.contracts(con, site.config, tenant, month)
         boundary = tuple(site.config.audit.allowed_countries)
         net, error = _account_priced(
             site.access,

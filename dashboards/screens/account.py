@@ -52,6 +52,13 @@ else:
 st.subheader("Reserved capacity and credits")
 if data.contracts.reservations is None and data.contracts.credits is None:
     st.info("No reserved capacity and no credits under contract.")
+if data.contracts.reservations is not None:
+    if data.contracts.reservations.height:
+        ui.table(data.contracts.reservations.drop("tenant"), f"reserved capacity {month}", key="account-reserved")
+    else:
+        st.info(f"Reserved capacity of {month}: not invoiced yet.")
+if data.contracts.credits is not None:
+    ui.table(data.contracts.credits, "credits left", key="account-credits")
 
 st.subheader("Budget and alerts")
 if data.budget is None:

@@ -7,6 +7,7 @@ the page hands out searched for the other tenants."""
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 
@@ -154,8 +155,49 @@ def test_the_reader_refuses_rows_of_another_tenant_and_unknown_tenants(con: duck
         account.tenant_info(con, "nobody-inc")
     assert account.tenant_info(con, SCOPED_TENANT).legal_name == "Laguna Lab S.r.l."
     assert account.usage(con, "nobody-inc", MONTH).height == 0 and account.months(con, "nobody-inc") == []
-    placeholder = account.contracts(con, SCOPED_TENANT, MONTH)
-    assert placeholder.note == account.NO_CONTRACTS and placeholder.reservations is None
+
+
+def test_reserved_capacity_and_credits_left_are_the_tenants_own(
+    demo_site: Path, con: duckdb.DuckDBPyConnection
+) -> None:
+    """The demo's contracts.toml: one tenant reserves, another holds a promotional and a
+    prepaid credit; everyone else has none. Checked against the issued rows by plain SQL."""
+    cfg = load_config(demo_site)
+    terms = tomllib.loads((demo_site.parent / "contracts.toml").read_text())
+    [reservation] = terms["reservation"]
+    reserved = reservation["tenant"]
+    credits = {c["id"]: c for c in terms["credit"]}
+    [credit_tenant] = {c["tenant"] for c in credits.values()}
+    mine = account.contracts(con, cfg, reserved, MONTH)
+    assert mine.reservations is not None and set(mine.reservations["tenant"]) == {reserved}
+    expected = con.execute(
+        "SELECT sum(gpu_hours), sum(used_gpu_hours) FROM billing_document_lines JOIN billing_documents"
+        " USING (number) WHERE tenant = ? AND billing_documents.kind = 'invoice'"
+        " AND billing_document_lines.kind = 'reservation' AND period = ?",
+        [reserved, MONTH],
+    ).fetchone()
+    assert expected is not None and expected[0] is not None
+    assert (mine.reservations["included_gpu_hours"].sum(), mine.reservations["used_gpu_hours"].sum()) == expected
+    theirs = account.contracts(con, cfg, credit_tenant, MONTH)
+    assert theirs.reservations is None and theirs.credits is not None
+    assert set(theirs.credits["credit"]) == set(credits)
+    for row in theirs.credits.iter_rows(named=True):
+        moved = dict(
+            con.execute(
+                "SELECT c.role || '/' || d.kind, sum(c.amount) FROM billing_document_credits AS c JOIN"
+                " billing_documents AS d USING (number) WHERE c.credit = ? GROUP BY ALL",
+                [row["credit"]],
+            ).fetchall()
+        )
+        drawn = sum((moved.get(f"{r}/invoice", Decimal(0)) for r in ("allowance", "paid")), Decimal(0))
+        back = sum((moved.get(f"{r}/credit_note", Decimal(0)) for r in ("allowance", "paid")), Decimal(0))
+        expired = moved.get("expired/invoice", Decimal(0)) + moved.get("expired/credit_note", Decimal(0))
+        granted = Decimal(credits[row["credit"]]["eur"])
+        assert row["granted_eur"] == granted and row["left_eur"] == granted - drawn + back - expired
+    assert drawn + expired > 0  # the demo month drew on (or expired) the credits: the check is not vacuous
+    nobody = next(t for t in (SCOPED_TENANT, OTHER_TENANT, "prairie-ml") if t not in (reserved, credit_tenant))
+    none = account.contracts(con, cfg, nobody, MONTH)
+    assert none.note == account.NO_CONTRACTS and none.reservations is None and none.credits is None
 
 
 def test_a_store_with_users_migrates_to_the_tenant_role(tmp_path: Path) -> None:
