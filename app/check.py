@@ -38,7 +38,7 @@ from gpumeter.config import DEFAULT_CONFIG, Config, load_config
 from gpumeter.errors import ConfigError, Problems
 from gpumeter.findings import Finding, Status, failed, from_problems, passed
 from metering.inventory import Inventory, load_inventory
-from metering.prom import PromClient
+from metering.prom import client_for
 from metering.telemetry_check import check_telemetry
 from metering.telemetry_probe import TelemetryFacts, probe
 from metering.windows import HOUR_MS, Span, parse_instant, to_ms
@@ -95,7 +95,11 @@ def run_checks(path: Path, span: Span, *, passphrase: str | None) -> list[Findin
             failed("telemetry", "not checked: [telemetry] holds bad values", "fix them first (see the lines above)")
         )
         return findings
-    facts = _telemetry(cfg, span)
+    try:
+        facts = _telemetry(cfg, span)
+    except ConfigError as exc:  # the bearer token's variable is not set
+        findings.append(failed("telemetry", f"not checked: {exc.message}", "export the variable, then check again"))
+        return findings
     findings += check_telemetry(facts, cfg.telemetry, inventory)
     if card is not None and facts.placements:
         sites = {host: node.site for host, node in inventory.nodes.items()}
@@ -123,6 +127,7 @@ def _inventory(cfg: Config) -> tuple[Inventory, list[Finding]]:
 
 
 def _telemetry(cfg: Config, span: Span) -> TelemetryFacts:
+    """What the backend says, asked exactly as collect asks it (query_url, headers, bearer token)."""
     tel = cfg.telemetry
-    with PromClient(tel.prometheus_url, timeout_s=tel.timeout_s, retries=tel.retries) as client:
+    with client_for(tel) as client:
         return probe(client, span, job_label=tel.job_label, interval_ms=tel.scrape_interval_ms)

@@ -176,7 +176,12 @@ class PromClient:
         """
         url = self.url + path
         response: requests.Response = self._call(
-            f"GET {path}", self._conn._session.get, url, params=params, timeout=self._timeout
+            f"GET {path}",
+            self._conn._session.get,
+            url,
+            params=params,
+            headers=self._conn.headers,
+            timeout=self._timeout,
         )
         if missing_ok and response.status_code == 404:
             return None

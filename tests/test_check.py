@@ -31,6 +31,7 @@ from metering.windows import HOUR_MS
 from simulator import Fleet, Target, Traps, small_fleet, write_inventory
 from testing import servers
 from testing.peak import run_measured
+from testing.proxy import proxy
 from tests.sites import make_site
 
 GPUMETER = str(Path(sys.executable).parent / "gpumeter")
@@ -128,6 +129,37 @@ def test_a_consistent_fleet_passes_every_check(fleet: Fleet, fleet_backend: tupl
     assert "MIG seen" in named(found, "telemetry.dcgm")[0][1]
     assert "opens with GPUMETER_AUDIT_PASSPHRASE" in named(found, "audit.signing_key")[0][1]
     assert p.stderr.strip().endswith(f"{len(found)} PASS, 0 WARN, 0 FAIL")
+
+
+def test_check_asks_as_collect_asks_through_a_query_frontend_with_a_token(
+    fleet: Fleet, fleet_url: str, tmp_path: Path
+) -> None:
+    """``query_url``, ``headers`` and the bearer token of [telemetry] reach the backend (seen by
+    a proxy standing in for a query frontend); an unset token variable is one FAIL line."""
+    cfg = healthy_site(tmp_path / "site", fleet, fleet_url)
+    with proxy(fleet_url) as (frontend, faults):
+        text = cfg.read_text().replace(
+            "[telemetry]\n",
+            f'[telemetry]\nquery_url = "{frontend}"\nbearer_token_env = "GPUMETER_TEST_TOKEN"\n'
+            'headers = { "X-Scope-OrgID" = "gpu-cloud" }\n',
+            1,
+        )
+        cfg.write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUMETER_", "STRIPE_"))}
+        env["GPUMETER_AUDIT_PASSPHRASE"] = PASSPHRASE
+        unset = subprocess.run(
+            [GPUMETER, "check", "--config", str(cfg), *WINDOW], capture_output=True, text=True, env=env
+        )
+        [(status, says)] = named(findings(unset), "telemetry")
+        assert unset.returncode == 1 and status == "FAIL" and "GPUMETER_TEST_TOKEN" in says
+        assert faults.requests == 0
+        env["GPUMETER_TEST_TOKEN"] = "s3cret-token"
+        p = subprocess.run([GPUMETER, "check", "--config", str(cfg), *WINDOW], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "s3cret-token" not in p.stdout + p.stderr  # never printed
+    queries = [h for h in faults.headers if h]
+    assert queries and all(h.get("Authorization") == "Bearer s3cret-token" for h in queries)
+    assert all(h.get("X-Scope-OrgID") == "gpu-cloud" for h in queries)
 
 
 def test_json_is_an_array_of_findings_for_scripts(fleet: Fleet, fleet_url: str, tmp_path: Path) -> None:
