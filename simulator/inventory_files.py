@@ -80,8 +80,8 @@ def write_inventory(
                 t.legal_name,
                 t.country,
                 t.vat_id,
-                t.email,
-                t.address,
+                t.email or "",
+                t.address or "",
                 "peppol" if t.tenant in PEPPOL_TENANTS else "",
                 PEPPOL_TENANTS.get(t.tenant, ""),
             )

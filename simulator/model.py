@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from metering.inventory import Job, Node, StorageLocation, Tenant
 from simulator._schedule import JobMix
 
 DEMO_START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -107,36 +108,12 @@ class FleetSpec:
         return self.duration.total_seconds() / 86400
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    hostname: str
-    site: str
-    country: str
-    provider: str
-
-
-@dataclass(frozen=True)
-class StorageInfo:
-    location: str
-    country: str
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    job_id: str
-    tenant: str
-    project: str
-    data_locations: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TenantInfo:
-    tenant: str
-    legal_name: str
-    country: str
-    vat_id: str
-    email: str
-    address: str
+# The fleet's nodes, storage, jobs and tenants are the inventory's own records: what the
+# simulator writes to nodes.csv … tenants.csv is what metering reads back, field for field.
+NodeInfo = Node
+StorageInfo = StorageLocation
+JobInfo = Job
+TenantInfo = Tenant
 
 
 @dataclass(frozen=True)
