@@ -24,10 +24,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from audit.canonical import format_time
 from audit.errors import EntryError
@@ -110,8 +109,7 @@ def document_refs(value: Any) -> Iterator[tuple[str, str]]:
             yield from document_refs(v)
 
 
-@dataclass(frozen=True)
-class EntryMeta:
+class EntryMeta(NamedTuple):
     """What the log indexes an entry by (not hashed, derived from the entry)."""
 
     entry_type: str

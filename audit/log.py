@@ -42,7 +42,7 @@ from audit.checkpoint import Checkpoint, parse_checkpoint, sign_checkpoint
 from audit.errors import AuditError, EntryError, VerificationError
 from audit.gcpause import gc_paused
 from audit.merkle import EMPTY_ROOT, HASH_SIZE, NodeId, consistency_plan, inclusion_plan, plan_ids, resolve
-from audit.note import Signer, parse_note
+from audit.note import Note, Signer, parse_note
 from gpumeter import store
 
 
@@ -118,6 +118,14 @@ def _timestamps(moment: datetime, n: int) -> pa.Array:
     return pa.array([(moment - _EPOCH) // _MICROSECOND] * n, pa.int64()).cast(pa.timestamp("us", "UTC"))
 
 
+def _has_signed(signer: Signer, note: Note | None) -> bool:
+    """True when ``note`` carries a valid signature by ``signer``'s key."""
+    if note is None:
+        return False
+    key = signer.verifier
+    return any(sig.key_id == key.key_id and key.verify(note.text, sig.data) for sig in note.signatures)
+
+
 class AuditLog:
     """The audit log over one DuckDB connection (the single writer)."""
 
@@ -131,10 +139,11 @@ class AuditLog:
         row = store.run(self.con, "audit_tree_size").fetchone()
         return int(row[0]) if row else 0
 
-    def _sizes(self) -> tuple[int, int]:
-        """The size as the tiles give it, and as the entries give it."""
+    def _sizes(self) -> tuple[int, int, int]:
+        """The size as the tiles give it, as the entries' largest index gives it, and the
+        number of stored entries (the table has no key: migration 0016)."""
         row = store.run(self.con, "audit_size").fetchone()
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
     def read_tiles(self, wanted: Iterable[tuple[int, int]]) -> tuple[dict[tuple[int, int], bytes], int]:
         """Stored tiles by (level, index), absent ones left out, and the tree's size: one query."""
@@ -261,7 +270,7 @@ class AuditLog:
         for name in docs:
             if name not in wanted:
                 raise EntryError("a document was given that no entry names", value=name)
-        with atomic(self.con):
+        with gc_paused(), atomic(self.con):  # a batch builds ~10^5 objects: see audit.gcpause
             if wanted:
                 self._store_documents(wanted, docs, moment)
             size = self._append_size()
@@ -321,12 +330,16 @@ class AuditLog:
 
     def _append_size(self) -> int:
         """The size to append at; refuses when the tiles and the entries disagree."""
-        from_tiles, from_entries = self._sizes()
+        from_tiles, from_entries, stored = self._sizes()
         if from_tiles != from_entries:
             raise VerificationError(
                 f"the stored tiles cover {from_tiles} entries but the log holds {from_entries}; "
                 "run gpumeter audit check",
                 entry=min(from_tiles, from_entries),
+            )
+        if stored != from_entries:
+            raise VerificationError(
+                f"{stored} entries are stored for indices 0..{from_entries - 1}; run gpumeter audit check"
             )
         return from_tiles
 
@@ -406,17 +419,20 @@ class AuditLog:
         moment = at or datetime.now(UTC)
         owned = not _in_transaction(self.con)
         with atomic(self.con):
-            self.record_keys(signers, at=moment)
-            size = self._append_size()
             latest = self.latest_checkpoint()
-            if latest is not None:
+            signed = parse_note(latest.note) if latest is not None else None
+            # A key that validly signed the latest checkpoint was logged before it: only
+            # the others are looked up (a scan of the entries) and logged if new.
+            self.record_keys([s for s in signers if not _has_signed(s, signed)], at=moment)
+            size = self._append_size()
+            if latest is not None and signed is not None:
                 if latest.size > size:
                     raise VerificationError(
                         f"the log has {size} entries but checkpoint #{latest.id} vouches for {latest.size}; "
                         "run gpumeter audit check",
                         entry=size,
                     )
-                if parse_checkpoint(parse_note(latest.note).text).origin != origin:
+                if parse_checkpoint(signed.text).origin != origin:
                     raise AuditError("the configured origin differs from the log's previous checkpoints", value=origin)
             roots = self._roots([size] if latest is None else [size, latest.size])
             if latest is not None and roots[1] != latest.root:

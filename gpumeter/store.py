@@ -72,6 +72,7 @@ def migrations() -> list[tuple[int, str, str]]:
 
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET checkpoint_threshold = '256MB'")
 
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from audit import attest, merkle, policy, record, tiles
+from audit import entries as kinds
 from audit.canonical import canonical
 from audit.check import check_log, verify_log
 from audit.errors import AuditError, EntryError, VerificationError
@@ -244,6 +245,20 @@ def test_deleted_entry_is_named(con: duckdb.DuckDBPyConnection) -> None:
         "tile/0/000.p/12: tile is truncated: 5 hashes, the tree needs 12",
         "entry 5 is missing (the next stored entry is 6)",
     )
+
+
+def test_entry_stored_twice_is_named_and_appending_refuses(con: duckdb.DuckDBPyConnection) -> None:
+    """The entries table has no key (migration 0016): a copy of an entry under its own index
+    is damage the check names and the append refuses to build on."""
+    log = _logged(con)
+    n = log.size()
+    con.execute("INSERT INTO audit_entries SELECT * FROM audit_entries WHERE idx = 4")
+    result = _check(con)
+    assert not result.passed and result.first_bad_entry == 4
+    assert "entry 4 is stored twice" in result.findings
+    with pytest.raises(VerificationError, match=f"{n + 1} entries are stored for indices 0..{n - 1}"):
+        log.append(kinds.key_event(at=fleet.T0, event="key_added", key="x"))
+    assert log.size() == n
 
 
 def test_reordered_entries_are_named(con: duckdb.DuckDBPyConnection) -> None:
