@@ -138,6 +138,28 @@ def recent_exports(con: duckdb.DuckDBPyConnection, month: str | None) -> pl.Data
     return store.frame(con, "dash_exports", {"month": month}).with_columns(pl.col("tenant").fill_null("(whole log)"))
 
 
+def witness_shortfall(made: pl.DataFrame, config: Config) -> str:
+    """A warning when the newest bundle in ``made`` (newest first, as :func:`recent_exports`
+    orders it) carries fewer witness cosignatures than ``[audit] quorum`` asks for — it was
+    built while witnesses did not answer — else ''. The bundle itself says nothing of it:
+    its checkpoint is signed and valid, only the policy's check refuses it."""
+    witnesses = config.audit.witnesses
+    if not witnesses or not made.height:
+        return ""
+    needed = config.audit.quorum or len(witnesses)
+    newest = made.row(0, named=True)
+    have = int(newest["cosignatures"] or 0)
+    if have >= needed:
+        return ""
+    why = f" ({newest['witness_failures']})" if newest.get("witness_failures") else ""
+    return (
+        f"The newest bundle (made by {newest['made_by']} at {newest['made_at']:%Y-%m-%d %H:%M} UTC, checkpoint size "
+        f"{newest['checkpoint_size']}) carries {have} of the {needed} witness cosignatures [audit] quorum asks "
+        f"for{why}, so `gpumeter audit verify` under the witness policy refuses it. Build it again once the "
+        "witnesses answer: each new checkpoint is submitted to them again."
+    )
+
+
 def visible_exports(frame: pl.DataFrame, viewer: Viewer) -> pl.DataFrame:
     """A scoped auditor sees only its tenant's bundles (who made the others is not its business)."""
     if viewer.tenant is None:

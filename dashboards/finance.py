@@ -12,7 +12,8 @@ Everything is read from what billing stored or computes; nothing here prices any
   named by the credit in place of a model and a site, so every breakdown sums to the nets;
 * **unbilled** usage is what ``gpumeter invoice --finalize`` would issue now for the month
   (billing's own :func:`billing.run.month_plan`: the month's billable usage and contracts,
-  minus what was already issued): a draft's lines per tenant;
+  minus what was already issued): a draft's lines per tenant, and a negative row per
+  promotional credit it would take off, as revenue has them;
 * **invoices** with their Stripe payment status (:func:`billing.stripe.payments.payment_status`)
   and the PDF bytes frozen in the store (:func:`billing.numbering.issued_files`).
 """
@@ -246,6 +247,23 @@ def unbilled(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> Unbi
                     sign * ln.gpu_hours_display,
                     ln.unit_price,
                     sign * ln.amount,
+                )
+            )
+        for credit in inv.allowances:  # before VAT, as revenue counts it (dash_revenue_lines)
+            named = f"(promotional credit {credit.credit})"
+            refs = inv.references.number if inv.references else None
+            rows.append(
+                (
+                    inv.tenant,
+                    inv.kind.value,
+                    refs,
+                    named,
+                    None,
+                    named,
+                    credit.allowance_reason,
+                    None,
+                    None,
+                    -sign * credit.amount,
                 )
             )
     return Unbilled(month, pl.DataFrame(rows, schema=_UNBILLED_SCHEMA, orient="row"), None)

@@ -86,4 +86,6 @@ made = exports.visible_exports(data.exports, viewer)
 if not made.height:
     st.info("None yet.")
 else:
-    ui.table(made, f"exports {month}", key="exports")
+    if shortfall := exports.witness_shortfall(made, site.config):
+        st.warning(shortfall)
+    ui.table(made.drop("witness_failures"), f"exports {month}", key="exports")

@@ -14,13 +14,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from audit import cosign, keys, witness
-from dashboards.roles import Page
+from dashboards.exports import build_bundle
+from dashboards.reader import StoreAccess
+from dashboards.roles import Page, Role, Viewer
 from gpumeter import store
 from gpumeter.config import load_config
 from metering import report
 from testing.stores import mark_collected
 from tests.dashboards.conftest import OpenApp, assert_clean, sign_in
-from tests.dashboards.fixtures import MONTH, SCOPED_TENANT
+from tests.dashboards.fixtures import MONTH, PASSPHRASE, SCOPED_TENANT
 
 ALL_PAGES = tuple(Page)
 ADMIN_PAGES = tuple(p for p in Page if p is not Page.ACCOUNT)  # an admin has no tenant of its own
@@ -129,22 +131,32 @@ def test_finance_by_site_adds_up_to_the_invoiced_cents(demo_site: Path, open_app
 
 def test_unbilled_usage_of_a_month_not_yet_invoiced(demo_site: Path, open_app: OpenApp) -> None:
     """Remove the month's documents: the page prices what invoicing would issue, via billing —
-    the lines the removed documents carried (the demo's contracts included: a reservation
-    billed whether used or not, spot usage at spot rates), since the usage has not moved."""
+    the nets the removed documents carried (the demo's contracts included: a reservation
+    billed whether used or not, spot usage at spot rates, a promotional credit taken off
+    before VAT, as revenue counts it), since the usage has not moved."""
     cfg = load_config(demo_site)
     con = store.connect(cfg.store.database)
     try:
-        (expected,) = con.execute(
+        (lines,) = con.execute(
             "SELECT sum(CASE WHEN d.kind = 'credit_note' THEN -l.amount ELSE l.amount END) "
             "FROM billing_documents d JOIN billing_document_lines l USING (number) WHERE d.period = ?",
             [MONTH],
         ).fetchone() or (None,)
+        (allowed,) = con.execute(
+            "SELECT coalesce(sum(CASE WHEN d.kind = 'credit_note' THEN -c.amount ELSE c.amount END), 0) "
+            "FROM billing_documents d JOIN billing_document_credits c USING (number) "
+            "WHERE d.period = ? AND c.role = 'allowance'",
+            [MONTH],
+        ).fetchone() or (None,)
         kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM billing_document_lines").fetchall()}
+        con.execute("DELETE FROM billing_document_credits")
         con.execute("DELETE FROM billing_document_lines")
         con.execute("DELETE FROM billing_documents")
     finally:
         con.close()
     assert {"reservation", "spot"} <= kinds, kinds
+    assert allowed > 0  # the demo's promotional credit was drawn in this month
+    expected = lines - allowed
     at = open_app(demo_site, "fin")
     select(at, "finance-unbilled-month", MONTH)
     assert_clean(at)
@@ -257,6 +269,28 @@ def test_auditor_page_names_the_witnesses_to_pin(demo_site: Path, open_app: Open
     assert "all of (w1, w2) cosigned it" in said and "from the witness itself" in said
     assert f"**w1** `{ws[0][1]}`" in said and f"**w2** `{ws[1][1]}`" in said
     assert not at.info
+
+
+def test_auditor_page_warns_when_a_bundle_was_built_while_the_witnesses_were_down(
+    demo_site: Path, open_app: OpenApp, tmp_path: Path
+) -> None:
+    """A bundle built while the witnesses do not answer carries an uncosigned checkpoint, which
+    `gpumeter audit verify` under the witness policy refuses: the page says so, and why."""
+    text = demo_site.read_text()
+    ws = [(name, witness.init_witness(tmp_path / name, f"{name}.example.eu/witness").vkey) for name in ("w1", "w2")]
+    rows = ", ".join(f'{{ name = "{n}", url = "http://127.0.0.1:9/{n}", vkey = "{v}" }}' for n, v in ws)
+    demo_site.write_text(text.replace("\n[audit]\n", f"\n[audit]\nwitnesses = [{rows}]\nquorum = 2\n"))
+    cfg = load_config(demo_site)
+    viewer = Viewer("aud", Role.AUDITOR, None)
+    built = build_bundle(StoreAccess(cfg.store.database), cfg, PASSPHRASE, viewer, MONTH, None)
+    at = open_app(demo_site, "aud")
+    assert not at.exception
+    warned = [w.value for w in at.warning if "cosignature" in w.value]
+    assert len(warned) == 1, [w.value for w in at.warning]
+    assert f"checkpoint size {built.checkpoint_size}" in warned[0]
+    assert "0 of the 2 witness cosignatures" in warned[0]
+    assert "w1:" in warned[0] and "w2:" in warned[0]  # each witness that failed, with why
+    assert "refuses it" in warned[0]
 
 
 def test_auditor_without_passphrase_cannot_sign(demo_site: Path, open_app: OpenApp) -> None:
