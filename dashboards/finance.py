@@ -231,7 +231,7 @@ def unbilled(con: duckdb.DuckDBPyConnection, config: Config, month: str) -> Unbi
         plan, _ = month_plan(con, config, Period.parse(month))
     except GpumeterError as exc:
         return Unbilled(month, pl.DataFrame(schema=_UNBILLED_SCHEMA), exc.explain())
-    rows = []
+    rows: list[tuple[object, ...]] = []  # in _UNBILLED_SCHEMA's order
     for inv in plan.pending:
         sign = -1 if inv.kind is Kind.CREDIT_NOTE else 1
         for ln in inv.lines:
