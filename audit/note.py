@@ -322,6 +322,16 @@ class OpenedNote:
         return tuple(v for _, v in self.verified)
 
 
+def _none_verifiable(note: Note, verifiers: Sequence[Verifier]) -> str:
+    """Why no signature verified: which keys signed, and which were given (name+key ID each)."""
+    signed = sorted({f"{s.name}+{s.key_hex}" for s in note.signatures})
+    given = sorted({f"{v.name}+{v.key_id.hex()}" for v in verifiers})
+    return (
+        f"note has no verifiable signatures: it is signed by {', '.join(signed) or 'no key'}, "
+        f"and the keys given are {', '.join(given) or 'none'}"
+    )
+
+
 def open_note(data: bytes | str, verifiers: Sequence[Verifier]) -> OpenedNote:
     """Parse a note and check its signatures by the acceptance rules in the module doc."""
     note = parse_note(data)
@@ -342,5 +352,5 @@ def open_note(data: bytes | str, verifiers: Sequence[Verifier]) -> OpenedNote:
             raise VerificationError(f"invalid signature for key {sig.name}+{sig.key_hex}")
         verified.append((sig, matches[0]))
     if not verified:
-        raise VerificationError("note has no verifiable signatures")
+        raise VerificationError(_none_verifiable(note, verifiers))
     return OpenedNote(note.text, tuple(verified), tuple(unverified))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from audit.note import parse_vkey
 from gpumeter import store
 from gpumeter.commandline import EXIT_UNPINNED
 from testing.stores import new_store
@@ -138,6 +139,15 @@ def _forged(site: Path) -> Path:
     return out
 
 
+def refusal(signed_by: str, pinned: str) -> str:
+    """What verify says of a checkpoint signed by a key other than the pinned one (vkeys)."""
+    signer, key = (parse_vkey(v) for v in (signed_by, pinned))
+    return (
+        f"error: checkpoint: note has no verifiable signatures: it is signed by {signer.name}+{signer.key_id.hex()}, "
+        f"and the keys given are {key.name}+{key.key_id.hex()}"
+    )
+
+
 def test_forged_bundles_are_refused_without_and_with_a_key(site: tuple[Path, str], gm: Run) -> None:
     d, vkey = site
     forged = _forged(d)
@@ -145,7 +155,7 @@ def test_forged_bundles_are_refused_without_and_with_a_key(site: tuple[Path, str
     assert alone.returncode == 4 and fleet.signer(seed=66).verifier.fingerprint in errors(alone)[0]
     for pin in (("--key", vkey), ("--config", "gpumeter.toml")):
         pinned = gm("audit", "verify", str(forged), *pin, passphrase=None)
-        assert pinned.returncode == 3 and errors(pinned) == ["error: checkpoint: note has no verifiable signatures"]
+        assert pinned.returncode == 3 and errors(pinned) == [refusal(fleet.signer(seed=66).vkey, vkey)]
     with zipfile.ZipFile(d / "out" / "july.zip") as z:
         genuine = {n: z.read(n) for n in z.namelist()}
     mallory = fleet.signer(seed=66).vkey
@@ -238,7 +248,7 @@ def test_verify_names_the_first_failing_member_on_one_line(site: tuple[Path, str
     lines = errors(bad)
     assert len(lines) == 1 and name.replace(".json", ".tlog-proof") in lines[0], bad.stderr
     wrong = gm("audit", "verify", "out/july.zip", "--key", fleet.signer(seed=42).vkey, passphrase=None)
-    assert wrong.returncode == 3 and errors(wrong) == ["error: checkpoint: note has no verifiable signatures"]
+    assert wrong.returncode == 3 and errors(wrong) == [refusal(vkey, fleet.signer(seed=42).vkey)]
     junk = gm("audit", "verify", "out/july.zip", "--key", "not-a-key", passphrase=None)
     assert junk.returncode == 1 and len(errors(junk)) == 1
     # the same through the real script: one line, exit 3

@@ -170,7 +170,11 @@ def test_a_monitor_names_a_partial_tile_wider_than_the_tree(copy: Path) -> None:
 
 def test_a_monitor_refuses_a_checkpoint_without_a_trusted_signature(copy: Path) -> None:
     other = pinned_keys([fleet.signer(seed=5).vkey], fleet.ORIGIN)
-    assert check_published(copy, other).findings == ("checkpoint: note has no verifiable signatures",)
+    assert check_published(copy, other).findings == (
+        "checkpoint: note has no verifiable signatures: it is signed by "
+        f"{fleet.ORIGIN}+{fleet.signer().verifier.key_id.hex()}, and the keys given are "
+        f"{fleet.ORIGIN}+{fleet.signer(seed=5).verifier.key_id.hex()}",
+    )
 
 
 def test_publishing_over_another_log_or_a_damaged_tile_is_refused(
