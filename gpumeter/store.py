@@ -1,7 +1,9 @@
 """The DuckDB store: one file, numbered migrations, named queries.
 
 Decisions (docs/adr/0002-store.md):
-- every connection runs ``SET TimeZone = 'UTC'`` so TIMESTAMPTZ values come back in UTC;
+- every connection runs ``SET TimeZone = 'UTC'`` so TIMESTAMPTZ values come back in UTC,
+  and ``SET checkpoint_threshold = '64MB'`` (DuckDB's 16 MB default rewrote the open row
+  groups of a bulk append again every few batches: docs/adr/0011-append-cost.md);
 - schema changes are numbered files ``sql/schema/NNNN_name.sql`` applied in order, each in
   its own transaction, recorded in ``schema_migrations``;
 - queries are files ``sql/queries/<name>.sql`` with named ``$parameters``; Python calls
@@ -72,7 +74,7 @@ def migrations() -> list[tuple[int, str, str]]:
 
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET checkpoint_threshold = '256MB'")
+    con.execute("SET checkpoint_threshold = '64MB'")
 
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
