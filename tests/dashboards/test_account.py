@@ -214,7 +214,7 @@ def test_a_store_with_users_migrates_to_the_tenant_role(tmp_path: Path) -> None:
             con.execute(
                 "INSERT INTO dashboard_users VALUES ('t', 'tenant', 'acme', 'h', ?, NULL, ?)", [CREATED, CREATED]
             )
-        assert store.migrate(con) == [15]
+        assert store.migrate(con) == [v for v, _, _ in store.migrations() if v >= 15]
         assert con.execute("SELECT name, role, tenant FROM dashboard_users").fetchall() == [("aud", "auditor", "acme")]
         con.execute("INSERT INTO dashboard_users VALUES ('t', 'tenant', 'acme', 'h', ?, NULL, ?)", [CREATED, CREATED])
         with pytest.raises(duckdb.ConstraintException):  # a tenant user without its tenant
