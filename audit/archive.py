@@ -1,8 +1,7 @@
-"""Reading a bundle zip as hostile input: one streaming reader, standard library only.
+"""Reading a bundle zip as hostile input: one reader, the standard library and numpy.
 
-:class:`BundleReader` reads the zip's end records and then streams its central
-directory — the record every zip tool extracts by — with :mod:`struct`, judging each
-member before any content is read:
+:class:`BundleReader` reads the zip's end records, then its central directory — the
+record every zip tool extracts by — judging each member before any content is read:
 
 * the end records must agree with each other and point inside the file; more members
   or a larger directory than :class:`Limits` allows is refused before the directory is
@@ -15,25 +14,33 @@ member before any content is read:
   expand at most :attr:`Limits.ratio` times (a zip bomb is refused from its directory
   record, before a byte is inflated).
 
-Members are then read one at a time at their offsets: the local header must repeat the
-directory's name and method, a deflated member is inflated with :mod:`zlib` to exactly
-its declared size and no further, and its CRC-32 must match. Only the directory's
-small per-member records stay in memory (about 100 bytes each), so memory does not
-grow with what the bundle claims to hold. Every refusal names the member.
+The directory is walked once in Python (each record's start and name), its fixed fields
+are then read for all records at once as numpy columns, and the names sorted into
+entries (index and kind, by one regular expression over all of them) and the rest; the
+first record in directory order that breaks a rule is named, as a reader going record by
+record would. Members are read a batch at a time from the file mapped read-only: every
+local header must repeat the directory's method and name, a deflated member is inflated
+with :mod:`zlib` to exactly its declared size and no further, and each CRC-32 must match.
+Only the directory's records stay in memory (about 100 bytes a member), and the mapped
+pages are let go before each batch, so memory does not grow with what the bundle claims
+to hold. Every refusal names the member.
 """
 
 from __future__ import annotations
 
 import io
+import mmap
 import re
 import stat
 import struct
 import zlib
-from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
 
 from audit.entries import DOCUMENT_NAME
 from audit.errors import BundleError
@@ -89,26 +96,15 @@ class Limits:
 
 def check_name(name: str) -> None:
     """Refuse any member name outside the bundle layout (zip slip and strays)."""
-    if ENTRY.match(name):  # most members: digits and a fixed suffix, nothing to escape with
+    if ENTRY.fullmatch(name):  # most members: digits and a fixed suffix, nothing to escape with
         return
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise BundleError("path escapes the archive (absolute or with backslashes)", member=name)
     if any(part in ("..", ".") for part in name.split("/")):
         raise BundleError("path escapes the archive ('..' or '.')", member=name)
-    if name in FIXED or name in FOLDERS or ENTRY.match(name) or KEY.match(name) or DOCUMENT_NAME.match(name):
+    if name in FIXED or name in FOLDERS or any(p.fullmatch(name) for p in (ENTRY, KEY, DOCUMENT_NAME)):
         return
     raise BundleError("unexpected member: not part of the bundle layout", member=name)
-
-
-class Member(NamedTuple):
-    """A member as its directory record describes it."""
-
-    name: str
-    method: int  # 0 stored, 8 deflated
-    crc: int
-    compressed: int
-    size: int
-    offset: int  # of its local header
 
 
 _EOCD = struct.Struct("<4s4H2LH")
@@ -188,115 +184,212 @@ def _zip64(extra: bytes, member: str, *values: int) -> list[int]:
     raise BundleError("zip64 sizes are missing from the member's extra field", member=member)
 
 
-class _Chunks:
-    """``size`` bytes of a file from ``start``, handed out as records, read 1 MiB at a time.
+_LENGTHS = struct.Struct("<3H")  # name, extra field and comment lengths, 28 bytes into a directory record
+_DIRECTORY = np.dtype(
+    [
+        ("sig", "<u4"),
+        ("made_by", "<u2"),
+        ("needed", "<u2"),
+        ("flags", "<u2"),
+        ("method", "<u2"),
+        ("when", "<u4"),
+        ("crc", "<u4"),
+        ("csize", "<u4"),
+        ("size", "<u4"),
+        ("nlen", "<u2"),
+        ("elen", "<u2"),
+        ("clen", "<u2"),
+        ("disk", "<u2"),
+        ("internal", "<u2"),
+        ("attr", "<u4"),
+        ("offset", "<u4"),
+    ]
+)
+_LOCAL_HEADER = np.dtype(
+    [
+        ("sig", "<u4"),
+        ("needed", "<u2"),
+        ("flags", "<u2"),
+        ("method", "<u2"),
+        ("when", "<u4"),
+        ("crc", "<u4"),
+        ("csize", "<u4"),
+        ("size", "<u4"),
+        ("nlen", "<u2"),
+        ("elen", "<u2"),
+    ]
+)
+_RECORD_SIG_U32 = int.from_bytes(_RECORD_SIG, "little")
+_LOCAL_SIG_U32 = int.from_bytes(_LOCAL_SIG, "little")
+# Every directory name, one per line: an entry's name gives its index and kind, any other name
+# neither (its line is the second alternative). ENTRY, as bytes.
+_NAME_LINES = re.compile(rb"^(?:entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)|.*)$", re.MULTILINE)
+_GATHER = 1 << 15  # directory records gathered at once (a bounded index array)
 
-    :meth:`record` returns (buffer, position) with at least ``n`` bytes at the position
-    (fewer only at the end); :meth:`advance` moves past a record.
-    """
 
-    def __init__(self, fp: BinaryIO, start: int, size: int) -> None:
-        self._fp, self._at, self.left = fp, start, size
-        self.buf, self.pos = b"", 0
+def _first(mask: npt.NDArray[np.bool_]) -> int:
+    """Position of the first True in ``mask``, or its length when none is."""
+    return int(mask.argmax()) if mask.any() else len(mask)
 
-    def record(self, n: int) -> int:
-        if self.pos + n > len(self.buf) and self.left:
-            want = min(self.left, max(n, MiB))
-            self._fp.seek(self._at)
-            self.buf = self.buf[self.pos :] + self._fp.read(want)
-            self._at += want
-            self.left -= want
-            self.pos = 0
-        return len(self.buf) - self.pos
 
-    @property
-    def remaining(self) -> int:
-        return self.left + len(self.buf) - self.pos
+def _gather(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The fixed-size records of ``dtype`` at ``starts`` in ``data`` (every start checked in range)."""
+    out = np.empty(len(starts), dtype)
+    flat = out.view(np.uint8).reshape(len(starts), dtype.itemsize)
+    width = np.arange(dtype.itemsize, dtype=np.int64)
+    for lo in range(0, len(starts), _GATHER):
+        flat[lo : lo + _GATHER] = data[starts[lo : lo + _GATHER, None] + width]
+    return out
+
+
+def _second(rows: list[int], numbers: list[int]) -> int:
+    """The row of the first number seen before."""
+    seen: set[int] = set()
+    for r, i in zip(rows, numbers, strict=True):
+        if i in seen:
+            return r
+        seen.add(i)
+    raise AssertionError("no number repeats")
 
 
 class BundleReader:
-    """A bundle opened for bounded, checked, member-by-member reading (see the module doc).
+    """A bundle opened for bounded, checked reading (see the module doc).
 
-    ``members`` holds every member but the entries by name; the entries' records are
-    kept in compact columns, by index: :meth:`entry` and :meth:`proof` read
-    ``entries/<i>.json`` and ``entries/<i>.tlog-proof``.
+    Every member's directory record is kept in compact columns (``_cols``, by row);
+    ``members`` maps the names of members other than entries to their rows, ``_rows`` the
+    indices of ``entries/<i>.json`` and ``entries/<i>.tlog-proof`` to theirs. Members are
+    read a batch at a time (:meth:`entries`, :meth:`proofs`), or one by name (:meth:`read`).
     """
 
     def __init__(self, path: Path, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.path = Path(path)
         try:
-            self._fp: BinaryIO = open(self.path, "rb", buffering=MiB)  # noqa: SIM115 - closed in close()
+            self._fp: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise BundleError(f"cannot read the bundle: {exc.strerror}", member=str(path)) from exc
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, int] = {}
         self._rows: tuple[dict[int, int], dict[int, int]] = ({}, {})  # index -> row, for .json and .tlog-proof
-        self._cols = [array("B"), array("L"), array("Q"), array("Q"), array("Q")]  # method, crc, sizes, offset
+        self._names: list[bytes] = []  # by row, as the directory spells them
+        self._flags: npt.NDArray[np.uint16] = np.zeros(0, np.uint16)
         try:
-            self._read_directory()
+            end = _end_records(self._fp)
+            self._map = mmap.mmap(self._fp.fileno(), 0, access=mmap.ACCESS_READ)
+            self._file: npt.NDArray[np.uint8] = np.frombuffer(self._map, np.uint8)
+            self._read_directory(*end)
         except BaseException:
-            self._fp.close()
+            self.close()
             raise
 
-    def _read_directory(self) -> None:
-        limits, fp = self.limits, self._fp
-        count, cd_size, cd_offset = _end_records(fp)
+    # ---------------------------------------------------------------------- directory
+
+    def _read_directory(self, count: int, cd_size: int, cd_offset: int) -> None:
+        limits = self.limits
         if count > limits.members:
             raise BundleError(f"bundle has {count} members; at most {limits.members} are accepted")
         if cd_size > limits.central_directory:
             raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
-        directory = _Chunks(fp, cd_offset, cd_size)
-        unpack, match, fixed = _RECORD.unpack_from, ENTRY.match, _RECORD.size
-        methods, crcs, compressed, sizes, offsets = self._cols
-        caps = (limits.entry, limits.proof)
-        total = 0
-        for _ in range(count):
-            if directory.record(fixed) < fixed or not directory.buf.startswith(_RECORD_SIG, directory.pos):
-                raise BundleError("the zip's central directory is damaged")
-            _, _, _, flags, method, crc, csize, size, nlen, elen, clen, disk, _, attr, offset = unpack(
-                directory.buf, directory.pos
+        directory = self._map[cd_offset : cd_offset + cd_size]
+        starts, names = self._walk(directory, count)
+        self._names = names
+        rec = _gather(np.frombuffer(directory, np.uint8), np.array(starts, np.int64), _DIRECTORY)
+        self._flags = rec["flags"]
+        if (rec["sig"] != _RECORD_SIG_U32).any():
+            raise BundleError("the zip's central directory is damaged")
+        size, csize, offset = (rec[f].astype(np.uint64) for f in ("size", "csize", "offset"))
+        for r in np.flatnonzero((size == _ZIP64) | (csize == _ZIP64) | (offset == _ZIP64)).tolist():
+            at = starts[r] + _RECORD.size + int(rec["nlen"][r])
+            extra = directory[at : at + int(rec["elen"][r])]
+            size[r], csize[r], offset[r] = _zip64(extra, self._name(r), int(size[r]), int(csize[r]), int(offset[r]))
+        self._cols = (rec["method"], rec["crc"], csize, size, offset, rec["nlen"])
+        self._name_at = np.array(starts, np.int64) + (cd_offset + _RECORD.size)
+
+        lines = _NAME_LINES.findall(b"\n".join(names))
+        if len(lines) != count:  # a name holding a line break: outside the layout
+            check_name(self._name(next(r for r, n in enumerate(names) if b"\n" in n)))
+        digits, kinds = zip(*lines, strict=True) if lines else ((), ())
+        kind = np.array(kinds, dtype="S10") if kinds else np.zeros(0, "S10")
+        entry = kind != b""
+        proof = kind == b"tlog-proof"
+        entry_rows = np.flatnonzero(entry)
+        idx = np.array([int(d) for d in digits if d], np.uint64)
+
+        # the first record that breaks a rule, in directory order (as a reader reading them in turn)
+        total = np.cumsum(np.minimum(size, limits.total + 1))
+        caps = np.where(proof, limits.proof, limits.entry).astype(np.uint64)
+        flags, method = rec["flags"], rec["method"]
+        unsafe = entry & (
+            (flags & _FLAG_UNUSUAL != 0)
+            | ((method != _STORED) & (method != _DEFLATED))
+            | (rec["disk"] != 0)
+            | (rec["attr"] >> 28 == _S_IFLNK_HIGH)
+            | (size > caps)
+            | ((method == _STORED) & (csize != size))
+            | ((method == _DEFLATED) & (size > limits.ratio_exempt) & ((size - 1) // limits.ratio >= csize))
+        )
+        failures = [(_first(total > limits.total), 0), (_first(unsafe), 1)]
+        is_proof = proof[entry_rows]
+        for held, which in ((self._rows[0], ~is_proof), (self._rows[1], is_proof)):
+            rows, numbers = entry_rows[which].tolist(), idx[which].tolist()
+            held.update(zip(numbers, rows, strict=True))
+            if len(held) != len(rows):
+                failures.append((_second(rows, numbers), 1))
+        stop, rule = min(failures)
+        for r in np.flatnonzero(~entry[:stop]).tolist():
+            name = self._name(r)
+            self._judge(
+                name,
+                int(flags[r]),
+                int(method[r]),
+                int(size[r]),
+                int(csize[r]),
+                int(rec["attr"][r]),
+                int(rec["disk"][r]),
             )
-            length = fixed + nlen + elen + clen
-            if directory.record(length) < length:
-                raise BundleError("the zip's central directory is damaged")
-            buf, at = directory.buf, directory.pos + fixed
-            directory.pos += length
-            raw = buf[at : at + nlen]
-            name = raw.decode("ascii") if raw.isascii() else raw.decode("utf-8" if flags & _FLAG_UTF8 else "cp437")
-            if _ZIP64 in (size, csize, offset):
-                size, csize, offset = _zip64(buf[at + nlen : at + nlen + elen], name, size, csize, offset)
-            total += size
-            if total > limits.total:
-                raise BundleError("bundle expands to more than the size limit", member=name)
-            m = match(name)
-            if m is None:
-                self._judge(name, flags, method, size, csize, attr, disk)
-                if not name.endswith("/"):
-                    member = Member(name, method, crc, csize, size, offset)
-                    if self.members.setdefault(name, member) is not member:
-                        raise BundleError("member appears twice", member=name)
-                continue
-            proof = m[2] != "json"
-            if (
-                flags & _FLAG_UNUSUAL
-                or method not in (_STORED, _DEFLATED)
-                or disk
-                or attr >> 28 == _S_IFLNK_HIGH
-                or size > caps[proof]
-                or (method == _STORED and csize != size)
-                or (method == _DEFLATED and size > limits.ratio_exempt and size > limits.ratio * csize)
-            ):
-                self._judge(name, flags, method, size, csize, attr, disk)  # says which rule
-            rows = self._rows[proof]
-            if rows.setdefault(int(m[1]), len(methods)) != len(methods):
+            if not name.endswith("/") and self.members.setdefault(name, r) != r:
                 raise BundleError("member appears twice", member=name)
-            methods.append(method)
-            crcs.append(crc)
-            compressed.append(csize)
-            sizes.append(size)
-            offsets.append(offset)
-        if directory.remaining:
+        if stop < count:
+            name = self._name(stop)
+            if rule == 0:
+                raise BundleError("bundle expands to more than the size limit", member=name)
+            if unsafe[stop]:
+                self._judge(
+                    name,
+                    int(flags[stop]),
+                    int(method[stop]),
+                    int(size[stop]),
+                    int(csize[stop]),
+                    int(rec["attr"][stop]),
+                    int(rec["disk"][stop]),
+                )
+            raise BundleError("member appears twice", member=name)
+
+    @staticmethod
+    def _walk(directory: bytes, count: int) -> tuple[list[int], list[bytes]]:
+        """Where each of the ``count`` directory records starts, and its name."""
+        lengths, fixed = _LENGTHS.unpack_from, _RECORD.size
+        starts: list[int] = []
+        names: list[bytes] = []
+        pos = 0
+        try:
+            for _ in range(count):
+                n, e, c = lengths(directory, pos + 28)
+                starts.append(pos)
+                names.append(directory[pos + fixed : pos + fixed + n])
+                pos += fixed + n + e + c
+        except struct.error:
+            raise BundleError("the zip's central directory is damaged") from None
+        if pos > len(directory):
+            raise BundleError("the zip's central directory is damaged")
+        if pos < len(directory):
             raise BundleError("the zip's central directory holds more than its end record counts")
+        return starts, names
+
+    def _name(self, row: int) -> str:
+        raw = self._names[row]
+        if raw.isascii():
+            return raw.decode("ascii")
+        return raw.decode("utf-8" if int(self._flags[row]) & _FLAG_UTF8 else "cp437", errors="replace")
 
     def _judge(self, name: str, flags: int, method: int, size: int, csize: int, attr: int, disk: int) -> None:
         """Refuse a member its directory record shows to be unsafe (named)."""
@@ -347,63 +440,106 @@ class BundleReader:
     def has_proof(self, index: int) -> bool:
         return index in self._rows[1]
 
+    def entries(self, indices: Sequence[int]) -> list[bytes]:
+        """``entries/<i>.json`` of each index, read at once."""
+        return self._read(self._find(indices, proof=False))
+
+    def proofs(self, indices: Sequence[int]) -> list[bytes]:
+        """``entries/<i>.tlog-proof`` of each index, read at once."""
+        return self._read(self._find(indices, proof=True))
+
     def entry(self, index: int) -> bytes:
-        """``entries/<index>.json``."""
-        return self.content(self._member(f"entries/{index}.json", self._rows[0].get(index)))
+        return self.entries([index])[0]
 
     def proof(self, index: int) -> bytes:
-        """``entries/<index>.tlog-proof``."""
-        return self.content(self._member(f"entries/{index}.tlog-proof", self._rows[1].get(index)))
+        return self.proofs([index])[0]
 
-    def _member(self, name: str, row: int | None) -> Member:
-        if row is None:
-            raise BundleError("missing member", member=name)
-        methods, crcs, compressed, sizes, offsets = self._cols
-        return Member(name, methods[row], crcs[row], compressed[row], sizes[row], offsets[row])
+    def chunks(self, indices: Sequence[int], count: int, budget: int) -> Iterator[Sequence[int]]:
+        """``indices`` in runs of ``count``, or fewer when their entries and proofs together
+        would exceed ``budget`` bytes (never fewer than one)."""
+        for lo in range(0, len(indices), count):
+            run = indices[lo : lo + count]
+            sizes = self._cols[3]
+            held = np.cumsum(sizes[self._find(run, proof=False)] + sizes[self._find(run, proof=True)])
+            while len(run):
+                take = max(1, int(np.searchsorted(held, budget, side="right")))
+                yield run[:take]
+                run, held = run[take:], held[take:] - held[take - 1]
+
+    def _find(self, indices: Sequence[int], *, proof: bool) -> npt.NDArray[np.int64]:
+        rows = self._rows[proof]
+        try:
+            return np.fromiter(map(rows.__getitem__, indices), np.int64, len(indices))
+        except KeyError as exc:
+            raise BundleError("missing member", member=f"entries/{exc.args[0]}.{_KINDS[proof]}") from None
 
     def read(self, name: str) -> bytes:
         """The member's bytes; raises naming the member."""
-        m = ENTRY.match(name)
+        m = ENTRY.fullmatch(name)
         if m is not None:
             return self.entry(int(m[1])) if m[2] == "json" else self.proof(int(m[1]))
-        member = self.members.get(name)
-        if member is None:
+        row = self.members.get(name)
+        if row is None:
             raise BundleError("missing member", member=name)
-        return self.content(member)
+        return self._read(np.array([row], np.int64))[0]
 
-    def content(self, member: Member) -> bytes:
-        """A member's bytes: local header checked, inflated to exactly its size, CRC-32 checked."""
-        fp, name = self._fp, member.name
-        want = name.encode("utf-8")
-        fixed = _LOCAL.size + len(want)
-        fp.seek(member.offset)
-        chunk = fp.read(fixed + member.compressed)  # the header, the name and, without extra field, the data
-        if len(chunk) < _LOCAL.size:
-            raise BundleError("member's local header is past the end of the file", member=name)
-        sig, flags, method, nlen, elen = _LOCAL.unpack_from(chunk)
-        if sig != _LOCAL_SIG or method != member.method or nlen != len(want) or chunk[_LOCAL.size : fixed] != want:
-            raise BundleError("member's local header differs from its directory record", member=name)
-        if flags & _FLAG_ENCRYPTED:
-            raise BundleError("member is encrypted", member=name)
-        raw = chunk[fixed:] + fp.read(elen) if elen else chunk[fixed:]
-        raw = raw[elen:]
-        if len(raw) != member.compressed:
-            raise BundleError("member is truncated", member=name)
-        if method == _DEFLATED:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                data = inflater.decompress(raw, member.size + 1)
-            except zlib.error as exc:
-                raise BundleError(f"member cannot be inflated: {exc}", member=name) from exc
-            if len(data) != member.size or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
-                raise BundleError("member does not inflate to its declared size", member=name)
-        else:
-            data = raw
-        if zlib.crc32(data) != member.crc:
-            raise BundleError("member's CRC-32 does not match its content", member=name)
+    def _read(self, rows: npt.NDArray[np.int64]) -> list[bytes]:
+        """The members at ``rows``, each checked as a zip reader must: its local header repeats the
+        directory's method and name, it is not encrypted, it is inflated to exactly its size and
+        its CRC-32 matches. The first member (in ``rows``' order) that breaks a rule is named."""
+        if hasattr(self._map, "madvise"):  # what earlier reads mapped is not held on to
+            self._map.madvise(mmap.MADV_DONTNEED)
+        methods, crcs, csizes, sizes, offsets, nlens = self._cols
+        end_of_file = len(self._file)
+        at = offsets[rows].astype(np.int64)
+        past = at > end_of_file - _LOCAL.size
+        head = _gather(self._file, np.where(past, 0, at), _LOCAL_HEADER)
+        nlen = nlens[rows].astype(np.int64)
+        width = int(nlen.max(initial=0))
+        span = np.arange(width, dtype=np.int64)
+        last = end_of_file - 1
+        here = self._file[np.minimum(at[:, None] + _LOCAL.size + span, last)]
+        there = self._file[np.minimum(self._name_at[rows][:, None] + span, last)]
+        same_name = ((here == there) | (span >= nlen[:, None])).all(axis=1)
+        differs = (
+            (head["sig"] != _LOCAL_SIG_U32) | (head["method"] != methods[rows]) | (head["nlen"] != nlen) | ~same_name
+        )
+        start = at + _LOCAL.size + head["nlen"] + head["elen"]
+        stop = start + csizes[rows].astype(np.int64)
+        problems = (
+            (past, "member's local header is past the end of the file"),
+            (differs, "member's local header differs from its directory record"),
+            (head["flags"] & _FLAG_ENCRYPTED != 0, "member is encrypted"),
+            (stop > end_of_file, "member is truncated"),
+        )
+        firsts = [(_first(mask), k) for k, (mask, _) in enumerate(problems)]
+        first, k = min(firsts)
+        if first < len(rows):
+            raise BundleError(problems[k][1], member=self._name(int(rows[first])))
+        view = self._map
+        datas = [view[a:b] for a, b in zip(start.tolist(), stop.tolist(), strict=True)]
+        for k in np.flatnonzero(methods[rows] == _DEFLATED).tolist():
+            datas[k] = self._inflate(datas[k], int(sizes[rows[k]]), int(rows[k]))
+        crc = np.fromiter(map(zlib.crc32, datas), np.uint32, len(datas))
+        if (bad := _first(crc != crcs[rows])) < len(rows):
+            raise BundleError("member's CRC-32 does not match its content", member=self._name(int(rows[bad])))
+        return datas
+
+    def _inflate(self, raw: bytes, size: int, row: int) -> bytes:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(raw, size + 1)
+        except zlib.error as exc:
+            raise BundleError(f"member cannot be inflated: {exc}", member=self._name(row)) from exc
+        if len(data) != size or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+            raise BundleError("member does not inflate to its declared size", member=self._name(row))
         return data
 
     def close(self) -> None:
+        if hasattr(self, "_file"):
+            del self._file  # the map cannot close while an array views it
+        if hasattr(self, "_map"):
+            self._map.close()
         self._fp.close()
 
     def __enter__(self) -> BundleReader:
@@ -411,3 +547,6 @@ class BundleReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_KINDS = ("json", "tlog-proof")

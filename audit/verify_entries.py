@@ -11,7 +11,6 @@ naming the member a refusal is about.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,23 +105,6 @@ class Entries:
 _UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
 
 
-def _batches(bundle: BundleReader, order: list[int]) -> Iterable[tuple[list[int], list[bytes]]]:
-    """The entries in ``order``, read a batch at a time: BATCH of them or BATCH_BYTES, whichever comes first."""
-    chunk: list[int] = []
-    datas: list[bytes] = []
-    held = 0
-    for i in order:
-        data = bundle.entry(i)
-        chunk.append(i)
-        datas.append(data)
-        held += len(data)
-        if len(chunk) == BATCH or held >= BATCH_BYTES:
-            yield chunk, datas
-            chunk, datas, held = [], [], 0
-    if chunk:
-        yield chunk, datas
-
-
 def read_entries(bundle: BundleReader) -> Entries:
     """Step 3: every entry read in index order, hashed and checked, its facts kept."""
     found = Entries()
@@ -135,7 +117,8 @@ def read_entries(bundle: BundleReader) -> Entries:
     if not order:
         raise BundleError("bundle holds no entries", member="entries/")
     sha = hashlib.sha256
-    for chunk, datas in _batches(bundle, order):
+    for chunk in bundle.chunks(order, BATCH, BATCH_BYTES):
+        datas = bundle.entries(chunk)
         found.indices += chunk
         found.leaves += [sha(b"\x00" + d).digest() for d in datas]
         for i, data, parsed in zip(chunk, datas, parse_entries(datas), strict=True):

@@ -55,6 +55,7 @@ from audit.note import Signer
 from audit.policy import policy
 from audit.publish import publish, published_proof
 from audit.verify import verify_bundle
+from audit.verify_entries import BATCH, BATCH_BYTES
 from bench.results import write_section
 from gpumeter import store
 from testing.peak import run_measured
@@ -319,9 +320,9 @@ def _read_all(path: Path) -> float:
     """Seconds for the verifier's reader to open the bundle and read every member, nothing else."""
     t = time.perf_counter()
     with gc_paused(), BundleReader(path) as bundle:
-        for i in bundle.entry_indices:
-            bundle.entry(i)
-            bundle.proof(i)
+        for chunk in bundle.chunks(bundle.entry_indices, BATCH, BATCH_BYTES):
+            bundle.entries(chunk)
+            bundle.proofs(chunk)
         for name in list(bundle.names()):
             bundle.read(name)
     return time.perf_counter() - t
