@@ -34,6 +34,7 @@ import re
 import stat
 import struct
 import zlib
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,7 @@ _LOCAL_SIG_U32 = int.from_bytes(_LOCAL_SIG, "little")
 # Every directory name, one per line: an entry's name gives its index and kind, any other name
 # neither (its line is the second alternative). ENTRY, as bytes.
 _NAME_LINES = re.compile(rb"^(?:entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)|.*)$", re.MULTILINE)
+_OTHER, _JSON, _PROOF = 0, ord("j"), ord("t")  # a record's kind: the first letter of its suffix
 _GATHER = 1 << 15  # directory records gathered at once (a bounded index array)
 
 
@@ -242,14 +244,24 @@ def _gather(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], dtype: n
     return out
 
 
-def _second(rows: list[int], numbers: list[int]) -> int:
-    """The row of the first number seen before."""
-    seen: set[int] = set()
-    for r, i in zip(rows, numbers, strict=True):
-        if i in seen:
-            return r
-        seen.add(i)
-    raise AssertionError("no number repeats")
+def _walk(directory: bytes, count: int) -> npt.NDArray[np.int64]:
+    """Where each of the ``count`` records of the central directory starts."""
+    lengths, fixed = _LENGTHS.unpack_from, _RECORD.size
+    starts = array("q")
+    append = starts.append
+    pos = 0
+    try:
+        for _ in range(count):
+            n, e, c = lengths(directory, pos + 28)
+            append(pos)
+            pos += fixed + n + e + c
+    except struct.error:
+        raise BundleError("the zip's central directory is damaged") from None
+    if pos > len(directory):
+        raise BundleError("the zip's central directory is damaged")
+    if pos < len(directory):
+        raise BundleError("the zip's central directory holds more than its end record counts")
+    return np.frombuffer(starts, np.int64) if count else np.zeros(0, np.int64)
 
 
 class BundleReader:
@@ -269,8 +281,9 @@ class BundleReader:
         except OSError as exc:
             raise BundleError(f"cannot read the bundle: {exc.strerror}", member=str(path)) from exc
         self.members: dict[str, int] = {}
-        self._rows: tuple[dict[int, int], dict[int, int]] = ({}, {})  # index -> row, for .json and .tlog-proof
-        self._names: list[bytes] = []  # by row, as the directory spells them
+        # the indices of entries/<i>.json and entries/<i>.tlog-proof, ascending, and their rows
+        self._index = [np.zeros(0, np.uint64), np.zeros(0, np.uint64)]
+        self._row = [np.zeros(0, np.intp), np.zeros(0, np.intp)]
         self._flags: npt.NDArray[np.uint16] = np.zeros(0, np.uint16)
         try:
             end = _end_records(self._fp)
@@ -289,104 +302,95 @@ class BundleReader:
             raise BundleError(f"bundle has {count} members; at most {limits.members} are accepted")
         if cd_size > limits.central_directory:
             raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
-        directory = self._map[cd_offset : cd_offset + cd_size]
-        starts, names = self._walk(directory, count)
-        self._names = names
-        rec = _gather(np.frombuffer(directory, np.uint8), np.array(starts, np.int64), _DIRECTORY)
+        self._fp.seek(cd_offset)
+        directory = self._fp.read(cd_size)
+        starts = _walk(directory, count)
+        rec = _gather(np.frombuffer(directory, np.uint8), starts, _DIRECTORY)
         self._flags = rec["flags"]
+        self._name_at = starts + (cd_offset + _RECORD.size)
+        self._cols = (rec["method"], rec["crc"], rec["csize"], rec["size"], rec["offset"], rec["nlen"])
         if (rec["sig"] != _RECORD_SIG_U32).any():
             raise BundleError("the zip's central directory is damaged")
         size, csize, offset = (rec[f].astype(np.uint64) for f in ("size", "csize", "offset"))
         for r in np.flatnonzero((size == _ZIP64) | (csize == _ZIP64) | (offset == _ZIP64)).tolist():
-            at = starts[r] + _RECORD.size + int(rec["nlen"][r])
+            at = int(starts[r]) + _RECORD.size + int(rec["nlen"][r])
             extra = directory[at : at + int(rec["elen"][r])]
             size[r], csize[r], offset[r] = _zip64(extra, self._name(r), int(size[r]), int(csize[r]), int(offset[r]))
         self._cols = (rec["method"], rec["crc"], csize, size, offset, rec["nlen"])
-        self._name_at = np.array(starts, np.int64) + (cd_offset + _RECORD.size)
-
-        lines = _NAME_LINES.findall(b"\n".join(names))
-        if len(lines) != count:  # a name holding a line break: outside the layout
-            check_name(self._name(next(r for r, n in enumerate(names) if b"\n" in n)))
-        digits, kinds = zip(*lines, strict=True) if lines else ((), ())
-        kind = np.array(kinds, dtype="S10") if kinds else np.zeros(0, "S10")
-        entry = kind != b""
-        proof = kind == b"tlog-proof"
-        entry_rows = np.flatnonzero(entry)
-        idx = np.array([int(d) for d in digits if d], np.uint64)
+        kind, idx = self._kinds(directory, starts, rec["nlen"])
+        del directory
+        entry, proof = kind != _OTHER, kind == _PROOF
 
         # the first record that breaks a rule, in directory order (as a reader reading them in turn)
         total = np.cumsum(np.minimum(size, limits.total + 1))
         caps = np.where(proof, limits.proof, limits.entry).astype(np.uint64)
-        flags, method = rec["flags"], rec["method"]
+        flags, method, attr, disk = rec["flags"], rec["method"], rec["attr"], rec["disk"]
         unsafe = entry & (
             (flags & _FLAG_UNUSUAL != 0)
             | ((method != _STORED) & (method != _DEFLATED))
-            | (rec["disk"] != 0)
-            | (rec["attr"] >> 28 == _S_IFLNK_HIGH)
+            | (disk != 0)
+            | (attr >> 28 == _S_IFLNK_HIGH)
             | (size > caps)
             | ((method == _STORED) & (csize != size))
             | ((method == _DEFLATED) & (size > limits.ratio_exempt) & ((size - 1) // limits.ratio >= csize))
         )
         failures = [(_first(total > limits.total), 0), (_first(unsafe), 1)]
-        is_proof = proof[entry_rows]
-        for held, which in ((self._rows[0], ~is_proof), (self._rows[1], is_proof)):
-            rows, numbers = entry_rows[which].tolist(), idx[which].tolist()
-            held.update(zip(numbers, rows, strict=True))
-            if len(held) != len(rows):
-                failures.append((_second(rows, numbers), 1))
+        for k, code in enumerate((_JSON, _PROOF)):
+            rows = np.flatnonzero(kind == code)
+            numbers = idx[rows]
+            order = np.lexsort((rows, numbers))  # by index, then directory order
+            self._index[k], self._row[k] = numbers[order], rows[order]
+            again = self._index[k][1:] == self._index[k][:-1]
+            if again.any():  # the first repeat in directory order
+                failures.append((int(self._row[k][1:][again].min()), 1))
         stop, rule = min(failures)
-        for r in np.flatnonzero(~entry[:stop]).tolist():
+
+        def judge(r: int) -> str:
             name = self._name(r)
-            self._judge(
-                name,
-                int(flags[r]),
-                int(method[r]),
-                int(size[r]),
-                int(csize[r]),
-                int(rec["attr"][r]),
-                int(rec["disk"][r]),
-            )
+            self._judge(name, int(flags[r]), int(method[r]), int(size[r]), int(csize[r]), int(attr[r]), int(disk[r]))
+            return name
+
+        for r in np.flatnonzero(~entry[:stop]).tolist():
+            name = judge(r)
             if not name.endswith("/") and self.members.setdefault(name, r) != r:
                 raise BundleError("member appears twice", member=name)
         if stop < count:
-            name = self._name(stop)
             if rule == 0:
-                raise BundleError("bundle expands to more than the size limit", member=name)
+                raise BundleError("bundle expands to more than the size limit", member=self._name(stop))
             if unsafe[stop]:
-                self._judge(
-                    name,
-                    int(flags[stop]),
-                    int(method[stop]),
-                    int(size[stop]),
-                    int(csize[stop]),
-                    int(rec["attr"][stop]),
-                    int(rec["disk"][stop]),
-                )
-            raise BundleError("member appears twice", member=name)
+                judge(stop)
+            raise BundleError("member appears twice", member=self._name(stop))
 
-    @staticmethod
-    def _walk(directory: bytes, count: int) -> tuple[list[int], list[bytes]]:
-        """Where each of the ``count`` directory records starts, and its name."""
-        lengths, fixed = _LENGTHS.unpack_from, _RECORD.size
-        starts: list[int] = []
-        names: list[bytes] = []
-        pos = 0
-        try:
-            for _ in range(count):
-                n, e, c = lengths(directory, pos + 28)
-                starts.append(pos)
-                names.append(directory[pos + fixed : pos + fixed + n])
-                pos += fixed + n + e + c
-        except struct.error:
-            raise BundleError("the zip's central directory is damaged") from None
-        if pos > len(directory):
-            raise BundleError("the zip's central directory is damaged")
-        if pos < len(directory):
-            raise BundleError("the zip's central directory holds more than its end record counts")
-        return starts, names
+    def _kinds(
+        self, directory: bytes, starts: npt.NDArray[np.int64], nlen: npt.NDArray[np.uint16]
+    ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.uint64]]:
+        """Each record's kind (:data:`_JSON`, :data:`_PROOF` or :data:`_OTHER`) and, for an
+        entry, its index: the names read a slice of the directory at a time."""
+        count = len(starts)
+        kind = np.zeros(count, np.int8)
+        idx = np.zeros(count, np.uint64)
+        fixed = _RECORD.size
+        for lo in range(0, count, _GATHER):
+            hi = min(count, lo + _GATHER)
+            names = [
+                directory[a + fixed : a + fixed + n]
+                for a, n in zip(starts[lo:hi].tolist(), nlen[lo:hi].tolist(), strict=True)
+            ]
+            lines = _NAME_LINES.findall(b"\n".join(names))
+            if len(lines) != len(names):  # a name holding a line break: outside the layout
+                check_name(self._name(lo + next(k for k, n in enumerate(names) if b"\n" in n)))
+            digits, kinds = zip(*lines, strict=True)
+            kind[lo:hi] = np.array(kinds, dtype="S10").view(np.uint8)[
+                ::10
+            ]  # b"", b"json", b"tlog-proof": their first byte
+            entries = np.flatnonzero(kind[lo:hi])
+            idx[lo + entries] = np.array([int(d) for d in digits if d], np.uint64)
+        return kind, idx
 
     def _name(self, row: int) -> str:
-        raw = self._names[row]
+        """Record ``row``'s name, as its directory record spells it."""
+        at, n = int(self._name_at[row]), int(self._cols[5][row])
+        raw = self._map[at : at + n]
         if raw.isascii():
             return raw.decode("ascii")
         return raw.decode("utf-8" if int(self._flags[row]) & _FLAG_UTF8 else "cp437", errors="replace")
@@ -432,13 +436,23 @@ class BundleReader:
     @property
     def entry_indices(self) -> list[int]:
         """Every index with an ``entries/<i>.json`` or ``.tlog-proof``, ascending."""
-        return sorted(self._rows[0].keys() | self._rows[1].keys())
+        indices: list[int] = np.union1d(*self._index).tolist()
+        return indices
+
+    def unpaired(self) -> tuple[int, bool] | None:
+        """The lowest index with an entry but no proof or a proof but no entry, and whether it
+        is the entry that is missing; None when every entry has its proof."""
+        json, proof = self._index
+        if np.array_equal(json, proof):
+            return None
+        first = int(np.setxor1d(json, proof)[0])
+        return first, not self.has_entry(first)
 
     def has_entry(self, index: int) -> bool:
-        return index in self._rows[0]
+        return self._at([index], proof=False)[1] == 0
 
     def has_proof(self, index: int) -> bool:
-        return index in self._rows[1]
+        return self._at([index], proof=True)[1] == 0
 
     def entries(self, indices: Sequence[int]) -> list[bytes]:
         """``entries/<i>.json`` of each index, read at once."""
@@ -466,12 +480,21 @@ class BundleReader:
                 yield run[:take]
                 run, held = run[take:], held[take:] - held[take - 1]
 
-    def _find(self, indices: Sequence[int], *, proof: bool) -> npt.NDArray[np.int64]:
-        rows = self._rows[proof]
-        try:
-            return np.fromiter(map(rows.__getitem__, indices), np.int64, len(indices))
-        except KeyError as exc:
-            raise BundleError("missing member", member=f"entries/{exc.args[0]}.{_KINDS[proof]}") from None
+    def _at(self, indices: Sequence[int], *, proof: bool) -> tuple[npt.NDArray[np.intp], int]:
+        """The rows of ``indices``' entries (or proofs), and how many of them are missing."""
+        held, rows = self._index[proof], self._row[proof]
+        wanted = np.fromiter(indices, np.uint64, len(indices))
+        if not len(held):
+            return np.zeros(len(wanted), np.intp), len(wanted)
+        pos = np.minimum(np.searchsorted(held, wanted), len(held) - 1)
+        return rows[pos], int(len(wanted) - np.count_nonzero(held[pos] == wanted))
+
+    def _find(self, indices: Sequence[int], *, proof: bool) -> npt.NDArray[np.intp]:
+        rows, missing = self._at(indices, proof=proof)
+        if missing:
+            absent = next(i for i in indices if not (self.has_proof(i) if proof else self.has_entry(i)))
+            raise BundleError("missing member", member=f"entries/{absent}.{_KINDS[proof]}")
+        return rows
 
     def read(self, name: str) -> bytes:
         """The member's bytes; raises naming the member."""
@@ -481,9 +504,9 @@ class BundleReader:
         row = self.members.get(name)
         if row is None:
             raise BundleError("missing member", member=name)
-        return self._read(np.array([row], np.int64))[0]
+        return self._read(np.array([row], np.intp))[0]
 
-    def _read(self, rows: npt.NDArray[np.int64]) -> list[bytes]:
+    def _read(self, rows: npt.NDArray[np.intp]) -> list[bytes]:
         """The members at ``rows``, each checked as a zip reader must: its local header repeats the
         directory's method and name, it is not encrypted, it is inflated to exactly its size and
         its CRC-32 matches. The first member (in ``rows``' order) that breaks a rule is named."""

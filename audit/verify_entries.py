@@ -142,11 +142,12 @@ def read_entries(bundle: BundleReader) -> Entries:
     """Step 3: every entry read in index order, hashed and checked, its facts kept."""
     found = Entries()
     order = bundle.entry_indices
-    for i in order:
-        if not bundle.has_entry(i):
+    unpaired = bundle.unpaired()
+    if unpaired is not None:
+        i, no_entry = unpaired
+        if no_entry:
             raise BundleError("proof without its entry", member=f"entries/{i}.tlog-proof", entry=i)
-        if not bundle.has_proof(i):
-            raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
+        raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
     if not order:
         raise BundleError("bundle holds no entries", member="entries/")
     sha = hashlib.sha256
