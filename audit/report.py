@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import rfc8785
@@ -43,12 +44,9 @@ def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
     ``attestations`` are (index, job id, the entry's ``supersedes`` value); the result is
     in job order. The one rule for which attestation a report row shows.
     """
-    rows = list(attestations)
+    rows = sorted(attestations, key=itemgetter(0))
     replaced = {s for _, _, s in rows if isinstance(s, int)}
-    latest: dict[str, int] = {}
-    for i, job, _ in rows:
-        if i not in replaced and latest.get(job, -1) < i:
-            latest[job] = i
+    latest = {job: i for i, job, _ in rows if i not in replaced}  # in index order: each job's highest stays
     return [latest[job] for job in sorted(latest)]
 
 

@@ -381,7 +381,7 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
     export = _export_entry(bundle, found)
     _check_scope(found, export.get("month"), export.get("tenant"))
     consistency_from = _check_consistency(bundle, signed, trust, found.rotations, export.get("previous_checkpoint"))
-    policy_id, latest = check_report(bundle, found)
+    shown = check_report(bundle, found)
     cp = signed.checkpoint
     return VerifyResult(
         origin=cp.origin,
@@ -391,9 +391,9 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
         tenant=export.get("tenant"),
         entries=len(found.indices),
         documents=len(found.refs),
-        attestations=len(latest),
-        outside=tuple(a.job for a in latest if not a.inside),
-        policy=policy_id,
+        attestations=shown.jobs,
+        outside=shown.outside,
+        policy=shown.policy,
         consistency_from=consistency_from,
         key_source=trust.source,
         keys=tuple(v.fingerprint for v in signed.log_keys),

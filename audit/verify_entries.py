@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import rfc8785
@@ -48,14 +48,6 @@ def member_json(raw: bytes, name: str) -> Any:
 Parsed = dict[str, Any] | EntryError  # an entry as parse_entries gives it back
 
 
-@dataclass(slots=True)
-class Attestation:
-    index: int
-    job: str
-    line: str  # its row of report/sovereignty.csv
-    inside: bool
-
-
 @dataclass
 class Entries:
     """What the checks after the proofs need from the entries (a few facts each)."""
@@ -75,7 +67,7 @@ class Entries:
     att_supersedes: list[object] = field(default_factory=list)
     att_line: list[str] = field(default_factory=list)
     att_inside: list[bool] = field(default_factory=list)
-    _scope_of: dict[tuple[str, str | None], tuple[str, str | None]] = field(default_factory=dict)
+    _scope_of: dict[tuple[str, str | None, str], tuple[str, str | None, bool]] = field(default_factory=dict)
 
     def fail(self, index: int, exc: EntryError) -> None:
         if self.first_error is None:
@@ -93,18 +85,18 @@ class Entries:
                 self.fail(index, entry)  # type: ignore[arg-type]  # an EntryError, the only other kind
                 continue
             try:
-                refs = list(document_refs(entry)) if documents and b'"document"' in data else []
+                refs = list(document_refs(entry)) if documents and b'"document"' in data else ()
                 kind = entry["type"]
                 if kind == "key_event":
                     where = None
-                else:  # scope() depends on these two alone when the month is a string: once each
+                else:  # scope() depends on these alone when the month is a string: once each
                     month, tenant = entry.get("month") or entry.get("period"), entry.get("tenant")
                     if type(month) is str and (tenant is None or type(tenant) is str):
-                        where = scope_of.get((month, tenant))
+                        where = scope_of.get((month, tenant, kind))
                         if where is None:
-                            where = scope_of[(month, tenant)] = scope(entry)
+                            where = scope_of[(month, tenant, kind)] = (*scope(entry), kind == "inventory_snapshot")
                     else:
-                        where = scope(entry)
+                        where = (*scope(entry), kind == "inventory_snapshot")
             except (EntryError, KeyError) as exc:
                 message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
                 self.fail(index, EntryError(message))
@@ -113,7 +105,7 @@ class Entries:
                 if self.refs.setdefault(doc, (digest, index))[0] != digest:
                     self.fail(index, EntryError(f"names {doc} with another SHA-256 than entry {self.refs[doc][1]}"))
             if where is not None:
-                scopes.setdefault((*where, kind == "inventory_snapshot"), index)
+                scopes.setdefault(where, index)
             if kind == "job_attestation":
                 atts.append((index, entry))
             elif kind == "export":
@@ -159,7 +151,15 @@ def read_entries(bundle: BundleReader) -> Entries:
     return found
 
 
-def check_report(bundle: BundleReader, found: Entries) -> tuple[str, list[Attestation]]:
+class Report(NamedTuple):
+    """What the checked report shows: the policy, the jobs it has a row for, those outside."""
+
+    policy: str
+    jobs: int
+    outside: tuple[str, ...]
+
+
+def check_report(bundle: BundleReader, found: Entries) -> Report:
     policy_raw = bundle.read("policy.json")
     policy = member_json(policy_raw, "policy.json")
     if not isinstance(policy, dict):
@@ -178,30 +178,29 @@ def check_report(bundle: BundleReader, found: Entries) -> tuple[str, list[Attest
         if name != policy_id or sha not in (_UNSET, digest):
             raise VerificationError("attestation was made under another policy than policy.json", entry=i)
     picked = report.latest_of(zip(found.att_index, found.att_job, found.att_supersedes, strict=True))
-    at = {index: k for k, index in enumerate(found.att_index)}
-    latest = []
-    for i in picked:
-        k = at[i]
-        latest.append(Attestation(i, found.att_job[k], found.att_line[k], found.att_inside[k]))
+    at = dict(zip(found.att_index, range(len(found.att_index)), strict=True))
+    chosen = [at[i] for i in picked]
+    lines = found.att_line
     member = "report/sovereignty.csv"
     raw = bundle.read(member)
     view, pos = memoryview(raw), len(_CSV_HEADER)
     same = view[:pos] == _CSV_HEADER
-    for lo in range(0, len(latest), BATCH):  # compared a batch of rows at a time: never the whole text
+    for lo in range(0, len(chosen), BATCH):  # compared a batch of rows at a time: never the whole text
         if not same:
             break
-        text = "".join([a.line for a in latest[lo : lo + BATCH]]).encode("utf-8")
+        text = "".join([lines[k] for k in chosen[lo : lo + BATCH]]).encode("utf-8")
         same = view[pos : pos + len(text)] == text
         pos += len(text)
     if not same or pos != len(raw):
-        raise _csv_difference(raw, latest, member)
-    return policy_id, latest
+        raise _csv_difference(raw, [(found.att_index[k], lines[k]) for k in chosen], member)
+    outside = tuple(found.att_job[k] for k in chosen if not found.att_inside[k])
+    return Report(policy_id, len(chosen), outside)
 
 
 _CSV_HEADER = report.CSV_HEADER.encode("utf-8")
 
 
-def _csv_difference(raw: bytes, latest: list[Attestation], member: str) -> VerificationError:
+def _csv_difference(raw: bytes, latest: list[tuple[int, str]], member: str) -> VerificationError:
     """How ``report/sovereignty.csv`` differs from what the attestations give (named)."""
     try:
         rows = report.parse_sovereignty_csv(raw)
@@ -211,9 +210,9 @@ def _csv_difference(raw: bytes, latest: list[Attestation], member: str) -> Verif
         return BundleError(f"header must be {','.join(report.CSV_COLUMNS)}", member=member)
     if len(rows) - 1 != len(latest):
         return VerificationError(f"has {len(rows) - 1} job rows; the attestations give {len(latest)}", member=member)
-    for row, att in zip(rows[1:], latest, strict=True):
-        if report.parse_sovereignty_csv(_CSV_HEADER + att.line.encode("utf-8"))[1:] != [row]:
+    for row, (index, line) in zip(rows[1:], latest, strict=True):
+        if report.parse_sovereignty_csv(_CSV_HEADER + line.encode("utf-8"))[1:] != [row]:
             return VerificationError(
-                f"row for job {row[0] if row else '?'} differs from attestation {att.index}", member=member
+                f"row for job {row[0] if row else '?'} differs from attestation {index}", member=member
             )
     return VerificationError("differs from the text the attestations give", member=member)
