@@ -212,11 +212,19 @@ _NOT_NUMBERS = bytes(c for c in range(256) if c not in b'0123456789.eE:,[-"')
 _FLOAT = re.compile(rb":-?0+\.")
 
 
-def _may_hold_floats(datas: Sequence[bytes]) -> set[int]:
-    """Positions of the entries that may hold a float (a superset of those that do)."""
-    joined = b"\n".join(datas)
-    if not _FLOAT.search(joined.translate(_NUMBERS, _NOT_NUMBERS)):
+# Where _FLOAT matches, ":" (or "," or "[") is followed by digits, perhaps after "-", and then
+# by one of ".eE": with digits, "-" and "+" deleted and ".eE" mapped to ".", that is ":.". So
+# a chunk without ":." after this mapping holds no match, which one pass and one search show.
+_NO_DIGITS = bytes(b":"[0] if c in b":,[" else b"."[0] if c in b".eE" else b"x"[0] for c in range(256))
+_DIGITS = b"0123456789-+"
+
+
+def _may_hold_floats(datas: Sequence[bytes], together: bytes) -> set[int]:
+    """Positions of the entries that may hold a float (a superset of those that do);
+    ``together`` is ``datas`` joined by ``,``."""
+    if b":." not in together.translate(_NO_DIGITS, _DIGITS):
         return set()
+    joined = b"\n".join(datas)
     ends = list(accumulate(len(d) + 1 for d in datas))  # entry k ends before ends[k]
     return {bisect_right(ends, m.start()) for m in _FLOAT.finditer(joined.translate(_NUMBERS))}
 
@@ -236,7 +244,8 @@ def parse_entries(datas: Sequence[bytes]) -> list[dict[str, Any] | EntryError]:
     which pins where every entry starts and ends). When they differ, each entry is
     compared alone, to find the ones that take the general path.
     """
-    suspects = _may_hold_floats(datas) if len(datas) > 1 else set(range(len(datas)))
+    together = b",".join(datas)
+    suspects = _may_hold_floats(datas, together) if len(datas) > 1 else set(range(len(datas)))
     verdicts: dict[tuple[str, str], EntryCheck] = {}
     out: list[dict[str, Any] | EntryError] = []
     direct: list[int] = []  # entries whose RFC 8785 form is orjson's output
@@ -262,8 +271,9 @@ def parse_entries(datas: Sequence[bytes]) -> list[dict[str, Any] | EntryError]:
         if k not in suspects and data.isascii():
             direct.append(k)
         out.append(value)
-    together = _orjson([out[k] for k in direct])
-    if together == b"[" + b",".join([datas[k] for k in direct]) + b"]":
+    if len(direct) < len(datas):
+        together = b",".join([datas[k] for k in direct])
+    if _orjson([out[k] for k in direct]) == b"[" + together + b"]":
         same = set(direct)
     else:
         same = {k for k in direct if _orjson(out[k]) == datas[k]}  # type: ignore[arg-type]  # dicts, see above
