@@ -28,6 +28,7 @@ to hold. Every refusal names the member.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import re
@@ -514,9 +515,11 @@ class BundleReader:
             self._map.madvise(mmap.MADV_DONTNEED)
         methods, crcs, csizes, sizes, offsets, nlens = self._cols
         end_of_file = len(self._file)
-        at = offsets[rows].astype(np.int64)
-        past = at > end_of_file - _LOCAL.size
-        head = _gather(self._file, np.where(past, 0, at), _LOCAL_HEADER)
+        past = offsets[rows] > max(end_of_file - _LOCAL.size, 0)  # compared unsigned: no offset wraps
+        if end_of_file < _LOCAL.size:
+            past[:] = True
+        at = np.where(past, 0, offsets[rows]).astype(np.int64)
+        head = _gather(self._file, at, _LOCAL_HEADER)
         nlen = nlens[rows].astype(np.int64)
         width = int(nlen.max(initial=0))
         span = np.arange(width, dtype=np.int64)
@@ -528,7 +531,8 @@ class BundleReader:
             (head["sig"] != _LOCAL_SIG_U32) | (head["method"] != methods[rows]) | (head["nlen"] != nlen) | ~same_name
         )
         start = at + _LOCAL.size + head["nlen"] + head["elen"]
-        stop = start + csizes[rows].astype(np.int64)
+        csize = csizes[rows]
+        stop = start + np.minimum(csize, end_of_file + 1).astype(np.int64)  # past the end either way
         problems = (
             (past, "member's local header is past the end of the file"),
             (differs, "member's local header differs from its directory record"),
@@ -562,7 +566,8 @@ class BundleReader:
         if hasattr(self, "_file"):
             del self._file  # the map cannot close while an array views it
         if hasattr(self, "_map"):
-            self._map.close()
+            with contextlib.suppress(BufferError):  # an array still views it (a traceback's frame): unmapped when freed
+                self._map.close()
         self._fp.close()
 
     def __enter__(self) -> BundleReader:
