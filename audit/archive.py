@@ -29,23 +29,43 @@ to hold. Every refusal names the member.
 from __future__ import annotations
 
 import contextlib
-import io
 import mmap
 import re
 import stat
-import struct
 import zlib
-from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from audit.entries import DOCUMENT_NAME
 from audit.errors import BundleError
+from audit.zipformat import (
+    DEFLATED,
+    DIRECTORY,
+    FLAG_DESCRIPTOR,
+    FLAG_ENCRYPTED,
+    FLAG_STRONG,
+    FLAG_UNUSUAL,
+    FLAG_UTF8,
+    GATHER,
+    LOCAL,
+    LOCAL_HEADER,
+    LOCAL_SIG_U32,
+    RECORD,
+    RECORD_SIG_U32,
+    S_IFLNK_HIGH,
+    STORED,
+    ZIP64_MARK,
+    end_records,
+    first_true,
+    gather,
+    walk,
+    zip64_values,
+)
 
 ENTRY = re.compile(r"^entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)$")
 KEY = re.compile(r"^keys/[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.vkey$")
@@ -109,160 +129,10 @@ def check_name(name: str) -> None:
     raise BundleError("unexpected member: not part of the bundle layout", member=name)
 
 
-_EOCD = struct.Struct("<4s4H2LH")
-_EOCD_SIG = b"PK\x05\x06"
-_LOCATOR = struct.Struct("<4sLQL")
-_LOCATOR_SIG = b"PK\x06\x07"
-_EOCD64 = struct.Struct("<4sQ2H2L4Q")
-_EOCD64_SIG = b"PK\x06\x06"
-_RECORD = struct.Struct("<4s4H4x3L5H2L")  # sig, made by, needed, flags, method, crc, sizes, lengths, ...
-_RECORD_SIG = b"PK\x01\x02"
-_LOCAL = struct.Struct("<4s2xHH16xHH")  # sig, flags, method, name length, extra length
-_LOCAL_SIG = b"PK\x03\x04"
-_FLAG_ENCRYPTED = 0x0001
-_FLAG_DESCRIPTOR = 0x0008
-_FLAG_STRONG = 0x0040
-_FLAG_UTF8 = 0x0800
-_FLAG_UNUSUAL = _FLAG_ENCRYPTED | _FLAG_DESCRIPTOR | _FLAG_STRONG
-_S_IFLNK_HIGH = stat.S_IFLNK >> 12  # the file type in the top 4 bits of the external attributes
-_ZIP64 = 0xFFFFFFFF
-_STORED, _DEFLATED = 0, 8
-
-
-def _end_records(fp: BinaryIO) -> tuple[int, int, int]:
-    """(members, directory size, directory offset), read from the end records alone."""
-    end = fp.seek(0, io.SEEK_END)
-    tail_len = min(end, _EOCD.size + 0xFFFF)
-    fp.seek(end - tail_len)
-    tail = fp.read(tail_len)
-    pos = tail.rfind(_EOCD_SIG)
-    if pos < 0 or len(tail) - pos < _EOCD.size:
-        raise BundleError("not a zip archive (no end-of-central-directory record)")
-    _, disk, cd_disk, here, count, cd_size, cd_offset, comment = _EOCD.unpack_from(tail, pos)
-    eocd_at = end - tail_len + pos
-    if pos + _EOCD.size + comment != len(tail):
-        raise BundleError("the zip's end record is damaged (its comment does not end the file)")
-    directory_end = eocd_at
-    if count == 0xFFFF or cd_size == _ZIP64 or cd_offset == _ZIP64:
-        loc = pos - _LOCATOR.size
-        if loc < 0 or tail[loc : loc + 4] != _LOCATOR_SIG:
-            raise BundleError("zip64 archive without its locator")
-        _, disk64, record_at, disks = _LOCATOR.unpack_from(tail, loc)
-        fp.seek(record_at)
-        record = fp.read(_EOCD64.size)
-        if disk64 or disks > 1 or len(record) < _EOCD64.size or record[:4] != _EOCD64_SIG:
-            raise BundleError("zip64 end record is damaged")
-        _, _, _, _, disk, cd_disk, here, count, cd_size, cd_offset = _EOCD64.unpack(record)
-        directory_end = record_at
-    if disk or cd_disk or here != count:
-        raise BundleError("multi-disk zip archives are not bundles")
-    if cd_offset + cd_size > directory_end:
-        raise BundleError("the zip's central directory runs past its end record")
-    return count, cd_size, cd_offset
-
-
-def _zip64(extra: bytes, member: str, *values: int) -> list[int]:
-    """Resolve 0xFFFFFFFF fields from the zip64 extra field (in its order: size, compressed, offset)."""
-    wanted = [v == _ZIP64 for v in values]
-    out = list(values)
-    if not any(wanted):
-        return out
-    pos = 0
-    while pos + 4 <= len(extra):
-        tag, length = struct.unpack_from("<HH", extra, pos)
-        if tag == 1:
-            field = extra[pos + 4 : pos + 4 + length]
-            k = 0
-            for j, need in enumerate(wanted):
-                if need:
-                    if k + 8 > len(field):
-                        break
-                    (out[j],) = struct.unpack_from("<Q", field, k)
-                    k += 8
-            else:
-                return out
-            break
-        pos += 4 + length
-    raise BundleError("zip64 sizes are missing from the member's extra field", member=member)
-
-
-_LENGTHS = struct.Struct("<3H")  # name, extra field and comment lengths, 28 bytes into a directory record
-_DIRECTORY = np.dtype(
-    [
-        ("sig", "<u4"),
-        ("made_by", "<u2"),
-        ("needed", "<u2"),
-        ("flags", "<u2"),
-        ("method", "<u2"),
-        ("when", "<u4"),
-        ("crc", "<u4"),
-        ("csize", "<u4"),
-        ("size", "<u4"),
-        ("nlen", "<u2"),
-        ("elen", "<u2"),
-        ("clen", "<u2"),
-        ("disk", "<u2"),
-        ("internal", "<u2"),
-        ("attr", "<u4"),
-        ("offset", "<u4"),
-    ]
-)
-_LOCAL_HEADER = np.dtype(
-    [
-        ("sig", "<u4"),
-        ("needed", "<u2"),
-        ("flags", "<u2"),
-        ("method", "<u2"),
-        ("when", "<u4"),
-        ("crc", "<u4"),
-        ("csize", "<u4"),
-        ("size", "<u4"),
-        ("nlen", "<u2"),
-        ("elen", "<u2"),
-    ]
-)
-_RECORD_SIG_U32 = int.from_bytes(_RECORD_SIG, "little")
-_LOCAL_SIG_U32 = int.from_bytes(_LOCAL_SIG, "little")
 # Every directory name, one per line: an entry's name gives its index and kind, any other name
 # neither (its line is the second alternative). ENTRY, as bytes.
 _NAME_LINES = re.compile(rb"^(?:entries/(0|[1-9][0-9]{0,18})\.(json|tlog-proof)|.*)$", re.MULTILINE)
 _OTHER, _JSON, _PROOF = 0, ord("j"), ord("t")  # a record's kind: the first letter of its suffix
-_GATHER = 1 << 15  # directory records gathered at once (a bounded index array)
-
-
-def _first(mask: npt.NDArray[np.bool_]) -> int:
-    """Position of the first True in ``mask``, or its length when none is."""
-    return int(mask.argmax()) if mask.any() else len(mask)
-
-
-def _gather(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-    """The fixed-size records of ``dtype`` at ``starts`` in ``data`` (every start checked in range)."""
-    out = np.empty(len(starts), dtype)
-    flat = out.view(np.uint8).reshape(len(starts), dtype.itemsize)
-    width = np.arange(dtype.itemsize, dtype=np.int64)
-    for lo in range(0, len(starts), _GATHER):
-        flat[lo : lo + _GATHER] = data[starts[lo : lo + _GATHER, None] + width]
-    return out
-
-
-def _walk(directory: bytes, count: int) -> npt.NDArray[np.int64]:
-    """Where each of the ``count`` records of the central directory starts."""
-    lengths, fixed = _LENGTHS.unpack_from, _RECORD.size
-    starts = array("q")
-    append = starts.append
-    pos = 0
-    try:
-        for _ in range(count):
-            n, e, c = lengths(directory, pos + 28)
-            append(pos)
-            pos += fixed + n + e + c
-    except struct.error:
-        raise BundleError("the zip's central directory is damaged") from None
-    if pos > len(directory):
-        raise BundleError("the zip's central directory is damaged")
-    if pos < len(directory):
-        raise BundleError("the zip's central directory holds more than its end record counts")
-    return np.frombuffer(starts, np.int64) if count else np.zeros(0, np.int64)
 
 
 class BundleReader:
@@ -287,7 +157,7 @@ class BundleReader:
         self._row = [np.zeros(0, np.intp), np.zeros(0, np.intp)]
         self._flags: npt.NDArray[np.uint16] = np.zeros(0, np.uint16)
         try:
-            end = _end_records(self._fp)
+            end = end_records(self._fp)
             self._map = mmap.mmap(self._fp.fileno(), 0, access=mmap.ACCESS_READ)
             self._file: npt.NDArray[np.uint8] = np.frombuffer(self._map, np.uint8)
             self._read_directory(*end)
@@ -305,18 +175,20 @@ class BundleReader:
             raise BundleError(f"bundle's central directory is {cd_size} bytes; too large")
         self._fp.seek(cd_offset)
         directory = self._fp.read(cd_size)
-        starts = _walk(directory, count)
-        rec = _gather(np.frombuffer(directory, np.uint8), starts, _DIRECTORY)
+        starts = walk(directory, count)
+        rec = gather(np.frombuffer(directory, np.uint8), starts, DIRECTORY)
         self._flags = rec["flags"]
-        self._name_at = starts + (cd_offset + _RECORD.size)
+        self._name_at = starts + (cd_offset + RECORD.size)
         self._cols = (rec["method"], rec["crc"], rec["csize"], rec["size"], rec["offset"], rec["nlen"])
-        if (rec["sig"] != _RECORD_SIG_U32).any():
+        if (rec["sig"] != RECORD_SIG_U32).any():
             raise BundleError("the zip's central directory is damaged")
         size, csize, offset = (rec[f].astype(np.uint64) for f in ("size", "csize", "offset"))
-        for r in np.flatnonzero((size == _ZIP64) | (csize == _ZIP64) | (offset == _ZIP64)).tolist():
-            at = int(starts[r]) + _RECORD.size + int(rec["nlen"][r])
+        for r in np.flatnonzero((size == ZIP64_MARK) | (csize == ZIP64_MARK) | (offset == ZIP64_MARK)).tolist():
+            at = int(starts[r]) + RECORD.size + int(rec["nlen"][r])
             extra = directory[at : at + int(rec["elen"][r])]
-            size[r], csize[r], offset[r] = _zip64(extra, self._name(r), int(size[r]), int(csize[r]), int(offset[r]))
+            size[r], csize[r], offset[r] = zip64_values(
+                extra, self._name(r), int(size[r]), int(csize[r]), int(offset[r])
+            )
         self._cols = (rec["method"], rec["crc"], csize, size, offset, rec["nlen"])
         kind, idx = self._kinds(directory, starts, rec["nlen"])
         del directory
@@ -327,15 +199,15 @@ class BundleReader:
         caps = np.where(proof, limits.proof, limits.entry).astype(np.uint64)
         flags, method, attr, disk = rec["flags"], rec["method"], rec["attr"], rec["disk"]
         unsafe = entry & (
-            (flags & _FLAG_UNUSUAL != 0)
-            | ((method != _STORED) & (method != _DEFLATED))
+            (flags & FLAG_UNUSUAL != 0)
+            | ((method != STORED) & (method != DEFLATED))
             | (disk != 0)
-            | (attr >> 28 == _S_IFLNK_HIGH)
+            | (attr >> 28 == S_IFLNK_HIGH)
             | (size > caps)
-            | ((method == _STORED) & (csize != size))
-            | ((method == _DEFLATED) & (size > limits.ratio_exempt) & ((size - 1) // limits.ratio >= csize))
+            | ((method == STORED) & (csize != size))
+            | ((method == DEFLATED) & (size > limits.ratio_exempt) & ((size - 1) // limits.ratio >= csize))
         )
-        failures = [(_first(total > limits.total), 0), (_first(unsafe), 1)]
+        failures = [(first_true(total > limits.total), 0), (first_true(unsafe), 1)]
         for k, code in enumerate((_JSON, _PROOF)):
             rows = np.flatnonzero(kind == code)
             numbers = idx[rows]
@@ -370,9 +242,9 @@ class BundleReader:
         count = len(starts)
         kind = np.zeros(count, np.int8)
         idx = np.zeros(count, np.uint64)
-        fixed = _RECORD.size
-        for lo in range(0, count, _GATHER):
-            hi = min(count, lo + _GATHER)
+        fixed = RECORD.size
+        for lo in range(0, count, GATHER):
+            hi = min(count, lo + GATHER)
             names = [
                 directory[a + fixed : a + fixed + n]
                 for a, n in zip(starts[lo:hi].tolist(), nlen[lo:hi].tolist(), strict=True)
@@ -394,18 +266,18 @@ class BundleReader:
         raw = self._map[at : at + n]
         if raw.isascii():
             return raw.decode("ascii")
-        return raw.decode("utf-8" if int(self._flags[row]) & _FLAG_UTF8 else "cp437", errors="replace")
+        return raw.decode("utf-8" if int(self._flags[row]) & FLAG_UTF8 else "cp437", errors="replace")
 
     def _judge(self, name: str, flags: int, method: int, size: int, csize: int, attr: int, disk: int) -> None:
         """Refuse a member its directory record shows to be unsafe (named)."""
         check_name(name)
         if stat.S_ISLNK(attr >> 16):
             raise BundleError("member is a symbolic link", member=name)
-        if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG):
+        if flags & (FLAG_ENCRYPTED | FLAG_STRONG):
             raise BundleError("member is encrypted", member=name)
-        if flags & _FLAG_DESCRIPTOR:
+        if flags & FLAG_DESCRIPTOR:
             raise BundleError("member uses a data descriptor (a streamed zip); re-create the zip", member=name)
-        if method not in (_STORED, _DEFLATED):
+        if method not in (STORED, DEFLATED):
             raise BundleError("member uses an unsupported compression method", member=name)
         if disk:
             raise BundleError("member is on another disk", member=name)
@@ -416,10 +288,10 @@ class BundleReader:
         cap = self.limits.cap(name)
         if size > cap:
             raise BundleError(f"member is {size} bytes; at most {cap} are accepted here", member=name)
-        if method == _STORED and csize != size:
+        if method == STORED and csize != size:
             raise BundleError("stored member whose sizes differ", member=name)
         ratio = self.limits.ratio
-        if method == _DEFLATED and size > self.limits.ratio_exempt and size > ratio * csize:
+        if method == DEFLATED and size > self.limits.ratio_exempt and size > ratio * csize:
             raise BundleError(
                 f"member would expand {size // max(csize, 1)} times its compressed size; at most {ratio} are accepted",
                 member=name,
@@ -515,40 +387,40 @@ class BundleReader:
             self._map.madvise(mmap.MADV_DONTNEED)
         methods, crcs, csizes, sizes, offsets, nlens = self._cols
         end_of_file = len(self._file)
-        past = offsets[rows] > max(end_of_file - _LOCAL.size, 0)  # compared unsigned: no offset wraps
-        if end_of_file < _LOCAL.size:
+        past = offsets[rows] > max(end_of_file - LOCAL.size, 0)  # compared unsigned: no offset wraps
+        if end_of_file < LOCAL.size:
             past[:] = True
         at = np.where(past, 0, offsets[rows]).astype(np.int64)
-        head = _gather(self._file, at, _LOCAL_HEADER)
+        head = gather(self._file, at, LOCAL_HEADER)
         nlen = nlens[rows].astype(np.int64)
         width = int(nlen.max(initial=0))
         span = np.arange(width, dtype=np.int64)
         last = end_of_file - 1
-        here = self._file[np.minimum(at[:, None] + _LOCAL.size + span, last)]
+        here = self._file[np.minimum(at[:, None] + LOCAL.size + span, last)]
         there = self._file[np.minimum(self._name_at[rows][:, None] + span, last)]
         same_name = ((here == there) | (span >= nlen[:, None])).all(axis=1)
         differs = (
-            (head["sig"] != _LOCAL_SIG_U32) | (head["method"] != methods[rows]) | (head["nlen"] != nlen) | ~same_name
+            (head["sig"] != LOCAL_SIG_U32) | (head["method"] != methods[rows]) | (head["nlen"] != nlen) | ~same_name
         )
-        start = at + _LOCAL.size + head["nlen"] + head["elen"]
+        start = at + LOCAL.size + head["nlen"] + head["elen"]
         csize = csizes[rows]
         stop = start + np.minimum(csize, end_of_file + 1).astype(np.int64)  # past the end either way
         problems = (
             (past, "member's local header is past the end of the file"),
             (differs, "member's local header differs from its directory record"),
-            (head["flags"] & _FLAG_ENCRYPTED != 0, "member is encrypted"),
+            (head["flags"] & FLAG_ENCRYPTED != 0, "member is encrypted"),
             (stop > end_of_file, "member is truncated"),
         )
-        firsts = [(_first(mask), k) for k, (mask, _) in enumerate(problems)]
+        firsts = [(first_true(mask), k) for k, (mask, _) in enumerate(problems)]
         first, k = min(firsts)
         if first < len(rows):
             raise BundleError(problems[k][1], member=self._name(int(rows[first])))
         view = self._map
         datas = [view[a:b] for a, b in zip(start.tolist(), stop.tolist(), strict=True)]
-        for k in np.flatnonzero(methods[rows] == _DEFLATED).tolist():
+        for k in np.flatnonzero(methods[rows] == DEFLATED).tolist():
             datas[k] = self._inflate(datas[k], int(sizes[rows[k]]), int(rows[k]))
         crc = np.fromiter(map(zlib.crc32, datas), np.uint32, len(datas))
-        if (bad := _first(crc != crcs[rows])) < len(rows):
+        if (bad := first_true(crc != crcs[rows])) < len(rows):
             raise BundleError("member's CRC-32 does not match its content", member=self._name(int(rows[bad])))
         return datas
 
