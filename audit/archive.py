@@ -52,11 +52,11 @@ from audit.zipformat import (
     FLAG_UNUSUAL,
     FLAG_UTF8,
     GATHER,
-    LOCAL,
     LOCAL_HEADER,
     LOCAL_SIG_U32,
-    RECORD,
+    LOCAL_SIZE,
     RECORD_SIG_U32,
+    RECORD_SIZE,
     S_IFLNK_HIGH,
     STORED,
     ZIP64_MARK,
@@ -178,13 +178,13 @@ class BundleReader:
         starts = walk(directory, count)
         rec = gather(np.frombuffer(directory, np.uint8), starts, DIRECTORY)
         self._flags = rec["flags"]
-        self._name_at = starts + (cd_offset + RECORD.size)
+        self._name_at = starts + (cd_offset + RECORD_SIZE)
         self._cols = (rec["method"], rec["crc"], rec["csize"], rec["size"], rec["offset"], rec["nlen"])
         if (rec["sig"] != RECORD_SIG_U32).any():
             raise BundleError("the zip's central directory is damaged")
         size, csize, offset = (rec[f].astype(np.uint64) for f in ("size", "csize", "offset"))
         for r in np.flatnonzero((size == ZIP64_MARK) | (csize == ZIP64_MARK) | (offset == ZIP64_MARK)).tolist():
-            at = int(starts[r]) + RECORD.size + int(rec["nlen"][r])
+            at = int(starts[r]) + RECORD_SIZE + int(rec["nlen"][r])
             extra = directory[at : at + int(rec["elen"][r])]
             size[r], csize[r], offset[r] = zip64_values(
                 extra, self._name(r), int(size[r]), int(csize[r]), int(offset[r])
@@ -242,7 +242,7 @@ class BundleReader:
         count = len(starts)
         kind = np.zeros(count, np.int8)
         idx = np.zeros(count, np.uint64)
-        fixed = RECORD.size
+        fixed = RECORD_SIZE
         for lo in range(0, count, GATHER):
             hi = min(count, lo + GATHER)
             names = [
@@ -387,8 +387,8 @@ class BundleReader:
             self._map.madvise(mmap.MADV_DONTNEED)
         methods, crcs, csizes, sizes, offsets, nlens = self._cols
         end_of_file = len(self._file)
-        past = offsets[rows] > max(end_of_file - LOCAL.size, 0)  # compared unsigned: no offset wraps
-        if end_of_file < LOCAL.size:
+        past = offsets[rows] > max(end_of_file - LOCAL_SIZE, 0)  # compared unsigned: no offset wraps
+        if end_of_file < LOCAL_SIZE:
             past[:] = True
         at = np.where(past, 0, offsets[rows]).astype(np.int64)
         head = gather(self._file, at, LOCAL_HEADER)
@@ -396,13 +396,13 @@ class BundleReader:
         width = int(nlen.max(initial=0))
         span = np.arange(width, dtype=np.int64)
         last = end_of_file - 1
-        here = self._file[np.minimum(at[:, None] + LOCAL.size + span, last)]
+        here = self._file[np.minimum(at[:, None] + LOCAL_SIZE + span, last)]
         there = self._file[np.minimum(self._name_at[rows][:, None] + span, last)]
         same_name = ((here == there) | (span >= nlen[:, None])).all(axis=1)
         differs = (
             (head["sig"] != LOCAL_SIG_U32) | (head["method"] != methods[rows]) | (head["nlen"] != nlen) | ~same_name
         )
-        start = at + LOCAL.size + head["nlen"] + head["elen"]
+        start = at + LOCAL_SIZE + head["nlen"] + head["elen"]
         csize = csizes[rows]
         stop = start + np.minimum(csize, end_of_file + 1).astype(np.int64)  # past the end either way
         problems = (

@@ -25,7 +25,7 @@ from audit.entries import document_refs, scope
 from audit.errors import AuditError, BundleError, EntryError, VerificationError
 
 BATCH = 4096  # entries read, hashed and checked at once ...
-BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
+BATCH_BYTES = 16 << 20  # ... or fewer, when their entries and proofs are large
 
 
 def named(member: str, exc: AuditError, entry: int | None = None) -> VerificationError:

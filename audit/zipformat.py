@@ -27,9 +27,7 @@ LOCATOR = struct.Struct("<4sLQL")
 LOCATOR_SIG = b"PK\x06\x07"
 EOCD64 = struct.Struct("<4sQ2H2L4Q")
 EOCD64_SIG = b"PK\x06\x06"
-RECORD = struct.Struct("<4s4H4x3L5H2L")  # sig, made by, needed, flags, method, crc, sizes, lengths, ...
 RECORD_SIG = b"PK\x01\x02"
-LOCAL = struct.Struct("<4s2xHH16xHH")  # sig, flags, method, name length, extra length
 LOCAL_SIG = b"PK\x03\x04"
 FLAG_ENCRYPTED = 0x0001
 FLAG_DESCRIPTOR = 0x0008
@@ -99,19 +97,23 @@ def zip64_values(extra: bytes, member: str, *values: int) -> list[int]:
 
 
 LENGTHS = struct.Struct("<3H")  # name, extra field and comment lengths, 28 bytes into a directory record
+# what a directory record and a local header both say of a member, in the same order
+_MEMBER = [
+    ("flags", "<u2"),
+    ("method", "<u2"),
+    ("when", "<u4"),
+    ("crc", "<u4"),
+    ("csize", "<u4"),
+    ("size", "<u4"),
+    ("nlen", "<u2"),
+    ("elen", "<u2"),
+]
 DIRECTORY = np.dtype(
     [
         ("sig", "<u4"),
         ("made_by", "<u2"),
         ("needed", "<u2"),
-        ("flags", "<u2"),
-        ("method", "<u2"),
-        ("when", "<u4"),
-        ("crc", "<u4"),
-        ("csize", "<u4"),
-        ("size", "<u4"),
-        ("nlen", "<u2"),
-        ("elen", "<u2"),
+        *_MEMBER,
         ("clen", "<u2"),
         ("disk", "<u2"),
         ("internal", "<u2"),
@@ -119,20 +121,8 @@ DIRECTORY = np.dtype(
         ("offset", "<u4"),
     ]
 )
-LOCAL_HEADER = np.dtype(
-    [
-        ("sig", "<u4"),
-        ("needed", "<u2"),
-        ("flags", "<u2"),
-        ("method", "<u2"),
-        ("when", "<u4"),
-        ("crc", "<u4"),
-        ("csize", "<u4"),
-        ("size", "<u4"),
-        ("nlen", "<u2"),
-        ("elen", "<u2"),
-    ]
-)
+LOCAL_HEADER = np.dtype([("sig", "<u4"), ("needed", "<u2"), *_MEMBER])
+RECORD_SIZE, LOCAL_SIZE = DIRECTORY.itemsize, LOCAL_HEADER.itemsize  # 46 and 30 bytes
 RECORD_SIG_U32 = int.from_bytes(RECORD_SIG, "little")
 LOCAL_SIG_U32 = int.from_bytes(LOCAL_SIG, "little")
 GATHER = 1 << 15  # records gathered at once (a bounded index array)
@@ -155,7 +145,7 @@ def gather(data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], dtype: np
 
 def walk(directory: bytes, count: int) -> npt.NDArray[np.int64]:
     """Where each of the ``count`` records of the central directory starts."""
-    lengths, fixed = LENGTHS.unpack_from, RECORD.size
+    lengths, fixed = LENGTHS.unpack_from, RECORD_SIZE
     starts = array("q")
     append = starts.append
     pos = 0
