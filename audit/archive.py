@@ -139,9 +139,10 @@ class BundleReader:
     """A bundle opened for bounded, checked reading (see the module doc).
 
     Every member's directory record is kept in compact columns (``_cols``, by row);
-    ``members`` maps the names of members other than entries to their rows, ``_rows`` the
-    indices of ``entries/<i>.json`` and ``entries/<i>.tlog-proof`` to theirs. Members are
-    read a batch at a time (:meth:`entries`, :meth:`proofs`), or one by name (:meth:`read`).
+    ``members`` maps the names of members other than entries to their rows; ``_index`` holds
+    the indices of ``entries/<i>.json`` and ``entries/<i>.tlog-proof`` in ascending order and
+    ``_row`` their rows. Members are read a batch at a time (:meth:`entries`, :meth:`proofs`),
+    or one by name (:meth:`read`).
     """
 
     def __init__(self, path: Path, limits: Limits | None = None) -> None:
@@ -253,9 +254,8 @@ class BundleReader:
             if len(lines) != len(names):  # a name holding a line break: outside the layout
                 check_name(self._name(lo + next(k for k, n in enumerate(names) if b"\n" in n)))
             digits, kinds = zip(*lines, strict=True)
-            kind[lo:hi] = np.array(kinds, dtype="S10").view(np.uint8)[
-                ::10
-            ]  # b"", b"json", b"tlog-proof": their first byte
+            first_bytes = np.array(kinds, dtype="S10").view(np.uint8)[::10]  # of b"", b"json", b"tlog-proof"
+            kind[lo:hi] = first_bytes
             entries = np.flatnonzero(kind[lo:hi])
             idx[lo + entries] = np.array([int(d) for d in digits if d], np.uint64)
         return kind, idx
