@@ -27,7 +27,8 @@ I/O edge:
 ``attest``          usage windows, inventory versions, job attestations from the store
 ``bundle``          ``export_bundle`` (``gpumeter audit export``)
 ``publish``         ``publish`` (``gpumeter audit publish``): static tlog-tiles; ``check_published``
-``archive``         bounded, checked, streaming reading of a bundle zip (``BundleReader``)
+``archive``         bounded, checked, batched reading of a bundle zip (``BundleReader``)
+``zipformat``       the zip format's records as ``archive`` reads them (end records, directory)
 ``verify``          ``verify_bundle`` / ``check_bundle`` (``gpumeter audit verify``)
 ``verify_entries``  the verifier's streaming read of the entries, and the report checked against them
 ``pinning``         what verify trusts: ``Trust``, ``PolicyTrust`` (a tlog-policy + a pinned TSA)

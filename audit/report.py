@@ -3,7 +3,7 @@
 ``policy.json`` is the canonical JSON of the boundary (attestations carry its SHA-256);
 ``report/sovereignty.csv`` has one row per job — its latest attestation in the bundle —
 with the columns docs/formats.md lists, lists joined by ``;``, a cell that a spreadsheet would run as a
-formula prefixed with ``'`` (:func:`csv_row`); ``report/summary.md`` and ``VERIFY.md``
+formula prefixed with ``'`` (:func:`csv_columns`); ``report/summary.md`` and ``VERIFY.md``
 are prose. The bundle's ``export`` entry names the SHA-256 of all four, so they are
 covered by the log like everything else, and ``gpumeter audit verify`` also re-derives
 the CSV rows from the attestations.
@@ -19,6 +19,8 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import compress
+from operator import itemgetter
 from typing import Any
 
 import rfc8785
@@ -26,7 +28,7 @@ import rfc8785
 from audit.note import parse_vkey
 from audit.policy import Policy
 from audit.trust import TrustPolicy
-from gpumeter.csvcells import text_cell
+from gpumeter.csvcells import TRIGGERS, text_cell
 
 CSV_COLUMNS = ("job_id", "tenant", "hosts", "countries", "data_locations", "data_countries", "in_eu", "findings")
 
@@ -42,12 +44,9 @@ def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
     ``attestations`` are (index, job id, the entry's ``supersedes`` value); the result is
     in job order. The one rule for which attestation a report row shows.
     """
-    rows = list(attestations)
+    rows = sorted(attestations, key=itemgetter(0))
     replaced = {s for _, _, s in rows if isinstance(s, int)}
-    latest: dict[str, int] = {}
-    for i, job, _ in rows:
-        if i not in replaced and latest.get(job, -1) < i:
-            latest[job] = i
+    latest = {job: i for i, job, _ in rows if i not in replaced}  # in index order: each job's highest stays
     return [latest[job] for job in sorted(latest)]
 
 
@@ -69,47 +68,79 @@ def _join(value: Any) -> str:
         return ";".join(str(v) for v in value)
 
 
-def csv_row(e: Mapping[str, Any]) -> list[str]:
-    """The report's cells of one attestation. Every column is text: a cell a spreadsheet
-    would run as a formula (a job id ``=cmd|…``) gets a leading ``'`` (:mod:`gpumeter.csvcells`).
-    The exporter writes these cells and the verifier re-derives them here: one rule for both."""
-    join = _join
+def _joined(values: list[Any]) -> list[str]:
+    """:func:`_join` of each value (lists of strings joined at C speed)."""
+    if set(map(type, values)) == {list}:
+        try:
+            return list(map(";".join, values))
+        except TypeError:  # a list holding other than strings
+            pass
+    return [_join(v) for v in values]
 
-    cells = [
-        str(e.get("job_id", "")),
-        "" if e.get("tenant") is None else str(e["tenant"]),
-        join(e.get("hosts")),
-        join(e.get("countries")),
-        join(e.get("data_locations")),
-        join(e.get("data_countries")),
-        "true" if e.get("in_eu") is True else "false",
-        join(e.get("findings")),
+
+def _texts(values: list[Any]) -> list[str]:
+    """``str()`` of each value."""
+    return values if set(map(type, values)) <= {str} else [str(v) for v in values]
+
+
+def _cells(column: list[str]) -> list[str]:
+    """A column of text cells as :func:`gpumeter.csvcells.text_cell` writes them (only a cell
+    that starts a line of the joined column can start with a trigger)."""
+    text = "\n" + "\n".join(column)
+    if not any(mark in text for mark in _TRIGGERS_AT_LINE_START):
+        return column
+    return [text_cell(c) for c in column]
+
+
+_TRIGGERS_AT_LINE_START = tuple("\n" + t for t in TRIGGERS)
+
+
+def csv_columns(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The report's cells of each attestation, column by column. Every column is text: a cell
+    a spreadsheet would run as a formula (a job id ``=cmd|…``) gets a leading ``'``
+    (:mod:`gpumeter.csvcells`). The exporter writes these cells and the verifier re-derives
+    them here: one rule for both."""
+
+    def column(key: str, default: object = None) -> list[Any]:
+        return [e.get(key, default) for e in entries]
+
+    tenants = column("tenant")
+    return [
+        _cells(_texts(column("job_id", ""))),
+        _cells(_texts(["" if t is None else t for t in tenants])),
+        *(_cells(_joined(column(k))) for k in ("hosts", "countries", "data_locations", "data_countries")),
+        ["true" if v is True else "false" for v in column("in_eu")],
+        _cells(_joined(column("findings"))),
     ]
-    return [text_cell(c) for c in cells]
 
 
-_CSV_SPECIAL = re.compile(r'[,"\r\n]')  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
+_CSV_SPECIALS = ',"\r\n'  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
+_CSV_SPECIAL = re.compile(f"[{_CSV_SPECIALS}]")
 
 
-def csv_line(e: Mapping[str, Any]) -> str:
-    """The line ``report/sovereignty.csv`` holds for attestation ``e`` (with its newline).
-
-    :mod:`csv` with ``QUOTE_MINIMAL`` quotes only cells holding a comma, a quote or a
-    line break, so a row without any is its cells joined by commas.
-    """
-    cells = csv_row(e)
-    if _CSV_SPECIAL.search("".join(cells)) is None:
-        return ",".join(cells) + "\n"
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(cells)
-    return out.getvalue()
+def csv_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines ``report/sovereignty.csv`` holds for the attestations ``entries`` (each with
+    its newline). :mod:`csv` with ``QUOTE_MINIMAL`` quotes only cells holding a comma, a
+    quote or a line break, so a row without any is its cells joined by commas."""
+    columns = csv_columns(entries)
+    quoted: set[int] = set()
+    for column in columns:
+        text = "".join(column)
+        if any(c in text for c in _CSV_SPECIALS):
+            quoted.update(compress(range(len(column)), map(_CSV_SPECIAL.search, column)))
+    lines = [",".join(row) + "\n" for row in zip(*columns, strict=True)]
+    for k in quoted:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerow([column[k] for column in columns])
+        lines[k] = out.getvalue()
+    return lines
 
 
 CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"
 
 
 def sovereignty_csv(attestations: Sequence[tuple[int, Mapping[str, Any]]]) -> bytes:
-    return (CSV_HEADER + "".join(csv_line(e) for _, e in attestations)).encode("utf-8")
+    return (CSV_HEADER + "".join(csv_lines([e for _, e in attestations]))).encode("utf-8")
 
 
 def parse_sovereignty_csv(data: bytes) -> list[list[str]]:

@@ -37,9 +37,11 @@ Steps 3 and 8 live in :mod:`audit.verify_entries`, the trust in :mod:`audit.pinn
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +173,11 @@ def _check_proofs(bundle: BundleReader, found: Entries, signed: SignedCheckpoint
             "the entries and their proofs do not lead to the checkpoint's root", member="checkpoint"
         )
     for first, texts in tree.texts():
-        for i, want in zip(indices[first : first + len(texts)], texts, strict=True):
-            got = bundle.proof(i)
-            if got != want and _without_extra(got) != want:
-                raise _refuse(bundle, i, entry_bytes(i), signed)
+        run = indices[first : first + len(texts)]
+        got = bundle.proofs(run)
+        for k in compress(range(len(run)), map(operator.ne, got, texts)):
+            if _without_extra(got[k]) != texts[k]:
+                raise _refuse(bundle, run[k], entry_bytes(run[k]), signed)
 
 
 def _without_extra(data: bytes) -> bytes | None:
@@ -378,7 +381,7 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
     export = _export_entry(bundle, found)
     _check_scope(found, export.get("month"), export.get("tenant"))
     consistency_from = _check_consistency(bundle, signed, trust, found.rotations, export.get("previous_checkpoint"))
-    policy_id, latest = check_report(bundle, found)
+    shown = check_report(bundle, found)
     cp = signed.checkpoint
     return VerifyResult(
         origin=cp.origin,
@@ -388,9 +391,9 @@ def _verify(bundle: BundleReader, pinned: Trust | None, origin: str | None) -> V
         tenant=export.get("tenant"),
         entries=len(found.indices),
         documents=len(found.refs),
-        attestations=len(latest),
-        outside=tuple(a.job for a in latest if not a.inside),
-        policy=policy_id,
+        attestations=shown.jobs,
+        outside=shown.outside,
+        policy=shown.policy,
         consistency_from=consistency_from,
         key_source=trust.source,
         keys=tuple(v.fingerprint for v in signed.log_keys),

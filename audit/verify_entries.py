@@ -11,9 +11,9 @@ naming the member a refusal is about.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import rfc8785
@@ -25,7 +25,7 @@ from audit.entries import document_refs, scope
 from audit.errors import AuditError, BundleError, EntryError, VerificationError
 
 BATCH = 4096  # entries read, hashed and checked at once ...
-BATCH_BYTES = 16 << 20  # ... or fewer, when they are large
+BATCH_BYTES = 16 << 20  # ... or fewer, when their entries and proofs are large
 
 
 def named(member: str, exc: AuditError, entry: int | None = None) -> VerificationError:
@@ -45,13 +45,7 @@ def member_json(raw: bytes, name: str) -> Any:
 # ------------------------------------------------------------------------------ entries
 
 
-@dataclass(slots=True)
-class Attestation:
-    index: int
-    job: str
-    supersedes: object
-    line: bytes  # its row of report/sovereignty.csv, UTF-8
-    inside: bool
+Parsed = dict[str, Any] | EntryError  # an entry as parse_entries gives it back
 
 
 @dataclass
@@ -62,91 +56,110 @@ class Entries:
     leaves: list[bytes] = field(default_factory=list)
     first_error: tuple[int, EntryError] | None = None
     refs: dict[str, tuple[str, int]] = field(default_factory=dict)  # document -> (SHA-256, first entry)
-    attestations: list[Attestation] = field(default_factory=list)
     policies: dict[tuple[object, object], int] = field(default_factory=dict)  # (policy, policy_sha256) -> entry
     exports: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     rotations: list[tuple[str, str]] = field(default_factory=list)
     key_events: dict[str, int] = field(default_factory=dict)  # vkey a key_event names -> first entry
     scopes: dict[tuple[str, str | None, bool], int] = field(default_factory=dict)  # (month, tenant, inventory)
+    # the job attestations, column by column: index, job id, supersedes, report line, inside the boundary
+    att_index: list[int] = field(default_factory=list)
+    att_job: list[str] = field(default_factory=list)
+    att_supersedes: list[object] = field(default_factory=list)
+    att_line: list[str] = field(default_factory=list)
+    att_inside: list[bool] = field(default_factory=list)
+    _scope_of: dict[tuple[str, str | None, str], tuple[str, str | None, bool]] = field(default_factory=dict)
 
     def fail(self, index: int, exc: EntryError) -> None:
         if self.first_error is None:
             self.first_error = (index, exc)
 
-    def add(self, index: int, data: bytes, entry: dict[str, Any]) -> None:
-        try:
-            refs = list(document_refs(entry)) if b'"document"' in data else []
-            kind = entry["type"]
-            where = scope(entry) if kind != "key_event" else None
-        except (EntryError, KeyError) as exc:
-            message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
-            self.fail(index, EntryError(message))
-            return
-        for doc, digest in refs:
-            if self.refs.setdefault(doc, (digest, index))[0] != digest:
-                self.fail(index, EntryError(f"names {doc} with another SHA-256 than entry {self.refs[doc][1]}"))
-        if where is not None:
-            self.scopes.setdefault((*where, kind == "inventory_snapshot"), index)
-        if kind == "job_attestation":
-            key = (entry.get("policy"), entry.get("policy_sha256", _UNSET))
-            self.policies.setdefault(key, index)
-            inside = entry.get("in_eu") is True
-            line = report.csv_line(entry).encode("utf-8")
-            self.attestations.append(
-                Attestation(index, str(entry.get("job_id")), entry.get("supersedes"), line, inside)
-            )
-        elif kind == "export":
-            self.exports.append((index, entry))
-        elif kind == "key_event":
-            self.key_events.setdefault(str(entry.get("key")), index)
-            if entry.get("event") == "key_rotated":
-                self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
+    def add(
+        self, indices: Sequence[int], datas: Sequence[bytes], values: Sequence[dict[str, Any] | EntryError]
+    ) -> None:
+        """The facts of a batch of entries (``values``: :func:`audit.canonical.parse_entries` of ``datas``)."""
+        documents = b'"document"' in b"".join(datas)
+        atts: list[tuple[int, dict[str, Any]]] = []
+        scope_of, scopes = self._scope_of, self.scopes
+        for index, data, entry in zip(indices, datas, values, strict=True):
+            if type(entry) is not dict:
+                self.fail(index, entry)  # type: ignore[arg-type]  # an EntryError, the only other kind
+                continue
+            try:
+                refs = list(document_refs(entry)) if documents and b'"document"' in data else ()
+                kind = entry["type"]
+                if kind == "key_event":
+                    where = None
+                else:  # scope() depends on these alone when the month is a string: once each
+                    month, tenant = entry.get("month") or entry.get("period"), entry.get("tenant")
+                    if type(month) is str and (tenant is None or type(tenant) is str):
+                        where = scope_of.get((month, tenant, kind))
+                        if where is None:
+                            where = scope_of[(month, tenant, kind)] = (*scope(entry), kind == "inventory_snapshot")
+                    else:
+                        where = (*scope(entry), kind == "inventory_snapshot")
+            except (EntryError, KeyError) as exc:
+                message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
+                self.fail(index, EntryError(message))
+                continue
+            for doc, digest in refs:
+                if self.refs.setdefault(doc, (digest, index))[0] != digest:
+                    self.fail(index, EntryError(f"names {doc} with another SHA-256 than entry {self.refs[doc][1]}"))
+            if where is not None:
+                scopes.setdefault(where, index)
+            if kind == "job_attestation":
+                atts.append((index, entry))
+            elif kind == "export":
+                self.exports.append((index, entry))
+            elif kind == "key_event":
+                self.key_events.setdefault(str(entry.get("key")), index)
+                if entry.get("event") == "key_rotated":
+                    self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
+        if atts:
+            self._attestations(atts)
+
+    def _attestations(self, atts: list[tuple[int, dict[str, Any]]]) -> None:
+        for index, entry in atts:
+            self.policies.setdefault((entry.get("policy"), entry.get("policy_sha256", _UNSET)), index)
+        self.att_index += [i for i, _ in atts]
+        self.att_job += [str(e.get("job_id")) for _, e in atts]
+        self.att_supersedes += [e.get("supersedes") for _, e in atts]
+        self.att_inside += [e.get("in_eu") is True for _, e in atts]
+        self.att_line += report.csv_lines([e for _, e in atts])
 
 
 _UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
-
-
-def _batches(bundle: BundleReader, order: list[int]) -> Iterable[tuple[list[int], list[bytes]]]:
-    """The entries in ``order``, read a batch at a time: BATCH of them or BATCH_BYTES, whichever comes first."""
-    chunk: list[int] = []
-    datas: list[bytes] = []
-    held = 0
-    for i in order:
-        data = bundle.entry(i)
-        chunk.append(i)
-        datas.append(data)
-        held += len(data)
-        if len(chunk) == BATCH or held >= BATCH_BYTES:
-            yield chunk, datas
-            chunk, datas, held = [], [], 0
-    if chunk:
-        yield chunk, datas
 
 
 def read_entries(bundle: BundleReader) -> Entries:
     """Step 3: every entry read in index order, hashed and checked, its facts kept."""
     found = Entries()
     order = bundle.entry_indices
-    for i in order:
-        if not bundle.has_entry(i):
+    unpaired = bundle.unpaired()
+    if unpaired is not None:
+        i, no_entry = unpaired
+        if no_entry:
             raise BundleError("proof without its entry", member=f"entries/{i}.tlog-proof", entry=i)
-        if not bundle.has_proof(i):
-            raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
+        raise BundleError("entry without its tlog-proof", member=f"entries/{i}.json", entry=i)
     if not order:
         raise BundleError("bundle holds no entries", member="entries/")
     sha = hashlib.sha256
-    for chunk, datas in _batches(bundle, order):
+    for chunk in bundle.chunks(order, BATCH, BATCH_BYTES):
+        datas = bundle.entries(chunk)
         found.indices += chunk
         found.leaves += [sha(b"\x00" + d).digest() for d in datas]
-        for i, data, parsed in zip(chunk, datas, parse_entries(datas), strict=True):
-            if isinstance(parsed, EntryError):
-                found.fail(i, parsed)
-            else:
-                found.add(i, data, parsed)
+        found.add(chunk, datas, parse_entries(datas))
     return found
 
 
-def check_report(bundle: BundleReader, found: Entries) -> tuple[str, list[Attestation]]:
+class Report(NamedTuple):
+    """What the checked report shows: the policy, the jobs it has a row for, those outside."""
+
+    policy: str
+    jobs: int
+    outside: tuple[str, ...]
+
+
+def check_report(bundle: BundleReader, found: Entries) -> Report:
     policy_raw = bundle.read("policy.json")
     policy = member_json(policy_raw, "policy.json")
     if not isinstance(policy, dict):
@@ -164,26 +177,30 @@ def check_report(bundle: BundleReader, found: Entries) -> tuple[str, list[Attest
     for (name, sha), i in sorted(found.policies.items(), key=lambda kv: kv[1]):
         if name != policy_id or sha not in (_UNSET, digest):
             raise VerificationError("attestation was made under another policy than policy.json", entry=i)
-    by_index = {a.index: a for a in found.attestations}
-    latest = [by_index[i] for i in report.latest_of((a.index, a.job, a.supersedes) for a in found.attestations)]
+    picked = report.latest_of(zip(found.att_index, found.att_job, found.att_supersedes, strict=True))
+    at = dict(zip(found.att_index, range(len(found.att_index)), strict=True))
+    chosen = [at[i] for i in picked]
+    lines = found.att_line
     member = "report/sovereignty.csv"
     raw = bundle.read(member)
     view, pos = memoryview(raw), len(_CSV_HEADER)
     same = view[:pos] == _CSV_HEADER
-    for a in latest:  # compared row by row: the expected text is never built whole
+    for lo in range(0, len(chosen), BATCH):  # compared a batch of rows at a time: never the whole text
         if not same:
             break
-        same = view[pos : pos + len(a.line)] == a.line
-        pos += len(a.line)
+        text = "".join([lines[k] for k in chosen[lo : lo + BATCH]]).encode("utf-8")
+        same = view[pos : pos + len(text)] == text
+        pos += len(text)
     if not same or pos != len(raw):
-        raise _csv_difference(raw, latest, member)
-    return policy_id, latest
+        raise _csv_difference(raw, [(found.att_index[k], lines[k]) for k in chosen], member)
+    outside = tuple(found.att_job[k] for k in chosen if not found.att_inside[k])
+    return Report(policy_id, len(chosen), outside)
 
 
 _CSV_HEADER = report.CSV_HEADER.encode("utf-8")
 
 
-def _csv_difference(raw: bytes, latest: list[Attestation], member: str) -> VerificationError:
+def _csv_difference(raw: bytes, latest: list[tuple[int, str]], member: str) -> VerificationError:
     """How ``report/sovereignty.csv`` differs from what the attestations give (named)."""
     try:
         rows = report.parse_sovereignty_csv(raw)
@@ -193,9 +210,9 @@ def _csv_difference(raw: bytes, latest: list[Attestation], member: str) -> Verif
         return BundleError(f"header must be {','.join(report.CSV_COLUMNS)}", member=member)
     if len(rows) - 1 != len(latest):
         return VerificationError(f"has {len(rows) - 1} job rows; the attestations give {len(latest)}", member=member)
-    for row, att in zip(rows[1:], latest, strict=True):
-        if report.parse_sovereignty_csv(_CSV_HEADER + att.line)[1:] != [row]:
+    for row, (index, line) in zip(rows[1:], latest, strict=True):
+        if report.parse_sovereignty_csv(_CSV_HEADER + line.encode("utf-8"))[1:] != [row]:
             return VerificationError(
-                f"row for job {row[0] if row else '?'} differs from attestation {att.index}", member=member
+                f"row for job {row[0] if row else '?'} differs from attestation {index}", member=member
             )
     return VerificationError("differs from the text the attestations give", member=member)

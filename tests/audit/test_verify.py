@@ -287,6 +287,45 @@ def _zip(path: Path, members: dict[str, bytes], stored: frozenset[str] = frozens
     return path
 
 
+def _zip64_directory(src: Path, out: Path, name: str, field: str, value: int) -> Path:
+    """``src`` with the directory record of ``name`` giving ``field`` ("compressed" or "offset")
+    as ``value`` through a zip64 extra field (its 32-bit field set to 0xFFFFFFFF)."""
+    raw = src.read_bytes()
+    count, _, cd_offset = struct.unpack_from("<HLL", raw, len(raw) - 12)
+    records, pos = [], cd_offset
+    for _ in range(count):
+        nlen, elen, clen = struct.unpack_from("<3H", raw, pos + 28)
+        record = bytearray(raw[pos : pos + 46 + nlen + elen + clen])
+        if record[46 : 46 + nlen] == name.encode():
+            at = {"compressed": 20, "offset": 42}[field]
+            record[at : at + 4] = b"\xff\xff\xff\xff"
+            extra = struct.pack("<HHQ", 1, 8, value)
+            record[30:32] = struct.pack("<H", elen + len(extra))
+            record[46 + nlen + elen : 46 + nlen + elen] = extra
+        records.append(bytes(record))
+        pos += 46 + nlen + elen + clen
+    directory = b"".join(records)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, count, count, len(directory), cd_offset, 0)
+    out.write_bytes(raw[:cd_offset] + directory + end)
+    return out
+
+
+def test_sizes_and_offsets_beyond_any_file_are_refused_by_name(bundles: Bundles) -> None:
+    """A zip64 offset or compressed size no file can have (up to 2**64 - 1) is a named
+    refusal, not a traceback."""
+    for k, (name, field, value) in enumerate(
+        [
+            ("policy.json", "offset", 2**64 - 1),
+            ("policy.json", "offset", 2**63 + 5),
+            ("policy.json", "compressed", 2**64 - 1),
+            ("entries/5.tlog-proof", "offset", 2**63),
+            ("entries/5.json", "offset", bundles.big.stat().st_size - 3),
+        ]
+    ):
+        err = _refused(_zip64_directory(bundles.big, bundles.dir / f"zip64-{k}.zip", name, field, value))
+        assert err.member == name, (name, field, value, err)
+
+
 def test_a_zip_bomb_is_refused_from_its_directory(bundles: Bundles) -> None:
     members = {info.filename: data for info, data in _members(bundles.big)}
     for k in range(300):
