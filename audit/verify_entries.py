@@ -119,7 +119,12 @@ class Entries:
 
     def _attestations(self, atts: list[tuple[int, dict[str, Any]]]) -> None:
         for index, entry in atts:
-            self.policies.setdefault((entry.get("policy"), entry.get("policy_sha256", _UNSET)), index)
+            name, sha = entry.get("policy"), entry.get("policy_sha256", _UNSET)
+            key = (
+                name if type(name) is str else _NOT_A_NAME,
+                sha if type(sha) is str or sha is _UNSET else _NOT_A_NAME,
+            )
+            self.policies.setdefault(key, index)
         self.att_index += [i for i, _ in atts]
         self.att_job += [str(e.get("job_id")) for _, e in atts]
         self.att_supersedes += [e.get("supersedes") for _, e in atts]
@@ -128,6 +133,7 @@ class Entries:
 
 
 _UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
+_NOT_A_NAME = object()  # a policy or digest that is not a string (a list, an object): matches no policy.json
 
 
 def read_entries(bundle: BundleReader) -> Entries:

@@ -382,3 +382,12 @@ def test_an_attestation_with_fields_of_another_kind_is_reported_not_a_traceback(
     assert _good(path).attestations == 2
     with zipfile.ZipFile(path) as z:
         assert ",5,DE," in z.read("report/sovereignty.csv").decode()
+
+
+def test_an_attestation_whose_policy_is_not_a_string_is_refused_by_name_not_a_traceback(bundles: Bundles) -> None:
+    """An attestation logged with a list, an object or a number for its policy (a hostile or
+    broken writer): exporting it and verifying it name the entry, with no traceback."""
+    for n, odd_policy in enumerate((["EU/v1"], {"id": "EU/v1"}, 7)):
+        path = _bundle(bundles.dir, f"odd-policy-{n}", [_attestation(0), _attestation(1, policy=odd_policy)])
+        refused = _refused(path)
+        assert refused.entry == 1 and "another policy than policy.json" in refused.message
