@@ -5,7 +5,8 @@ Everything is read from what billing stored or computes; nothing here prices any
 * **revenue** is the signed sum of issued lines (``billing_document_lines``; credit notes
   negative), EUR excl. VAT, exact Decimal. A line carries a site only when its site was
   priced apart; the rest of a line is split over the sites where that tenant's GPU time of
-  that model ran in that month, in proportion to the GPU-seconds, by the largest-remainder
+  that model (for a minimum-spend true-up, which names no model: of any model) ran in that
+  month, in proportion to the GPU-seconds, by the largest-remainder
   method on whole cents — so the split always adds up to the invoiced cents exactly. The
   split is an analysis of where revenue came from, not an amount anyone is billed.
   Promotional credits (document-level allowances) are revenue given up: a negative row each,
@@ -95,6 +96,10 @@ def revenue_by_site_lines(lines: pl.DataFrame, usage: Mapping[str, pl.DataFrame]
         )
         for tenant, model, site, ns in per.iter_rows():
             weights.setdefault((month, tenant, model), []).append((site or "(unknown host)", int(ns)))
+        # A minimum-spend true-up names no model (""): split by the tenant's GPU time of any model.
+        anymodel = per.group_by("tenant", "site").agg(pl.col("gpu_ns").sum()).sort("tenant", "site")
+        for tenant, site, ns in anymodel.iter_rows():
+            weights.setdefault((month, tenant, ""), []).append((site or "(unknown host)", int(ns)))
     rows: list[tuple[str, str, str, str, str, str, Decimal]] = []
     for month, number, kind, tenant, model, site, amount in lines.select(
         "month", "number", "kind", "tenant", "gpu_model", "site", "amount"

@@ -126,6 +126,36 @@ def test_revenue_by_site_keeps_priced_sites_and_splits_the_rest() -> None:
     assert credited == {"fra1": Decimal("-0.25"), "par1": Decimal("-0.75")}
 
 
+def test_a_minimum_spend_true_up_is_split_by_all_of_the_tenants_gpu_time() -> None:
+    """A true-up line names no GPU model: it is split over the sites where the tenant's GPU
+    time of any model ran; a tenant with no GPU time that month keeps it unallocated."""
+    lines = pl.DataFrame(
+        {
+            "month": ["2026-10", "2026-10", "2026-10"],
+            "number": ["GM-1", "GM-1", "GM-2"],
+            "kind": ["invoice", "invoice", "invoice"],
+            "tenant": ["acme", "acme", "idle"],
+            "gpu_model": ["H100", "", ""],
+            "site": [None, None, None],
+            "amount": [Decimal("10.00"), Decimal("4.00"), Decimal("7.00")],
+        },
+        schema_overrides={"amount": pl.Decimal(18, 2)},
+    )
+    usage = pl.DataFrame(
+        {
+            "tenant": ["acme", "acme", "acme"],
+            "gpu_model": ["H100", "L40S", "H100"],
+            "site": ["par1", "fra1", "fra1"],
+            "gpu_ns": [Decimal(1), Decimal(2), Decimal(1)],
+        },
+        schema_overrides={"gpu_ns": pl.Decimal(38, 0)},
+    )
+    split = revenue_by_site_lines(lines, {"2026-10": usage})
+    by_site = dict(revenue_by(split, "site").select("site", "net_eur").iter_rows())
+    # H100 line 10.00 by H100 time (par1 1, fra1 1); the true-up 4.00 by all time (par1 1, fra1 3)
+    assert by_site == {"par1": Decimal("6.00"), "fra1": Decimal("8.00"), UNALLOCATED: Decimal("7.00")}
+
+
 def test_csv_is_exact() -> None:
     frame = pl.DataFrame(
         {
