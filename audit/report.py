@@ -17,10 +17,12 @@ import hashlib
 import io
 import json
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from itertools import compress
-from operator import itemgetter
+from operator import is_not, itemgetter
 from typing import Any
 
 import rfc8785
@@ -45,9 +47,23 @@ def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
     in job order. The one rule for which attestation a report row shows.
     """
     rows = sorted(attestations, key=itemgetter(0))
-    replaced = {s for _, _, s in rows if isinstance(s, int)}
-    latest = {job: i for i, job, _ in rows if i not in replaced}  # in index order: each job's highest stays
-    return [latest[job] for job in sorted(latest)]
+    indices = [i for i, _, _ in rows]
+    picked = latest_positions(indices, [j for _, j, _ in rows], [s for _, _, s in rows])
+    return [indices[k] for k in picked]
+
+
+def latest_positions(indices: Sequence[int], jobs: Sequence[str], supersedes: Sequence[object]) -> list[int]:
+    """:func:`latest_of` of attestations given as columns in ascending index order: the
+    positions of those it picks, in job order."""
+    named = [s for s in filter(partial(is_not, None), supersedes) if isinstance(s, int)]
+    keep = bytearray(b"\x01") * len(indices)
+    for s in set(named):  # the attestations superseded: found by bisection, the indices being sorted
+        k = bisect_left(indices, s)
+        if k < len(indices) and indices[k] == s:
+            keep[k] = 0
+    # in index order: each job's highest stays
+    latest = dict(compress(zip(jobs, range(len(indices)), strict=True), keep))
+    return list(map(latest.__getitem__, sorted(latest)))
 
 
 def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Mapping[str, Any]]]:

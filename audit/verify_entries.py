@@ -213,9 +213,7 @@ def check_report(bundle: BundleReader, found: Entries) -> Report:
     for (name, sha), i in sorted(found.policies.items(), key=lambda kv: kv[1]):
         if name != policy_id or sha not in (_UNSET, digest):
             raise VerificationError("attestation was made under another policy than policy.json", entry=i)
-    picked = report.latest_of(zip(found.att_index, found.att_job, found.att_supersedes, strict=True))
-    at = dict(zip(found.att_index, range(len(found.att_index)), strict=True))
-    chosen = [at[i] for i in picked]
+    chosen = report.latest_positions(found.att_index, found.att_job, found.att_supersedes)  # read in index order
     lines = found.att_line
     member = "report/sovereignty.csv"
     raw = bundle.read(member)

@@ -1,5 +1,6 @@
-"""report/sovereignty.csv's rows (audit.report.csv_lines, the one rule the exporter writes and
-the verifier re-derives) against the standard library's csv.writer over text_cell of each cell."""
+"""report/sovereignty.csv's rows and which attestation each shows (audit.report: the one rule
+the exporter writes by and the verifier re-derives with), against plain restatements of them:
+csv.writer over text_cell of each cell, and "per job, the highest index nothing supersedes"."""
 
 from __future__ import annotations
 
@@ -53,3 +54,30 @@ def test_a_trigger_inside_a_cell_is_left_alone_and_one_at_its_start_is_marked() 
         ]
     )
     assert rows == ['"a,=b",,x;-y,,,,true,\n', "'-5,'@t,,,,,false,'=1+1;ok\n", "None,,,,,,false,\n"]
+
+
+_SUPERSEDES = st.one_of(st.none(), st.integers(-1, 12), st.booleans(), st.text(max_size=2), st.lists(st.integers(0, 3)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "=d"]), _SUPERSEDES),
+        max_size=12,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_the_row_of_a_job_is_its_highest_attestation_nothing_supersedes(
+    rows: list[tuple[str, object]], rng: Any
+) -> None:
+    """Superseded by an integer index (a bool counts as one, as isinstance says), never by a
+    string, a list or null; the result in job order, whatever order the attestations come in."""
+    atts = [(2 * k + 1, job, s) for k, (job, s) in enumerate(rows)]
+    replaced = {s for _, _, s in atts if isinstance(s, int)}
+    expected: dict[str, int] = {}
+    for i, job, _ in atts:
+        if i not in replaced:
+            expected[job] = max(expected.get(job, i), i)
+    shuffled = list(atts)
+    rng.shuffle(shuffled)
+    assert report.latest_of(shuffled) == [expected[job] for job in sorted(expected)]
