@@ -3,7 +3,7 @@
 ``policy.json`` is the canonical JSON of the boundary (attestations carry its SHA-256);
 ``report/sovereignty.csv`` has one row per job — its latest attestation in the bundle —
 with the columns docs/formats.md lists, lists joined by ``;``, a cell that a spreadsheet would run as a
-formula prefixed with ``'`` (:func:`csv_columns`); ``report/summary.md`` and ``VERIFY.md``
+formula prefixed with ``'`` (:func:`csv_rows`); ``report/summary.md`` and ``VERIFY.md``
 are prose. The bundle's ``export`` entry names the SHA-256 of all four, so they are
 covered by the log like everything else, and ``gpumeter audit verify`` also re-derives
 the CSV rows from the attestations.
@@ -17,10 +17,12 @@ import hashlib
 import io
 import json
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from itertools import compress
-from operator import itemgetter
+from operator import is_not, itemgetter
 from typing import Any
 
 import rfc8785
@@ -45,9 +47,23 @@ def latest_of(attestations: Iterable[tuple[int, str, object]]) -> list[int]:
     in job order. The one rule for which attestation a report row shows.
     """
     rows = sorted(attestations, key=itemgetter(0))
-    replaced = {s for _, _, s in rows if isinstance(s, int)}
-    latest = {job: i for i, job, _ in rows if i not in replaced}  # in index order: each job's highest stays
-    return [latest[job] for job in sorted(latest)]
+    indices = [i for i, _, _ in rows]
+    picked = latest_positions(indices, [j for _, j, _ in rows], [s for _, _, s in rows])
+    return [indices[k] for k in picked]
+
+
+def latest_positions(indices: Sequence[int], jobs: Sequence[str], supersedes: Sequence[object]) -> list[int]:
+    """:func:`latest_of` of attestations given as columns in ascending index order: the
+    positions of those it picks, in job order."""
+    named = [s for s in filter(partial(is_not, None), supersedes) if isinstance(s, int)]
+    keep = bytearray(b"\x01") * len(indices)
+    for s in set(named):  # the attestations superseded: found by bisection, the indices being sorted
+        k = bisect_left(indices, s)
+        if k < len(indices) and indices[k] == s:
+            keep[k] = 0
+    # in index order: each job's highest stays
+    latest = dict(compress(zip(jobs, range(len(indices)), strict=True), keep))
+    return list(map(latest.__getitem__, sorted(latest)))
 
 
 def latest_attestations(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> list[tuple[int, Mapping[str, Any]]]:
@@ -68,7 +84,7 @@ def _join(value: Any) -> str:
         return ";".join(str(v) for v in value)
 
 
-def _joined(values: list[Any]) -> list[str]:
+def _joined(values: Sequence[Any]) -> list[str]:
     """:func:`_join` of each value (lists of strings joined at C speed)."""
     if set(map(type, values)) == {list}:
         try:
@@ -78,62 +94,71 @@ def _joined(values: list[Any]) -> list[str]:
     return [_join(v) for v in values]
 
 
-def _texts(values: list[Any]) -> list[str]:
+def _texts(values: Sequence[Any]) -> Sequence[str]:
     """``str()`` of each value."""
     return values if set(map(type, values)) <= {str} else [str(v) for v in values]
 
 
-def _cells(column: list[str]) -> list[str]:
-    """A column of text cells as :func:`gpumeter.csvcells.text_cell` writes them (only a cell
-    that starts a line of the joined column can start with a trigger)."""
-    text = "\n" + "\n".join(column)
-    if not any(mark in text for mark in _TRIGGERS_AT_LINE_START):
-        return column
-    return [text_cell(c) for c in column]
-
-
-_TRIGGERS_AT_LINE_START = tuple("\n" + t for t in TRIGGERS)
-
-
-def csv_columns(entries: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """The report's cells of each attestation, column by column. Every column is text: a cell
-    a spreadsheet would run as a formula (a job id ``=cmd|…``) gets a leading ``'``
-    (:mod:`gpumeter.csvcells`). The exporter writes these cells and the verifier re-derives
-    them here: one rule for both."""
-
-    def column(key: str, default: object = None) -> list[Any]:
-        return [e.get(key, default) for e in entries]
-
-    tenants = column("tenant")
-    return [
-        _cells(_texts(column("job_id", ""))),
-        _cells(_texts(["" if t is None else t for t in tenants])),
-        *(_cells(_joined(column(k))) for k in ("hosts", "countries", "data_locations", "data_countries")),
-        ["true" if v is True else "false" for v in column("in_eu")],
-        _cells(_joined(column("findings"))),
-    ]
-
-
-_CSV_SPECIALS = ',"\r\n'  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
-_CSV_SPECIAL = re.compile(f"[{_CSV_SPECIALS}]")
+CSV_DEFAULTS: dict[str, Any] = {**dict.fromkeys(CSV_COLUMNS), "job_id": ""}  # a field the attestation lacks
 
 
 def csv_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The lines ``report/sovereignty.csv`` holds for the attestations ``entries`` (each with
-    its newline). :mod:`csv` with ``QUOTE_MINIMAL`` quotes only cells holding a comma, a
-    quote or a line break, so a row without any is its cells joined by commas."""
-    columns = csv_columns(entries)
+    """The lines ``report/sovereignty.csv`` holds for the attestations ``entries`` (each with its newline)."""
+    return csv_rows([[e.get(key, absent) for e in entries] for key, absent in CSV_DEFAULTS.items()])
+
+
+def csv_rows(fields: Sequence[Sequence[Any]]) -> list[str]:
+    """The report's lines (each with its newline) from the attestations' values of
+    :data:`CSV_COLUMNS`, one sequence per column, a field an attestation lacks given as in
+    :data:`CSV_DEFAULTS`. The exporter writes these lines and the verifier re-derives them
+    here: one rule for both.
+
+    Every column is text: a cell a spreadsheet would run as a formula (a job id ``=cmd|…``)
+    gets a leading ``'`` (:func:`gpumeter.csvcells.text_cell`), and :mod:`csv` with
+    ``QUOTE_MINIMAL`` quotes a cell holding a comma, a quote or a line break. The lines are
+    first written as the cells joined by commas; the cells are marked only when
+    :func:`_may_start_a_formula` says one may need it, and a row holding a special character
+    is written again by :mod:`csv`.
+    """
+    jobs, tenants, *lists, in_eu, findings = fields
+    columns: list[Sequence[str]] = [
+        _texts(jobs),
+        _texts(["" if t is None else t for t in tenants]),
+        *(_joined(column) for column in lists),
+        ["true" if v is True else "false" for v in in_eu],
+        _joined(findings),
+    ]
+    lines = [",".join(row) + "\n" for row in zip(*columns, strict=True)]
+    if _may_start_a_formula(lines):
+        columns = [list(map(text_cell, column)) for column in columns]
+        lines = [",".join(row) + "\n" for row in zip(*columns, strict=True)]
     quoted: set[int] = set()
     for column in columns:
         text = "".join(column)
         if any(c in text for c in _CSV_SPECIALS):
             quoted.update(compress(range(len(column)), map(_CSV_SPECIAL.search, column)))
-    lines = [",".join(row) + "\n" for row in zip(*columns, strict=True)]
     for k in quoted:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerow([column[k] for column in columns])
         lines[k] = out.getvalue()
     return lines
+
+
+def _may_start_a_formula(lines: list[str]) -> bool:
+    """False when no cell of ``lines`` (cells joined by commas, then a newline) starts with a
+    formula trigger (:data:`gpumeter.csvcells.TRIGGERS`).
+
+    Every cell starts the text or follows a comma or a newline (whatever its cells hold).
+    So with a newline put first and the text mapped through :data:`_STARTS` (a trigger to
+    ``=``, a comma or newline to ``,``, every other byte, UTF-8 beyond ASCII included, to
+    ``x``), a cell can start with a trigger only where ``,=`` occurs."""
+    text = ("\n" + "".join(lines)).encode("utf-8", "surrogatepass")
+    return b",=" in text.translate(_STARTS)
+
+
+_STARTS = bytes(ord("=") if chr(c) in TRIGGERS else ord(",") if chr(c) in ",\n" else ord("x") for c in range(256))
+_CSV_SPECIALS = ',"\r\n'  # a cell holding one is quoted by csv.writer (QUOTE_MINIMAL)
+_CSV_SPECIAL = re.compile(f"[{_CSV_SPECIALS}]")
 
 
 CSV_HEADER = ",".join(CSV_COLUMNS) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -76,27 +77,31 @@ class Entries:
     def add(
         self, indices: Sequence[int], datas: Sequence[bytes], values: Sequence[dict[str, Any] | EntryError]
     ) -> None:
-        """The facts of a batch of entries (``values``: :func:`audit.canonical.parse_entries` of ``datas``)."""
+        """The facts of a batch of entries (``values``: :func:`audit.canonical.parse_entries` of ``datas``).
+
+        Each entry's fields are taken in one step (:data:`_FIELDS`, absent ones as in
+        :data:`_ABSENT`); an entry's document references are looked for only when its bytes
+        name a document, its scope computed once per (month, tenant, type)."""
         documents = b'"document"' in b"".join(datas)
-        atts: list[tuple[int, dict[str, Any]]] = []
-        scope_of, scopes = self._scope_of, self.scopes
+        atts: list[tuple[Any, ...]] = []
+        att_index: list[int] = []
+        scope_of, scopes, absent, pick = self._scope_of, self.scopes, _ABSENT, _PICK
         for index, data, entry in zip(indices, datas, values, strict=True):
             if type(entry) is not dict:
                 self.fail(index, entry)  # type: ignore[arg-type]  # an EntryError, the only other kind
                 continue
+            row = pick({**absent, **entry})
+            kind, month, tenant = row[_TYPE], row[_MONTH] or row[_PERIOD], row[_TENANT]
             try:
                 refs = list(document_refs(entry)) if documents and b'"document"' in data else ()
-                kind = entry["type"]
                 if kind == "key_event":
                     where = None
-                else:  # scope() depends on these alone when the month is a string: once each
-                    month, tenant = entry.get("month") or entry.get("period"), entry.get("tenant")
-                    if type(month) is str and (tenant is None or type(tenant) is str):
-                        where = scope_of.get((month, tenant, kind))
-                        if where is None:
-                            where = scope_of[(month, tenant, kind)] = (*scope(entry), kind == "inventory_snapshot")
-                    else:
-                        where = (*scope(entry), kind == "inventory_snapshot")
+                elif type(month) is str and (tenant is None or type(tenant) is str):  # scope() depends on these alone
+                    where = scope_of.get((month, tenant, kind))
+                    if where is None:
+                        where = scope_of[(month, tenant, kind)] = (*scope(entry), kind == "inventory_snapshot")
+                else:
+                    where = (*scope(entry), kind == "inventory_snapshot")
             except (EntryError, KeyError) as exc:
                 message = exc.message if isinstance(exc, EntryError) else f"entry lacks a field its type needs: {exc}"
                 self.fail(index, EntryError(message))
@@ -107,7 +112,8 @@ class Entries:
             if where is not None:
                 scopes.setdefault(where, index)
             if kind == "job_attestation":
-                atts.append((index, entry))
+                atts.append(row)
+                att_index.append(index)
             elif kind == "export":
                 self.exports.append((index, entry))
             elif kind == "key_event":
@@ -115,25 +121,49 @@ class Entries:
                 if entry.get("event") == "key_rotated":
                     self.rotations.append((str(entry.get("key")), str(entry.get("previous"))))
         if atts:
-            self._attestations(atts)
+            self._attestations(att_index, list(zip(*atts, strict=True)))
 
-    def _attestations(self, atts: list[tuple[int, dict[str, Any]]]) -> None:
-        for index, entry in atts:
-            name, sha = entry.get("policy"), entry.get("policy_sha256", _UNSET)
-            key = (
-                name if type(name) is str else _NOT_A_NAME,
-                sha if type(sha) is str or sha is _UNSET else _NOT_A_NAME,
-            )
-            self.policies.setdefault(key, index)
-        self.att_index += [i for i, _ in atts]
-        self.att_job += [str(e.get("job_id")) for _, e in atts]
-        self.att_supersedes += [e.get("supersedes") for _, e in atts]
-        self.att_inside += [e.get("in_eu") is True for _, e in atts]
-        self.att_line += report.csv_lines([e for _, e in atts])
+    def _attestations(self, indices: list[int], columns: list[tuple[Any, ...]]) -> None:
+        """The facts of a batch's job attestations, given as the columns of their :data:`_FIELDS`."""
+        names = _names(columns[_POLICY], unset=False)
+        digests = _names(columns[_POLICY_SHA256], unset=True)
+        pairs = zip(reversed(names), reversed(digests), strict=True)
+        first = dict(zip(pairs, reversed(indices), strict=True))  # each pair's first entry
+        for key, i in first.items():
+            self.policies.setdefault(key, i)
+        jobs = columns[_JOB]
+        self.att_index += indices
+        self.att_job += [str(None if j is _NO_JOB else j) for j in jobs]  # as str(entry.get("job_id"))
+        self.att_supersedes += columns[_SUPERSEDES]
+        self.att_inside += [v is True for v in columns[_IN_EU]]
+        cells: list[Sequence[Any]] = list(columns[: len(report.CSV_COLUMNS)])
+        cells[_JOB] = ["" if j is _NO_JOB else j for j in jobs]  # as report.CSV_DEFAULTS gives it
+        self.att_line += report.csv_rows(cells)
 
 
 _UNSET = object()  # an attestation without policy_sha256 (older entries): only its id is compared
 _NOT_A_NAME = object()  # a policy or digest that is not a string (a list, an object): matches no policy.json
+_NO_JOB = object()  # an attestation without job_id
+
+
+def _names(column: tuple[Any, ...], *, unset: bool) -> tuple[Any, ...] | list[Any]:
+    """A policy column with every value but a string (or, when ``unset``, :data:`_UNSET`) as
+    :data:`_NOT_A_NAME`: hashable, and matching no policy.json unless a string."""
+    if set(map(type, column)) <= {str}:
+        return column
+    return [v if type(v) is str or (unset and v is _UNSET) else _NOT_A_NAME for v in column]
+
+
+# What the verifier takes from every entry: the report's columns first (audit.report.CSV_COLUMNS),
+# then the type, scope and attestation fields; the value of a field an entry lacks.
+_FIELDS = (*report.CSV_COLUMNS, "type", "month", "period", "policy", "policy_sha256", "supersedes")
+_ABSENT = {**report.CSV_DEFAULTS, **dict.fromkeys(_FIELDS[len(report.CSV_COLUMNS) :]), "job_id": _NO_JOB}
+_ABSENT["policy_sha256"] = _UNSET
+_PICK = itemgetter(*_FIELDS)
+_JOB, _TENANT, _IN_EU = (_FIELDS.index(f) for f in ("job_id", "tenant", "in_eu"))
+_TYPE, _MONTH, _PERIOD, _POLICY, _POLICY_SHA256, _SUPERSEDES = (
+    _FIELDS.index(f) for f in ("type", "month", "period", "policy", "policy_sha256", "supersedes")
+)
 
 
 def read_entries(bundle: BundleReader) -> Entries:
@@ -183,9 +213,7 @@ def check_report(bundle: BundleReader, found: Entries) -> Report:
     for (name, sha), i in sorted(found.policies.items(), key=lambda kv: kv[1]):
         if name != policy_id or sha not in (_UNSET, digest):
             raise VerificationError("attestation was made under another policy than policy.json", entry=i)
-    picked = report.latest_of(zip(found.att_index, found.att_job, found.att_supersedes, strict=True))
-    at = dict(zip(found.att_index, range(len(found.att_index)), strict=True))
-    chosen = [at[i] for i in picked]
+    chosen = report.latest_positions(found.att_index, found.att_job, found.att_supersedes)  # read in index order
     lines = found.att_line
     member = "report/sovereignty.csv"
     raw = bundle.read(member)
