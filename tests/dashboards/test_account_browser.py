@@ -20,8 +20,13 @@ pytestmark = pytest.mark.browser
 
 
 def download(page: Page, label: str, folder: Path) -> Path:
+    """Click a download button once the page's script run is over (a click that lands while
+    Streamlit redraws the page can hit a button being replaced: seen once under heavy load)."""
+    settle(page)
+    button = page.get_by_role("button", name=label, exact=True)
+    expect(button).to_be_enabled(timeout=60_000)
     with page.expect_download(timeout=120_000) as started:
-        page.get_by_role("button", name=label).click()
+        button.click()
     target = folder / started.value.suggested_filename
     started.value.save_as(target)
     return target
